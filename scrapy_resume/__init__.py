@@ -1,0 +1,30 @@
+"""scrapy-resume: crash-proof checkpoint and resume for Scrapy crawls."""
+
+from __future__ import annotations
+
+from .addon import Addon
+from .config import CheckpointConfig, CheckpointConfigError
+from .cursors import Checkpoint, checkpoint
+from .extension import CheckpointExtension
+from .feeds import ResumableFileFeedStorage
+from .middleware import CheckpointMiddleware
+from .spidermiddleware import CheckpointSpiderMiddleware
+from .store import BaseCheckpointStore, CheckpointCorrupt, CheckpointStore, RequestStatus
+
+__all__ = [
+    "Addon",
+    "BaseCheckpointStore",
+    "Checkpoint",
+    "CheckpointConfig",
+    "CheckpointConfigError",
+    "CheckpointCorrupt",
+    "CheckpointExtension",
+    "CheckpointMiddleware",
+    "CheckpointSpiderMiddleware",
+    "CheckpointStore",
+    "RequestStatus",
+    "ResumableFileFeedStorage",
+    "checkpoint",
+]
+
+__version__ = "0.1.0"

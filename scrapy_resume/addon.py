@@ -1,0 +1,33 @@
+"""The one-line set-up: ``ADDONS = {"scrapy_resume.Addon": 0}``."""
+
+from __future__ import annotations
+
+from scrapy.settings import BaseSettings
+
+from .enabling import FEED_STORAGE_PATH
+from .extension import CheckpointExtension
+from .middleware import CheckpointMiddleware
+from .spidermiddleware import CheckpointSpiderMiddleware
+
+
+class Addon:
+    """Enables checkpointing and installs every component at the right place.
+
+    Runs before the settings freeze, at "addon" priority, so a project or
+    command-line setting (``CHECKPOINT_ENABLED=False``, an explicit
+    FEED_STORAGES entry) still wins.
+    """
+
+    def update_settings(self, settings: BaseSettings) -> None:
+        settings.set("CHECKPOINT_ENABLED", True, priority="addon")
+        # outermost on both sides: sees downloads after retries gave up, and
+        # sees every callback's final output
+        settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", CheckpointMiddleware, 1)
+        settings.set_in_component_priority_dict(
+            "SPIDER_MIDDLEWARES", CheckpointSpiderMiddleware, 1
+        )
+        settings.set_in_component_priority_dict("EXTENSIONS", CheckpointExtension, 0)
+        storages = settings.getdict("FEED_STORAGES")
+        for scheme in ("", "file"):  # plain paths have the scheme ""
+            storages.setdefault(scheme, FEED_STORAGE_PATH)
+        settings.set("FEED_STORAGES", storages, priority=settings.getpriority("FEED_STORAGES") or "addon")

@@ -1,0 +1,99 @@
+"""Every CHECKPOINT_* setting, parsed and checked once."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from scrapy.settings import BaseSettings
+from scrapy.utils.project import data_path
+
+STAGE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class CheckpointConfigError(ValueError):
+    """A CHECKPOINT_* setting has a value that cannot be used."""
+
+
+def _get_bool(settings: BaseSettings, name: str, default: bool) -> bool:
+    try:
+        return settings.getbool(name, default)
+    except ValueError:
+        raise CheckpointConfigError(
+            f"{name}={settings.get(name)!r} is not a boolean. "
+            f"Use 1/0, True/False or true/false."
+        ) from None
+
+
+def _get_positive_float(settings: BaseSettings, name: str, default: float) -> float:
+    raw = settings.get(name, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0:
+        raise CheckpointConfigError(
+            f"{name}={raw!r} is not a positive number of seconds (for example 0.5)."
+        )
+    return value
+
+
+def _get_file_list(settings: BaseSettings, name: str) -> tuple[str, ...]:
+    try:
+        return tuple(str(path) for path in settings.getlist(name))
+    except ValueError:
+        raise CheckpointConfigError(
+            f"{name}={settings.get(name)!r} is not a list of file paths."
+        ) from None
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """The package's settings, validated. Build it with :meth:`from_settings`."""
+
+    enabled: bool = False
+    resume: bool = False
+    reset: bool = False
+    directory: Path = Path(".scrapy/checkpoints")
+    stage: str | None = None
+    commit_interval: float = 0.5
+    fsync: bool = False
+    retry_failed: bool = False
+    input_files: tuple[str, ...] = ()
+    progress_interval: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
+        stage = settings.get("CHECKPOINT_STAGE") or None
+        if stage is not None and not STAGE_NAME_PATTERN.match(str(stage)):
+            raise CheckpointConfigError(
+                f"CHECKPOINT_STAGE={stage!r} is not a valid stage name. Use letters, digits, "
+                f"'_', '-' and '.', starting with a letter or digit (at most 100 characters)."
+            )
+        directory = settings.get("CHECKPOINT_DIR") or data_path("checkpoints")
+        return cls(
+            enabled=_get_bool(settings, "CHECKPOINT_ENABLED", False),
+            resume=_get_bool(settings, "CHECKPOINT_RESUME", False),
+            reset=_get_bool(settings, "CHECKPOINT_RESET", False),
+            directory=Path(directory),
+            stage=stage,
+            commit_interval=_get_positive_float(settings, "CHECKPOINT_COMMIT_INTERVAL", 0.5),
+            fsync=_get_bool(settings, "CHECKPOINT_FSYNC", False),
+            retry_failed=_get_bool(settings, "CHECKPOINT_RETRY_FAILED", False),
+            input_files=_get_file_list(settings, "CHECKPOINT_INPUT_FILES"),
+            progress_interval=_get_positive_float(settings, "CHECKPOINT_PROGRESS_INTERVAL", 60.0),
+        )
+
+    def stage_name(self, spider_name: str) -> str:
+        name = self.stage or spider_name
+        if not STAGE_NAME_PATTERN.match(name):
+            raise CheckpointConfigError(
+                f"The spider name {name!r} cannot be used as a stage name; "
+                f"set CHECKPOINT_STAGE to a name made of letters, digits, '_', '-' and '.'."
+            )
+        return name
+
+    def stage_path(self, spider_name: str) -> Path:
+        return self.directory / f"{self.stage_name(spider_name)}.sqlite"
+

@@ -1,0 +1,100 @@
+"""Is every part of scrapy-resume enabled? A half-enabled crawl must not start.
+
+A downloader middleware alone cannot see when a callback's output is fully
+processed, so running with only some of the components would look protected
+and silently lose work. The missing lines are named exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from scrapy import signals
+from scrapy.exceptions import CloseSpider
+from scrapy.utils.conf import build_component_list
+from scrapy.utils.misc import load_object
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
+
+FEED_STORAGE_PATH = "scrapy_resume.ResumableFileFeedStorage"
+
+
+def _loaded(components: list[Any]) -> list[type]:
+    classes = []
+    for component in components:
+        try:
+            classes.append(load_object(component) if isinstance(component, str) else component)
+        except (ImportError, NameError, ValueError):
+            continue  # Scrapy itself reports components that do not load
+    return classes
+
+
+def has_component(settings: BaseSettings, name: str, cls: type) -> bool:
+    classes = _loaded(build_component_list(settings.getwithbase(name)))
+    return any(isinstance(c, type) and issubclass(c, cls) for c in classes)
+
+
+def _file_feeds_covered(settings: BaseSettings) -> bool:
+    from .feeds import ResumableFileFeedStorage
+
+    storages = settings.getwithbase("FEED_STORAGES")
+    for uri in settings.getdict("FEEDS"):
+        scheme = urlparse(str(uri)).scheme
+        if len(scheme) == 1:
+            scheme = ""  # a Windows drive letter, a plain path
+        if scheme not in ("", "file"):
+            continue
+        try:
+            storage = load_object(storages[scheme])
+        except (KeyError, ImportError, NameError, ValueError):
+            return False
+        if not (isinstance(storage, type) and issubclass(storage, ResumableFileFeedStorage)):
+            return False
+    return True
+
+
+def missing_lines(settings: BaseSettings) -> list[str]:
+    """The settings lines that would complete a manual set-up; empty when complete."""
+    from .extension import CheckpointExtension
+    from .middleware import CheckpointMiddleware
+    from .spidermiddleware import CheckpointSpiderMiddleware
+
+    lines = []
+    if not has_component(settings, "DOWNLOADER_MIDDLEWARES", CheckpointMiddleware):
+        lines.append('DOWNLOADER_MIDDLEWARES = {"scrapy_resume.CheckpointMiddleware": 1}')
+    if not has_component(settings, "SPIDER_MIDDLEWARES", CheckpointSpiderMiddleware):
+        lines.append('SPIDER_MIDDLEWARES = {"scrapy_resume.CheckpointSpiderMiddleware": 1}')
+    if not has_component(settings, "EXTENSIONS", CheckpointExtension):
+        lines.append('EXTENSIONS = {"scrapy_resume.CheckpointExtension": 0}')
+    if not _file_feeds_covered(settings):
+        lines.append(
+            f'FEED_STORAGES = {{"": "{FEED_STORAGE_PATH}", "file": "{FEED_STORAGE_PATH}"}}'
+        )
+    return lines
+
+
+def half_enabled_message(lines: list[str]) -> str:
+    body = "\n".join(f"    {line}" for line in lines)
+    return (
+        "scrapy-resume is only partly enabled, so this crawl would not survive an "
+        "interruption. Add these lines to your settings (merging them into any dicts you "
+        "already have):\n"
+        f"{body}\n"
+        'or replace the manual set-up with the add-on: ADDONS = {"scrapy_resume.Addon": 0}'
+    )
+
+
+def refuse_on_open(crawler: Crawler, reason: str, message: str) -> None:
+    """Close the spider as soon as it opens, before any request is sent."""
+
+    def refuse(spider: Any) -> None:
+        logger.error(message, extra={"spider": spider})
+        raise CloseSpider(reason)
+
+    crawler.signals.connect(refuse, signal=signals.spider_opened, weak=False)

@@ -1,0 +1,91 @@
+"""CheckpointMiddleware: the downloader side, where downloads fail.
+
+It is the outermost downloader middleware, so its ``process_exception`` runs
+only after RetryMiddleware has given up. A failed request without an errback
+is settled there; one with an errback gets the errback wrapped, because
+Scrapy calls errbacks for download errors outside every spider middleware.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from twisted.python.failure import Failure
+
+from .config import CheckpointConfig
+from .enabling import half_enabled_message, missing_lines, refuse_on_open
+from .runtime import KEY_META, CheckpointRuntime
+from .store import RequestStatus
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+
+def runtime_of(crawler: Crawler) -> CheckpointRuntime | None:
+    """The crawler's shared checkpoint state, or None if the extension is missing."""
+    from .extension import CheckpointExtension
+
+    extension = crawler.get_extension(CheckpointExtension)
+    return extension.runtime if extension is not None else None
+
+
+def describe_error(error: BaseException | Failure) -> str:
+    value = error.value if isinstance(error, Failure) else error
+    return f"{type(value).__name__}: {value}"
+
+
+class CheckpointMiddleware:
+    def __init__(self, runtime: CheckpointRuntime | None):
+        self.runtime = runtime
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CheckpointMiddleware:
+        if not CheckpointConfig.from_settings(crawler.settings).enabled:
+            raise NotConfigured("CHECKPOINT_ENABLED is off")
+        runtime = runtime_of(crawler)
+        if runtime is None:  # the extension, which would refuse, is missing
+            message = half_enabled_message(missing_lines(crawler.settings))
+            refuse_on_open(crawler, "checkpoint_misconfigured", message)
+        return cls(runtime)
+
+    def process_exception(
+        self, request: Request, exception: Exception, spider: Any = None
+    ) -> None:
+        runtime = self.runtime
+        if runtime is None or not runtime.active or KEY_META not in request.meta:
+            return None
+        status = RequestStatus.DROPPED if isinstance(exception, IgnoreRequest) else RequestStatus.FAILED
+        error = describe_error(exception)
+        if request.errback is None:
+            runtime.settle_without_output(request, status, error)
+        else:
+            request.errback = self._counting_errback(request, status, error)
+        return None
+
+    def _counting_errback(self, request: Request, status: RequestStatus, error: str) -> Any:
+        original = request.errback
+        runtime = self.runtime
+        assert runtime is not None and original is not None
+
+        @functools.wraps(original)
+        def errback(failure: Failure) -> Any:
+            tracker = runtime.open_tracker(
+                failure, request, namespace=b"e", status=status, error=error
+            )
+            try:
+                output = original(failure)
+            except Exception as exc:
+                if tracker is not None:
+                    tracker.failed_with(describe_error(exc))
+                raise
+            if tracker is None:
+                return output
+            if isinstance(output, Failure):
+                tracker.failed_with(describe_error(output))
+                return output
+            return tracker.wrap(output)
+
+        return errback

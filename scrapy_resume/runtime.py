@@ -1,0 +1,394 @@
+"""The per-crawler checkpoint state that every component shares.
+
+It assigns ledger keys, keeps the per-response trackers, decides what is
+skipped on resume, and turns completed requests into commit batches that
+follow the write-ahead rule: a request becomes ``done`` in the same
+transaction that stores its children, its cursor updates and its items'
+counters, after the feeds holding those items were flushed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import time
+from collections.abc import AsyncIterator
+from typing import IO, TYPE_CHECKING, Any
+
+from scrapy import Request
+from scrapy.exceptions import IgnoreRequest
+from scrapy.utils.request import request_from_dict
+
+from .config import CheckpointConfig
+from .store import (
+    BaseCheckpointStore,
+    CommitBatch,
+    NewRequest,
+    RequestStatus,
+    Settlement,
+    StageStatus,
+)
+from .tracking import ORIGIN_META, OutputTracker, RequestRecord
+
+try:
+    from scrapy.utils.asyncio import call_later
+except ImportError:  # Scrapy 2.13
+
+    def call_later(delay: float, func: Any, *args: Any) -> Any:  # type: ignore[misc]
+        from twisted.internet import reactor
+
+        return reactor.callLater(delay, func, *args)
+
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+#: The ledger key of a logical request. Set when it is first scheduled, copied
+#: by Scrapy to its retries and redirects. Read it, never set it.
+KEY_META = "checkpoint_key"
+#: ``meta["checkpoint_skip"] = True``: do not checkpoint this request at all.
+SKIP_META = "checkpoint_skip"
+
+# Origins of a request, besides an OutputTracker (a callback or errback).
+START = "start"  # yielded by the spider's start()
+RESTORED = "restored"  # read back from the checkpoint's frontier
+
+#: Commit at once when this many completed requests are waiting, whatever
+#: the interval, to bound memory and the size of one transaction.
+MAX_BATCH = 5000
+
+
+class CheckpointRuntime:
+    def __init__(self, crawler: Crawler, config: CheckpointConfig):
+        self.crawler = crawler
+        self.config = config
+        self.stats = crawler.stats
+        self.fingerprint = crawler.request_fingerprinter.fingerprint
+        self.store: BaseCheckpointStore | None = None
+        self.active = False  # True between a successful open and the close
+        self.recovering = False  # replaying the frontier of a crashed run
+        # keys settled before this run (never fetched again) and those we
+        # already reported as skipped, so a re-discovery counts once
+        self.finished: set[bytes] = set()
+        self.skipped: set[bytes] = set()
+        # the frontier found at start: key -> already scheduled in this run?
+        self.frontier: dict[bytes, bool] = {}
+        self.trackers: dict[int, OutputTracker] = {}
+        self.loose: list[RequestRecord] = []  # new requests with no parent response
+        self.ready: list[OutputTracker] = []  # completed, waiting for the next commit
+        self.uncommitted: dict[bytes, RequestRecord] = {}
+        self.waiting_parents: dict[bytes, OutputTracker] = {}
+        self.cursor_values: dict[str, Any] = {}
+        self.loose_cursors: dict[str, Any] = {}
+        self.counter_deltas: dict[str, int] = {}
+        self.counter_totals: dict[str, int] = {}
+        self.feeds: list[IO[bytes]] = []
+        self.warned_callbacks: set[str] = set()
+        self._last_scheduled: tuple[Request, RequestRecord] | None = None
+        self.commit_error: BaseException | None = None
+
+    # starting and restoring
+
+    def start(self, store: BaseCheckpointStore) -> None:
+        self.store = store
+        self.finished = set(store.finished_keys())
+        self.frontier = dict.fromkeys(store.pending_keys(), False)
+        self.cursor_values = store.cursors()
+        self.counter_totals = dict(store.summary().counters)
+        self.active = True
+
+    async def restored_requests(self) -> AsyncIterator[Request]:
+        """The frontier of earlier runs, oldest first, streamed in batches."""
+        assert self.store is not None
+        spider = self.crawler.spider
+        for batch in self.store.iter_pending():
+            for key, blob in batch:
+                if self.frontier.get(key, True):
+                    continue  # a re-discovered copy is already scheduled
+                try:
+                    request = request_from_dict(pickle.loads(blob), spider=spider)
+                except Exception as exc:
+                    logger.error(
+                        "Cannot restore a pending request (%s); marking it failed",
+                        exc,
+                        exc_info=True,
+                        extra={"spider": spider},
+                    )
+                    self._settle_now(key, None, RequestStatus.FAILED, f"restore: {exc!r}")
+                    continue
+                request.meta[KEY_META] = key
+                request.meta[ORIGIN_META] = (RESTORED, 0)
+                self.stats.inc_value("checkpoint/restored")
+                yield request
+        if self.recovering and self.active:
+            self.recovering = False
+            self.store.set_status(StageStatus.RUNNING)
+
+    # scheduling
+
+    def on_request_scheduled(self, request: Request) -> None:
+        meta = request.meta
+        origin = meta.pop(ORIGIN_META, None)
+        if origin is None:
+            if KEY_META in meta:
+                return  # a retry or redirect of a request we already track
+            parent, ordinal = None, 0  # injected with engine.crawl() from outside a callback
+        else:
+            parent, ordinal = origin
+            if isinstance(parent, OutputTracker):
+                parent.output_settled()
+        if meta.get(SKIP_META):
+            meta.pop(KEY_META, None)  # may be inherited from response.meta
+            return
+        if parent == RESTORED:
+            key = meta[KEY_META]
+            if self.frontier.get(key):
+                raise IgnoreRequest("already scheduled in this run")
+            self.frontier[key] = True
+            return
+        key = self._key_for(request, parent, ordinal)
+        meta[KEY_META] = key
+        if key in self.finished:
+            if key not in self.skipped:
+                self.skipped.add(key)
+                self._count("skipped")
+            raise IgnoreRequest("already done in an earlier run")
+        in_frontier = self.frontier.get(key)
+        if in_frontier is not None:
+            if in_frontier:
+                raise IgnoreRequest("already scheduled in this run")
+            self.frontier[key] = True  # this copy stands in for the stored one
+            return
+        record = RequestRecord(key, request)
+        if isinstance(parent, OutputTracker):
+            parent.children.append(record)
+        else:
+            self.loose.append(record)
+        self.uncommitted[key] = record
+        self._last_scheduled = (request, record)
+
+    def on_request_dropped(self, request: Request) -> None:
+        # request_dropped is sent right after request_scheduled for the same
+        # request, when the dupefilter refuses it: a duplicate of a request
+        # already in the ledger, so nothing new is written.
+        last = self._last_scheduled
+        if last is not None and last[0] is request:
+            last[1].dropped = True
+            self.uncommitted.pop(last[1].key, None)
+        self._last_scheduled = None
+
+    def _key_for(self, request: Request, parent: Any, ordinal: int) -> bytes:
+        fingerprint = self.fingerprint(request)
+        if not request.dont_filter:
+            return fingerprint
+        # dont_filter asks for a fetch even if the fingerprint was seen: key it
+        # by where it came from, so the same parent regenerates the same key.
+        if isinstance(parent, OutputTracker):
+            base = parent.key + parent.namespace
+        elif parent == START:
+            base = b"start"
+        else:
+            return fingerprint
+        return hashlib.sha1(base + ordinal.to_bytes(8, "big") + fingerprint).digest()
+
+    def tag_start_request(self, request: Request, ordinal: int) -> None:
+        request.meta[ORIGIN_META] = (START, ordinal)
+
+    # trackers
+
+    def open_tracker(self, source: Any, request: Request, **kwargs: Any) -> OutputTracker | None:
+        key = request.meta.get(KEY_META)
+        if key is None or not self.active:
+            return None
+        tracker = OutputTracker(self, key, request, source, **kwargs)
+        self.trackers[id(source)] = tracker
+        return tracker
+
+    def tracker_for(self, source: Any) -> OutputTracker | None:
+        return self.trackers.get(id(source))
+
+    def on_item_settled(self, response: Any) -> None:
+        tracker = self.trackers.get(id(response))
+        if tracker is not None:
+            tracker.output_settled()
+
+    def on_item_scraped(self, response: Any) -> None:
+        tracker = self.trackers.get(id(response))
+        if tracker is None:
+            self._count("items")  # from start(), or not tracked
+            return
+        tracker.items += 1
+        tracker.output_settled()
+
+    def check_later(self, tracker: OutputTracker) -> None:
+        # Deferred by one loop turn: handlers later in the same signal gather,
+        # and a recovery chain started right after this one, run first.
+        if not tracker.check_scheduled and not tracker.settled:
+            tracker.check_scheduled = True
+            call_later(0, self._check, tracker)
+
+    def _check(self, tracker: OutputTracker) -> None:
+        tracker.check_scheduled = False
+        if tracker.complete and not tracker.settled:
+            tracker.settled = True
+            self.trackers.pop(id(tracker.source), None)
+            tracker.source = None
+            self.ready.append(tracker)
+            if len(self.ready) >= MAX_BATCH:
+                self.commit()
+
+    def settle_without_output(self, request: Request, status: RequestStatus, error: str) -> None:
+        """A request that ends with no callback output: a download error, no errback."""
+        key = request.meta.get(KEY_META)
+        if key is not None and self.active:
+            self._settle_now(key, request, status, error)
+
+    def _settle_now(
+        self, key: bytes, request: Request | None, status: RequestStatus, error: str
+    ) -> None:
+        tracker = OutputTracker(self, key, request, None, status=status, error=error)  # type: ignore[arg-type]
+        tracker.settled = True
+        self.ready.append(tracker)
+
+    def _mark_committed(self, key: bytes) -> None:
+        """The settlement of ``key`` is in a batch: unblock a parent waiting for it."""
+        record = self.uncommitted.get(key)
+        if record is not None:
+            record.settled = True
+        parent = self.waiting_parents.pop(key, None)
+        if parent is not None:
+            parent.blocked_on -= 1
+            if parent.blocked_on == 0:
+                self.ready.append(parent)
+
+    # cursors and counters
+
+    def set_cursor(self, name: str, value: Any, response: Any = None) -> None:
+        self.cursor_values[name] = value
+        tracker = self.trackers.get(id(response)) if response is not None else None
+        if tracker is not None:
+            tracker.cursors[name] = value
+        else:
+            self.loose_cursors[name] = value
+
+    def _count(self, name: str, delta: int = 1) -> None:
+        self.counter_deltas[name] = self.counter_deltas.get(name, 0) + delta
+
+    # feeds
+
+    def register_feed(self, file: IO[bytes]) -> None:
+        self.feeds.append(file)
+
+    def unregister_feed(self, file: IO[bytes]) -> None:
+        if file in self.feeds:
+            self.feeds.remove(file)
+
+    def flush_feeds(self) -> None:
+        for file in self.feeds:
+            if not file.closed:
+                file.flush()
+                if self.config.fsync:
+                    os.fsync(file.fileno())
+
+    # committing
+
+    def commit(self) -> None:
+        """Make every completed request durable, with all of its consequences."""
+        if self.store is None or not self.active:
+            return
+        started = time.monotonic()
+        batch = self._build_batch()
+        if not batch:
+            return
+        self.flush_feeds()  # the items' bytes leave the buffers before "done" is written
+        self.store.commit(batch)
+        for name, delta in batch.counters.items():
+            self.counter_totals[name] = self.counter_totals.get(name, 0) + delta
+        self.stats.inc_value("checkpoint/commits")
+        self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
+
+    def _build_batch(self) -> CommitBatch:
+        batch = CommitBatch()
+        loose, self.loose = self.loose, []
+        for record in loose:
+            self._add_new_request(batch, record)
+        ready, self.ready = self.ready, []
+        for tracker in ready:
+            self._add_completed(batch, tracker)
+        batch.cursors.update(self.loose_cursors)
+        self.loose_cursors = {}
+        for name, delta in self.counter_deltas.items():
+            batch.counters[name] = batch.counters.get(name, 0) + delta
+        self.counter_deltas = {}
+        return batch
+
+    def _add_completed(self, batch: CommitBatch, tracker: OutputTracker) -> None:
+        children, tracker.children = tracker.children, []
+        for record in children:
+            if not self._add_new_request(batch, record) and not record.settled:
+                # The child exists only in memory: this request stays not-done
+                # until the child has finished, so a crash re-runs it.
+                tracker.blocked_on += 1
+                self.waiting_parents[record.key] = tracker
+        if tracker.blocked_on:
+            return
+        request = tracker.request
+        blob = None
+        if tracker.status == RequestStatus.FAILED and request is not None:
+            blob = self._serialize(request, warn=False)
+        batch.settlements.append(
+            Settlement(
+                key=tracker.key,
+                status=tracker.status,
+                url=request.url if request is not None else "",
+                http_status=tracker.http_status,
+                error=tracker.error,
+                blob=blob,
+            )
+        )
+        self._mark_committed(tracker.key)
+        batch.cursors.update(tracker.cursors)
+        counters = batch.counters
+        status_name = tracker.status.name.lower()
+        counters[status_name] = counters.get(status_name, 0) + 1
+        if tracker.items:
+            counters["items"] = counters.get("items", 0) + tracker.items
+
+    def _add_new_request(self, batch: CommitBatch, record: RequestRecord) -> bool:
+        """Serialize a new request into the batch; False if it cannot be serialized."""
+        self.uncommitted.pop(record.key, None)
+        request, record.request = record.request, None
+        if record.dropped or request is None:
+            return True
+        blob = self._serialize(request, warn=True)
+        if blob is None:
+            return False
+        batch.new_requests.append(NewRequest(record.key, request.url, blob))
+        return True
+
+    def _serialize(self, request: Request, *, warn: bool) -> bytes | None:
+        try:
+            return pickle.dumps(
+                request.to_dict(spider=self.crawler.spider), protocol=pickle.HIGHEST_PROTOCOL
+            )
+        except Exception as exc:
+            if warn:
+                self._count("unserializable")
+                self.stats.inc_value("checkpoint/unserializable")
+                callback = getattr(request.callback, "__qualname__", repr(request.callback))
+                if callback not in self.warned_callbacks:
+                    self.warned_callbacks.add(callback)
+                    logger.warning(
+                        "Cannot checkpoint a request for callback %s (%s: %s); its parent "
+                        "stays not-done until it finishes. Use spider methods as callbacks "
+                        "and picklable meta/cb_kwargs to make such requests resumable.",
+                        callback,
+                        type(exc).__name__,
+                        exc,
+                        extra={"spider": self.crawler.spider},
+                    )
+            return None

@@ -1,0 +1,75 @@
+"""CheckpointSpiderMiddleware: counts each response's output, restores the frontier.
+
+It must be the outermost spider middleware (order below 25), so that it sees
+the final output of every callback, after filtering by the others, and so
+that its ``process_start`` runs before StartSpiderMiddleware's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Request
+from scrapy.exceptions import NotConfigured
+
+from .config import CheckpointConfig
+from .enabling import has_component, half_enabled_message, missing_lines, refuse_on_open
+from .middleware import runtime_of
+from .runtime import CheckpointRuntime
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.http import Response
+
+
+class CheckpointSpiderMiddleware:
+    def __init__(self, runtime: CheckpointRuntime | None):
+        self.runtime = runtime
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> CheckpointSpiderMiddleware:
+        from .middleware import CheckpointMiddleware
+
+        if not CheckpointConfig.from_settings(crawler.settings).enabled:
+            raise NotConfigured("CHECKPOINT_ENABLED is off")
+        runtime = runtime_of(crawler)
+        downloader_mw_enabled = has_component(
+            crawler.settings, "DOWNLOADER_MIDDLEWARES", CheckpointMiddleware
+        )
+        if runtime is None and not downloader_mw_enabled:
+            # neither the extension nor the downloader middleware will refuse
+            message = half_enabled_message(missing_lines(crawler.settings))
+            refuse_on_open(crawler, "checkpoint_misconfigured", message)
+        return cls(runtime)
+
+    async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        runtime = self.runtime
+        if runtime is None or not runtime.active:
+            async for output in start:
+                yield output
+            return
+        async for request in runtime.restored_requests():
+            yield request
+        ordinal = 0
+        async for output in start:
+            if isinstance(output, Request):
+                runtime.tag_start_request(output, ordinal)
+                ordinal += 1
+            yield output
+
+    def process_spider_output(
+        self, response: Response, result: Iterable[Any], spider: Any = None
+    ) -> Iterable[Any]:
+        tracker = self.runtime.tracker_for(response) if self.runtime else None
+        if tracker is None:
+            return result
+        return tracker.iterate(result)
+
+    async def process_spider_output_async(
+        self, response: Response, result: AsyncIterator[Any], spider: Any = None
+    ) -> AsyncIterator[Any]:
+        tracker = self.runtime.tracker_for(response) if self.runtime else None
+        outputs = result if tracker is None else tracker.aiterate(result)
+        async for output in outputs:
+            yield output

@@ -1,0 +1,409 @@
+"""The checkpoint store: a domain-level interface and its SQLite backend.
+
+This is the only module that speaks SQL. Everything else talks to a
+:class:`BaseCheckpointStore` in terms of the ledger: pending requests,
+settled requests, cursors, counters, the stage record and its runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class RequestStatus(IntEnum):
+    """Where one logical request stands in the ledger.
+
+    "skipped" is not a stored status: a skipped request stays ``DONE`` and is
+    counted in the ``skipped`` counter.
+    """
+
+    PENDING = 0
+    DONE = 1
+    FAILED = 2
+    DROPPED = 3
+
+
+class StageStatus:
+    INITIALIZED = "initialized"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RECOVERING = "recovering"
+
+
+class CheckpointCorrupt(Exception):
+    """The checkpoint file exists but cannot be read as a checkpoint."""
+
+
+@dataclass
+class NewRequest:
+    """A request to add to the frontier as pending (ignored if its key is known)."""
+
+    key: bytes
+    url: str
+    blob: bytes
+
+
+@dataclass
+class Settlement:
+    """The final state of a request in this run."""
+
+    key: bytes
+    status: RequestStatus
+    url: str
+    http_status: int | None = None
+    error: str | None = None
+    blob: bytes | None = None  # kept for failed requests, so they can be retried
+
+
+@dataclass
+class CommitBatch:
+    """Everything one checkpoint transaction makes durable, all or nothing."""
+
+    new_requests: list[NewRequest] = field(default_factory=list)
+    settlements: list[Settlement] = field(default_factory=list)
+    cursors: dict[str, Any] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_requests or self.settlements or self.cursors or self.counters)
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    stage: str
+    spider: str
+    status: str
+    created_at: float
+    updated_at: float
+    pending: int
+    done: int
+    failed: int
+    dropped: int
+    counters: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.done + self.failed + self.dropped
+
+    def describe(self) -> str:
+        age = max(0.0, time.time() - self.updated_at)
+        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.updated_at))
+        return (
+            f"status {self.status}, {self.done:,} done, {self.pending:,} pending, "
+            f"{self.failed:,} failed, {self.dropped:,} dropped; last update {updated} "
+            f"({format_age(age)} ago)"
+        )
+
+
+def format_age(seconds: float) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``: the largest whole unit."""
+    seconds = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class BaseCheckpointStore(ABC):
+    """What the components need from a backend. A Redis backend comes later."""
+
+    @abstractmethod
+    def initialize(self, stage: str, spider: str) -> None:
+        """Create an empty stage record."""
+
+    @abstractmethod
+    def summary(self) -> StageSummary: ...
+
+    @abstractmethod
+    def set_status(self, status: str) -> None: ...
+
+    @abstractmethod
+    def begin_run(self, mode: str) -> int: ...
+
+    @abstractmethod
+    def end_run(self, run_id: int, reason: str) -> None: ...
+
+    @abstractmethod
+    def finished_keys(self) -> Iterator[bytes]:
+        """Keys that are done, failed or dropped: never fetched again by a resume."""
+
+    @abstractmethod
+    def pending_keys(self) -> Iterator[bytes]: ...
+
+    @abstractmethod
+    def iter_pending(self, batch_size: int = 1000) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Stream the frontier as batches of ``(key, serialized request)``, oldest first."""
+
+    @abstractmethod
+    def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]: ...
+
+    @abstractmethod
+    def cursors(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def commit(self, batch: CommitBatch) -> None:
+        """Apply a whole batch atomically."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL UNIQUE,
+    status INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    request BLOB,
+    http_status INTEGER,
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_pending ON requests(id) WHERE status = 0;
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    mode TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    close_reason TEXT
+);
+"""
+
+_SETTLE = """
+INSERT INTO requests (key, status, url, request, http_status, error, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    status = excluded.status,
+    http_status = excluded.http_status,
+    error = excluded.error,
+    request = CASE WHEN excluded.status = 2 THEN coalesce(excluded.request, requests.request)
+                   ELSE NULL END,
+    updated_at = excluded.updated_at
+"""
+
+
+class CheckpointStore(BaseCheckpointStore):
+    """The embedded default: one SQLite file per stage, in WAL mode.
+
+    WAL with ``synchronous=NORMAL`` survives the death of the process;
+    ``fsync=True`` switches to ``FULL`` for power-loss safety.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.chmod(self.path.parent, 0o700)
+        except OSError:
+            pass
+        fresh = not self.path.exists()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            if not fresh:
+                self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointCorrupt(f"{self.path} is not a readable checkpoint: {exc}") from exc
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        return Path(path).exists()
+
+    @staticmethod
+    def move_aside(path: str | os.PathLike[str]) -> Path:
+        """Rename a stage file (and its WAL) to a timestamped backup and return the new path."""
+        path = Path(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = path.with_name(f"{path.name}.bak-{stamp}")
+        counter = 1
+        while backup.exists():
+            backup = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+            counter += 1
+        for suffix in ("-wal", "-shm"):
+            companion = Path(f"{path}{suffix}")
+            if companion.exists():
+                companion.rename(f"{backup}{suffix}")
+        path.rename(backup)
+        return backup
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            raise CheckpointCorrupt(f"{self.path} has no schema_version")
+        if int(row[0]) != SCHEMA_VERSION:
+            raise CheckpointCorrupt(
+                f"{self.path} has schema_version {row[0]}, this version of scrapy-resume "
+                f"reads {SCHEMA_VERSION}"
+            )
+
+    # stage record
+
+    def initialize(self, stage: str, spider: str) -> None:
+        now = time.time()
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("stage", stage),
+                    ("spider", spider),
+                    ("status", StageStatus.INITIALIZED),
+                    ("created_at", repr(now)),
+                    ("updated_at", repr(now)),
+                ],
+            )
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT name, value FROM meta"))
+
+    def summary(self) -> StageSummary:
+        meta = self._meta()
+        by_status = dict(self._db.execute("SELECT status, count(*) FROM requests GROUP BY status"))
+        return StageSummary(
+            stage=meta["stage"],
+            spider=meta["spider"],
+            status=meta["status"],
+            created_at=float(meta["created_at"]),
+            updated_at=float(meta["updated_at"]),
+            pending=by_status.get(RequestStatus.PENDING, 0),
+            done=by_status.get(RequestStatus.DONE, 0),
+            failed=by_status.get(RequestStatus.FAILED, 0),
+            dropped=by_status.get(RequestStatus.DROPPED, 0),
+            counters=dict(self._db.execute("SELECT name, value FROM counters")),
+        )
+
+    def set_status(self, status: str) -> None:
+        with self._transaction():
+            self._set_meta("status", status)
+
+    def _set_meta(self, name: str, value: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+        )
+        if name != "updated_at":
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('updated_at', ?)",
+                (repr(time.time()),),
+            )
+
+    def begin_run(self, mode: str) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (mode, started_at) VALUES (?, ?)", (mode, time.time())
+            )
+            self._add_counters({"runs": 1})
+        return int(cursor.lastrowid)
+
+    def end_run(self, run_id: int, reason: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET ended_at = ?, close_reason = ? WHERE id = ?",
+                (time.time(), reason, run_id),
+            )
+
+    # the ledger
+
+    def finished_keys(self) -> Iterator[bytes]:
+        for (key,) in self._db.execute("SELECT key FROM requests WHERE status != 0"):
+            yield bytes(key)
+
+    def pending_keys(self) -> Iterator[bytes]:
+        for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 0"):
+            yield bytes(key)
+
+    def iter_pending(self, batch_size: int = 1000) -> Iterator[list[tuple[bytes, bytes]]]:
+        last_id = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT id, key, request FROM requests WHERE status = 0 AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (last_id, batch_size),
+            ).fetchall()
+            if not rows:
+                return
+            last_id = rows[-1][0]
+            yield [(bytes(key), bytes(blob)) for _, key, blob in rows]
+
+    def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
+        """Every request of the stage as ``(key, status, url)``, in discovery order."""
+        for key, status, url in self._db.execute("SELECT key, status, url FROM requests ORDER BY id"):
+            yield bytes(key), RequestStatus(status), url
+
+    def cursors(self) -> dict[str, Any]:
+        return {
+            name: json.loads(value)
+            for name, value in self._db.execute("SELECT name, value FROM cursors")
+        }
+
+    def commit(self, batch: CommitBatch) -> None:
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO requests (key, status, url, request, updated_at) "
+                "VALUES (?, 0, ?, ?, ?)",
+                [(r.key, r.url, r.blob, now) for r in batch.new_requests],
+            )
+            self._db.executemany(
+                _SETTLE,
+                [
+                    (s.key, int(s.status), s.url, s.blob, s.http_status, s.error, now)
+                    for s in batch.settlements
+                ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)",
+                [(name, json.dumps(value)) for name, value in batch.cursors.items()],
+            )
+            self._add_counters(batch.counters)
+            self._set_meta("updated_at", repr(now))
+
+    def _add_counters(self, deltas: dict[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            [(name, delta) for name, delta in deltas.items() if delta],
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,167 @@
+"""Per-response output accounting: when is a request completely processed?
+
+Scrapy has no signal for "this response is fully processed": the callback's
+output is handed to up to CONCURRENT_ITEMS workers, so when the output
+generator ends, outputs may still be in flight. An :class:`OutputTracker`
+counts, for one response (or one errback call):
+
+* the output chains that are still open (a ``process_spider_exception``
+  recovery output is a second chain);
+* the outputs yielded but not yet settled: a request settles when it is
+  scheduled (``request_scheduled``), an item when it leaves the pipelines
+  (``item_scraped`` / ``item_dropped`` / ``item_error``).
+
+When both counts are zero, the request is complete, and everything it caused
+(children, cursors, items) is committed together with its new status.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from scrapy import Request
+from scrapy.utils.misc import arg_to_iter
+
+from .store import RequestStatus
+
+if TYPE_CHECKING:
+    from .runtime import CheckpointRuntime
+
+#: Internal tag on a request between its creation and ``request_scheduled``:
+#: ``(origin, ordinal)``. Popped when the request is scheduled, so that retries
+#: (which copy meta) never see it and it is never serialized.
+ORIGIN_META = "_checkpoint_origin"
+
+
+class RequestRecord:
+    """A request first seen in this run, waiting to be written as pending."""
+
+    __slots__ = ("key", "request", "dropped", "settled")
+
+    def __init__(self, key: bytes, request: Request):
+        self.key = key
+        self.request: Request | None = request
+        self.dropped = False
+        self.settled = False
+
+
+class OutputTracker:
+    """Counts what one response's output still has in flight."""
+
+    __slots__ = (
+        "runtime",
+        "key",
+        "request",
+        "source",
+        "namespace",
+        "status",
+        "http_status",
+        "error",
+        "open_chains",
+        "in_flight",
+        "ordinal",
+        "children",
+        "cursors",
+        "items",
+        "check_scheduled",
+        "settled",
+        "blocked_on",
+    )
+
+    def __init__(
+        self,
+        runtime: CheckpointRuntime,
+        key: bytes,
+        request: Request,
+        source: Any,
+        *,
+        namespace: bytes = b"c",
+        status: RequestStatus = RequestStatus.DONE,
+        http_status: int | None = None,
+        error: str | None = None,
+    ):
+        self.runtime = runtime
+        self.key = key
+        self.request = request
+        self.source = source  # the Response or Failure; kept alive so its id() stays unique
+        self.namespace = namespace  # keeps callback and errback ordinals apart
+        self.status = status
+        self.http_status = http_status
+        self.error = error
+        self.open_chains = 0
+        self.in_flight = 0
+        self.ordinal = 0
+        self.children: list[RequestRecord] = []
+        self.cursors: dict[str, Any] = {}
+        self.items = 0
+        self.check_scheduled = False
+        self.settled = False
+        self.blocked_on = 0  # unserializable children that must finish first
+
+    # counting outputs
+
+    def tag(self, output: Any) -> Any:
+        if isinstance(output, Request):
+            output.meta[ORIGIN_META] = (self, self.ordinal)
+            self.ordinal += 1
+            self.in_flight += 1
+        elif output is not None:
+            self.in_flight += 1
+        return output
+
+    def output_settled(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self.runtime.check_later(self)
+
+    def failed_with(self, error: str) -> None:
+        """The callback or errback raised: the request ends ``failed``."""
+        self.status = RequestStatus.FAILED
+        self.error = error
+        self.runtime.check_later(self)
+
+    @property
+    def complete(self) -> bool:
+        return self.open_chains == 0 and self.in_flight == 0
+
+    # wrapping output chains: each one counts as open from its first step to its end
+
+    def iterate(self, output: Iterable[Any]) -> Iterator[Any]:
+        self.open_chains += 1
+        try:
+            for item in output:
+                yield self.tag(item)
+        finally:
+            self._close_chain()
+
+    async def aiterate(self, output: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        self.open_chains += 1
+        try:
+            async for item in output:
+                yield self.tag(item)
+        finally:
+            self._close_chain()
+
+    def _close_chain(self) -> None:
+        self.open_chains -= 1
+        self.runtime.check_later(self)
+
+    def wrap(self, output: Any) -> Any:
+        """Wrap whatever an errback returned, the way Scrapy will consume it."""
+        if output is None:
+            self.runtime.check_later(self)
+            return None
+        if isinstance(output, AsyncIterable):
+            return self.aiterate(output)
+        if inspect.isawaitable(output):
+            return self._await_then_wrap(output)
+        return self.iterate(arg_to_iter(output))  # a single item counts as one, as in Scrapy
+
+    async def _await_then_wrap(self, awaitable: Any) -> Any:
+        self.open_chains += 1
+        try:
+            return self.wrap(await awaitable)
+        finally:
+            self._close_chain()

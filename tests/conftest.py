@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+class MockServer:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(TESTS / "mockserver.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.base = self.proc.stdout.readline().strip()
+        assert self.base.startswith("http://127.0.0.1:"), self.base
+        self._names = itertools.count()
+
+    def namespace(self) -> str:
+        return f"ns{next(self._names)}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/{path.lstrip('/')}"
+
+    def hits(self, ns: str) -> dict[str, int]:
+        with urllib.request.urlopen(self.url(f"_hits/{ns}")) as response:
+            return json.load(response)
+
+    def arm(self, ns: str, pid: int, **options: object) -> None:
+        query = "&".join(f"{k}={v}" for k, v in {"pid": pid, **options}.items())
+        with urllib.request.urlopen(self.url(f"_arm/{ns}?{query}")) as response:
+            assert response.read() == b"armed"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def mockserver():
+    server = MockServer()
+    yield server
+    server.stop()

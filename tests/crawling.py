@@ -1,0 +1,130 @@
+"""Running test spiders as real `scrapy runspider` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from scrapy_resume import CheckpointStore, RequestStatus
+
+REPO = Path(__file__).resolve().parent.parent
+SPIDERS = Path(__file__).resolve().parent / "spiders"
+
+ADDON = {"ADDONS": json.dumps({"scrapy_resume.Addon": 0})}
+FEED_STORAGE = "scrapy_resume.ResumableFileFeedStorage"
+MANUAL = {
+    "CHECKPOINT_ENABLED": "1",
+    "DOWNLOADER_MIDDLEWARES": json.dumps({"scrapy_resume.CheckpointMiddleware": 1}),
+    "SPIDER_MIDDLEWARES": json.dumps({"scrapy_resume.CheckpointSpiderMiddleware": 1}),
+    "EXTENSIONS": json.dumps({"scrapy_resume.CheckpointExtension": 0}),
+    "FEED_STORAGES": json.dumps({"": FEED_STORAGE, "file": FEED_STORAGE}),
+}
+ENABLING = {"addon": ADDON, "manual": MANUAL, "off": {}}
+
+
+@dataclass
+class RunResult:
+    returncode: int
+    log: str
+    stats: dict
+
+    @property
+    def finish_reason(self) -> str | None:
+        """From the log: the spider's closed() runs before Scrapy records it in the stats."""
+        found = re.findall(r"Spider closed \((\w+)\)", self.log)
+        return found[-1] if found else None
+
+
+class Crawl:
+    """One spider, one checkpoint dir, one feed, run as many times as a test needs."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        spider: str,
+        *,
+        enable: str = "addon",
+        args: dict[str, str] | None = None,
+        settings: dict[str, str] | None = None,
+        feed: str | None = "items.jsonl",
+    ):
+        self.workdir = workdir
+        self.spider_file = SPIDERS / f"{spider}.py"
+        self.args = args or {}
+        self.settings = {
+            "LOG_LEVEL": "INFO",
+            "TELNETCONSOLE_ENABLED": "0",
+            "CHECKPOINT_DIR": str(workdir / "checkpoints"),
+            "CHECKPOINT_COMMIT_INTERVAL": "0.2",
+            **ENABLING[enable],
+            **(settings or {}),
+        }
+        self.feed = workdir / feed if feed else None
+        self.runs = 0
+
+    def command(self, settings: dict[str, str]) -> list[str]:
+        cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(self.spider_file)]
+        for name, value in {**self.settings, **settings}.items():
+            cmd += ["-s", f"{name}={value}"]
+        for name, value in {**self.args, "stats_file": str(self.stats_path)}.items():
+            cmd += ["-a", f"{name}={value}"]
+        if self.feed is not None:
+            cmd += ["-o", str(self.feed)]
+        return cmd
+
+    @property
+    def stats_path(self) -> Path:
+        return self.workdir / f"stats-{self.runs}.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"run-{self.runs}.log"
+
+    def start(self, **settings: str) -> subprocess.Popen:
+        self.runs += 1
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        log = self.log_path.open("w")
+        return subprocess.Popen(
+            self.command(settings), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def finish(self, proc: subprocess.Popen, timeout: float = 120) -> RunResult:
+        proc.wait(timeout)
+        stats = json.loads(self.stats_path.read_text()) if self.stats_path.exists() else {}
+        return RunResult(proc.returncode, self.log_path.read_text(), stats)
+
+    def run(self, timeout: float = 120, **settings: str) -> RunResult:
+        return self.finish(self.start(**settings), timeout)
+
+    def items(self) -> list[dict]:
+        if self.feed is None or not self.feed.exists():
+            return []
+        return [json.loads(line) for line in self.feed.read_text().splitlines()]
+
+    def store_path(self, stage: str) -> Path:
+        return self.workdir / "checkpoints" / f"{stage}.sqlite"
+
+    def ledger(self, stage: str) -> dict[str, RequestStatus]:
+        """url -> status of every request the stage's checkpoint knows."""
+        store = CheckpointStore(self.store_path(stage))
+        try:
+            return {url: status for _, status, url in store.ledger()}
+        finally:
+            store.close()
+
+    def summary(self, stage: str):
+        store = CheckpointStore(self.store_path(stage))
+        try:
+            return store.summary()
+        finally:
+            store.close()
+
+
+def was_killed(result: RunResult, sig: int = signal.SIGKILL) -> bool:
+    return result.returncode == -sig

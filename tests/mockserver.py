@@ -1,0 +1,150 @@
+"""A local test site, run as a subprocess that prints its URL (Scrapy's mockserver pattern).
+
+Every path starts with a namespace, so tests sharing one server never mix
+their hit counts:
+
+- ``/<ns>/g/<size>/<fanout>/<n>``: page ``n`` of a site of ``size`` pages,
+  linking to ``n*fanout+1 .. n*fanout+fanout`` plus two pages already seen
+  (duplicates for the dupefilter);
+- ``/<ns>/status/<code>``: an empty page with that status;
+- ``/<ns>/redirect/<target path>``: a 302 to ``/<ns>/<target path>``;
+- ``/<ns>/flaky/<k>/<name>``: 500 for the first ``k`` hits, then 200;
+- ``/<ns>/slow/<ms>/<name>``: answers after ``ms`` milliseconds;
+- ``/<ns>/api/<account>/<page>?pages=N``: JSON pages of a paginated API;
+- ``/_hits/<ns>``: JSON ``{path: hits}`` for the namespace;
+- ``/_arm/<ns>?pid=P&signal=KILL&at=N&path=SUFFIX&delay=S&times=2``: send
+  ``signal`` to process ``P`` when the namespace has received ``N`` more
+  hits (only counting paths ending with SUFFIX, if given), ``delay`` seconds
+  later, ``times`` times 0.3 s apart (a double Ctrl+C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections import Counter, defaultdict
+
+from twisted.internet import reactor
+from twisted.web import resource, server
+
+hits: dict[str, Counter] = defaultdict(Counter)
+arms: dict[str, list[dict]] = defaultdict(list)
+
+
+def graph_links(size: int, fanout: int, n: int) -> list[int]:
+    children = [c for c in range(n * fanout + 1, n * fanout + fanout + 1) if c < size]
+    return children + [0, n // 2]
+
+
+def _fire(arm: dict) -> None:
+    for i in range(arm["times"]):
+        reactor.callLater(arm["delay"] + 0.3 * i, _send, arm["pid"], arm["signal"])
+
+
+def _send(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class Root(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):  # noqa: N802 (Twisted's name)
+        parts = request.path.decode().strip("/").split("/")
+        if parts[0] == "_hits":
+            request.setHeader(b"Content-Type", b"application/json")
+            return json.dumps(hits[parts[1]]).encode()
+        if parts[0] == "_arm":
+            return self._arm(parts[1], request)
+        ns, kind, args = parts[0], parts[1], parts[2:]
+        path = request.uri.decode()
+        hits[ns][path] += 1
+        self._count_towards_arms(ns, path)
+        handler = getattr(self, f"page_{kind}", None)
+        if handler is None:
+            request.setResponseCode(404)
+            return b"not found"
+        return handler(request, ns, args)
+
+    def _arm(self, ns: str, request) -> bytes:
+        query = {k.decode(): v[0].decode() for k, v in request.args.items()}
+        arms[ns].append(
+            {
+                "pid": int(query["pid"]),
+                "signal": getattr(signal, f"SIG{query.get('signal', 'KILL')}"),
+                "left": int(query.get("at", "1")),
+                "suffix": query.get("path", ""),
+                "delay": float(query.get("delay", "0")),
+                "times": int(query.get("times", "1")),
+            }
+        )
+        return b"armed"
+
+    def _count_towards_arms(self, ns: str, path: str) -> None:
+        for arm in list(arms[ns]):
+            if arm["suffix"] and not path.split("?")[0].endswith(arm["suffix"]):
+                continue
+            arm["left"] -= 1
+            if arm["left"] <= 0:
+                arms[ns].remove(arm)
+                _fire(arm)
+
+    def page_g(self, request, ns, args):
+        size, fanout, n = (int(a) for a in args)
+        links = "".join(
+            f'<a href="/{ns}/g/{size}/{fanout}/{link}">page {link}</a>\n'
+            for link in graph_links(size, fanout, n)
+        )
+        return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
+
+    def page_status(self, request, ns, args):
+        request.setResponseCode(int(args[0]))
+        return b"status"
+
+    def page_redirect(self, request, ns, args):
+        request.setResponseCode(302)
+        request.setHeader(b"Location", f"/{ns}/{'/'.join(args)}".encode())
+        return b"redirect"
+
+    def page_flaky(self, request, ns, args):
+        failures = int(args[0])
+        if hits[ns][request.uri.decode()] <= failures:
+            request.setResponseCode(500)
+            return b"try again"
+        return b"<html><title>flaky ok</title></html>"
+
+    def page_slow(self, request, ns, args):
+        def finish():
+            request.write(b"<html><title>slow ok</title></html>")
+            request.finish()
+
+        reactor.callLater(int(args[0]) / 1000, finish)
+        return server.NOT_DONE_YET
+
+    def page_api(self, request, ns, args):
+        account, page = args[0], int(args[1])
+        pages = int(request.args.get(b"pages", [b"5"])[0])
+        body = {
+            "account": account,
+            "page": page,
+            "items": [f"{account}-{page}-{i}" for i in range(3)],
+            "next": page + 1 if page + 1 < pages else None,
+        }
+        request.setHeader(b"Content-Type", b"application/json")
+        return json.dumps(body).encode()
+
+
+def main() -> None:
+    site = server.Site(Root())
+    site.noisy = False
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    print(f"http://127.0.0.1:{port.getHost().port}", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""What every test spider shares: its final stats are written to a file."""
+
+from __future__ import annotations
+
+import json
+
+import scrapy
+from scrapy import signals
+
+
+class StatsDumpingSpider(scrapy.Spider):
+    stats_file: str | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        # engine_stopped comes after every spider_closed handler has run
+        crawler.signals.connect(spider.dump_stats, signal=signals.engine_stopped)
+        return spider
+
+    def dump_stats(self) -> None:
+        if self.stats_file:
+            with open(self.stats_file, "w") as f:
+                json.dump(self.crawler.stats.get_stats(), f, default=str)

@@ -1,0 +1,120 @@
+"""Real crawls, killed with real signals at seeded moments, then resumed."""
+
+from __future__ import annotations
+
+import random
+import pytest
+
+from scrapy_resume import RequestStatus
+from tests.crawling import Crawl, was_killed
+
+SIZE = 2000
+FANOUT = 5
+KILLS = 3
+
+
+def page_path(ns: str, n: int) -> str:
+    return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
+
+
+def run_until_finished(crawl, mockserver, ns, rng, *, signal_name, kills, stage="graph"):
+    """Start, interrupt ``kills`` times at seeded moments, resume until finished.
+
+    Checks after every run that nothing done before it was downloaded again.
+    Returns the per-run hit counts and results.
+    """
+    done_before: set[str] = set()
+    previous: dict[str, int] = {}
+    runs = []
+    interrupted = 0
+    while True:
+        proc = crawl.start(**({"CHECKPOINT_RESUME": "1"} if runs else {}))
+        if interrupted < kills:
+            mockserver.arm(ns, proc.pid, signal=signal_name, at=rng.randint(150, 450))
+        result = crawl.finish(proc)
+        hits = mockserver.hits(ns)
+        run_hits = {p: n - previous.get(p, 0) for p, n in hits.items() if n > previous.get(p, 0)}
+        previous = hits
+        refetched_done = {p for p in run_hits if mockserver.url(p) in done_before}
+        assert refetched_done == set(), f"run {len(runs) + 1} downloaded done pages again"
+        runs.append((result, run_hits))
+        done_before = {
+            url for url, status in crawl.ledger(stage).items() if status == RequestStatus.DONE
+        }
+        if result.finish_reason == "finished":
+            return runs
+        interrupted += 1
+        assert interrupted <= kills, result.log[-3000:]
+
+
+@pytest.mark.parametrize("enable", ["addon", "manual"])
+def test_sigkill_then_resume_loses_nothing_and_refetches_nothing_done(
+    tmp_path, mockserver, enable
+):
+    ns = mockserver.namespace()
+    crawl = Crawl(
+        tmp_path, "graph", enable=enable, args={"start": mockserver.url(page_path(ns, 0))}
+    )
+    rng = random.Random(f"sigkill-{enable}")
+    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="KILL", kills=KILLS)
+
+    assert len(runs) == KILLS + 1
+    assert all(was_killed(result) for result, _ in runs[:-1])
+    # lost = 0: every page of the site yielded its item
+    all_pages = {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+    assert {item["url"] for item in crawl.items()} == all_pages
+    # within one run a page is downloaded at most once (the start URL twice in
+    # the first run, as plain Scrapy does: start_urls are dont_filter)
+    root = page_path(ns, 0)
+    for index, (_, run_hits) in enumerate(runs):
+        assert {p: n for p, n in run_hits.items() if n > 1 and p != root} == {}
+        assert run_hits.get(root, 0) == (2 if index == 0 else 0)
+    # the final run's download count matches the server, and it skipped done pages
+    final, final_hits = runs[-1]
+    assert final.stats["downloader/response_count"] == sum(final_hits.values())
+    assert final.stats["checkpoint/skipped"] > 0
+    summary = crawl.summary("graph")
+    assert (summary.status, summary.pending, summary.failed) == ("completed", 0, 0)
+    assert summary.done == SIZE + 1  # every page, plus the dont_filter start request
+    assert summary.counters["runs"] == KILLS + 1
+
+
+def test_graceful_stop_then_resume_downloads_every_page_exactly_once(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(page_path(ns, 0))})
+    rng = random.Random("sigterm")
+    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="TERM", kills=2)
+
+    assert [result.finish_reason for result, _ in runs] == ["shutdown", "shutdown", "finished"]
+    assert all(result.returncode == 0 for result, _ in runs)
+    total_hits: dict[str, int] = {}
+    for _, run_hits in runs:
+        for path, n in run_hits.items():
+            total_hits[path] = total_hits.get(path, 0) + n
+    root = page_path(ns, 0)
+    # a graceful stop drains in-flight work, so nothing is ever fetched twice
+    assert {p: n for p, n in total_hits.items() if n != 1 and p != root} == {}
+    assert len(total_hits) == SIZE
+    urls = [item["url"] for item in crawl.items()]
+    assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+    assert len(urls) == SIZE + 1  # the root's item twice, as in plain Scrapy
+    paused = [line for line in runs[0][0].log.splitlines() if "status paused" in line]
+    assert paused, "the first Ctrl+C must leave the stage paused"
+
+
+def test_double_sigint_is_survived_through_the_crash_path(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    # a slow page keeps the graceful stop draining when the second Ctrl+C comes
+    args = {"start": mockserver.url(page_path(ns, 0)), "also": mockserver.url(f"{ns}/slow/3000/x")}
+    crawl = Crawl(tmp_path, "graph", args=args)
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="INT", at=300, times=2)
+    first = crawl.finish(proc)
+    assert "forcing unclean shutdown" in first.log
+    assert "Spider closed" not in first.log
+    second = crawl.run(CHECKPOINT_RESUME="1")
+    assert "was still running when its last run stopped" in second.log
+    assert second.finish_reason == "finished"
+    urls = {item["url"] for item in crawl.items()}
+    pages = {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+    assert urls == pages | {mockserver.url(f"{ns}/slow/3000/x")}
