@@ -316,9 +316,10 @@ class CheckpointRuntime:
         loose, self.loose = self.loose, []
         for record in loose:
             self._add_new_request(batch, record)
-        ready, self.ready = self.ready, []
-        for tracker in ready:
-            self._add_completed(batch, tracker)
+        while self.ready:  # a settlement can unblock a parent: it joins this batch
+            ready, self.ready = self.ready, []
+            for tracker in ready:
+                self._add_completed(batch, tracker)
         batch.cursors.update(self.loose_cursors)
         self.loose_cursors = {}
         for name, delta in self.counter_deltas.items():

@@ -128,3 +128,37 @@ class Crawl:
 
 def was_killed(result: RunResult, sig: int = signal.SIGKILL) -> bool:
     return result.returncode == -sig
+
+
+def run_until_finished(
+    crawl, mockserver, ns, rng, *, signal_name, kills, stage, at=(150, 450), after_each=None
+):
+    """Start, interrupt ``kills`` times after a seeded number of hits, resume until finished.
+
+    After every run, asserts that nothing done before that run was downloaded
+    again, and calls ``after_each(result)``. Returns ``[(result, hits of that run)]``.
+    """
+    done_before: set[str] = set()
+    previous: dict[str, int] = {}
+    runs = []
+    interrupted = 0
+    while True:
+        proc = crawl.start(**({"CHECKPOINT_RESUME": "1"} if runs else {}))
+        if interrupted < kills:
+            mockserver.arm(ns, proc.pid, signal=signal_name, at=rng.randint(*at))
+        result = crawl.finish(proc)
+        hits = mockserver.hits(ns)
+        run_hits = {p: n - previous.get(p, 0) for p, n in hits.items() if n > previous.get(p, 0)}
+        previous = hits
+        refetched_done = {p for p in run_hits if mockserver.url(p) in done_before}
+        assert refetched_done == set(), f"run {len(runs) + 1} downloaded done pages again"
+        runs.append((result, run_hits))
+        if after_each is not None:
+            after_each(result)
+        done_before = {
+            url for url, status in crawl.ledger(stage).items() if status == RequestStatus.DONE
+        }
+        if result.finish_reason == "finished":
+            return runs
+        interrupted += 1
+        assert interrupted <= kills, result.log[-3000:]

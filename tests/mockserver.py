@@ -122,7 +122,8 @@ class Root(resource.Resource):
             request.write(b"<html><title>slow ok</title></html>")
             request.finish()
 
-        reactor.callLater(int(args[0]) / 1000, finish)
+        call = reactor.callLater(int(args[0]) / 1000, finish)
+        request.notifyFinish().addErrback(lambda _: call.cancel())  # the client went away
         return server.NOT_DONE_YET
 
     def page_api(self, request, ns, args):

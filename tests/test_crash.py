@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 import pytest
 
-from scrapy_resume import RequestStatus
-from tests.crawling import Crawl, was_killed
+from tests.crawling import Crawl, run_until_finished, was_killed
 
 SIZE = 2000
 FANOUT = 5
@@ -15,36 +14,6 @@ KILLS = 3
 
 def page_path(ns: str, n: int) -> str:
     return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
-
-
-def run_until_finished(crawl, mockserver, ns, rng, *, signal_name, kills, stage="graph"):
-    """Start, interrupt ``kills`` times at seeded moments, resume until finished.
-
-    Checks after every run that nothing done before it was downloaded again.
-    Returns the per-run hit counts and results.
-    """
-    done_before: set[str] = set()
-    previous: dict[str, int] = {}
-    runs = []
-    interrupted = 0
-    while True:
-        proc = crawl.start(**({"CHECKPOINT_RESUME": "1"} if runs else {}))
-        if interrupted < kills:
-            mockserver.arm(ns, proc.pid, signal=signal_name, at=rng.randint(150, 450))
-        result = crawl.finish(proc)
-        hits = mockserver.hits(ns)
-        run_hits = {p: n - previous.get(p, 0) for p, n in hits.items() if n > previous.get(p, 0)}
-        previous = hits
-        refetched_done = {p for p in run_hits if mockserver.url(p) in done_before}
-        assert refetched_done == set(), f"run {len(runs) + 1} downloaded done pages again"
-        runs.append((result, run_hits))
-        done_before = {
-            url for url, status in crawl.ledger(stage).items() if status == RequestStatus.DONE
-        }
-        if result.finish_reason == "finished":
-            return runs
-        interrupted += 1
-        assert interrupted <= kills, result.log[-3000:]
 
 
 @pytest.mark.parametrize("enable", ["addon", "manual"])
@@ -56,7 +25,7 @@ def test_sigkill_then_resume_loses_nothing_and_refetches_nothing_done(
         tmp_path, "graph", enable=enable, args={"start": mockserver.url(page_path(ns, 0))}
     )
     rng = random.Random(f"sigkill-{enable}")
-    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="KILL", kills=KILLS)
+    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="KILL", kills=KILLS, stage="graph")
 
     assert len(runs) == KILLS + 1
     assert all(was_killed(result) for result, _ in runs[:-1])
@@ -83,7 +52,7 @@ def test_graceful_stop_then_resume_downloads_every_page_exactly_once(tmp_path, m
     ns = mockserver.namespace()
     crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(page_path(ns, 0))})
     rng = random.Random("sigterm")
-    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="TERM", kills=2)
+    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="TERM", kills=2, stage="graph")
 
     assert [result.finish_reason for result, _ in runs] == ["shutdown", "shutdown", "finished"]
     assert all(result.returncode == 0 for result, _ in runs)

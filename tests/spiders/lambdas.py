@@ -1,0 +1,30 @@
+"""A parent whose child request cannot be serialized (its callback is a lambda)."""
+
+from __future__ import annotations
+
+import scrapy
+
+from tests.spiders.common import StatsDumpingSpider
+
+
+class LambdaSpider(StatsDumpingSpider):
+    name = "lambdas"
+
+    def __init__(self, base: str, child_ms: str = "10", **kwargs):
+        super().__init__(**kwargs)
+        self.base = base.rstrip("/")
+        self.child_ms = child_ms
+
+    async def start(self):
+        yield scrapy.Request(f"{self.base}/slow/10/parent", callback=self.parse_parent)
+
+    def parse_parent(self, response):
+        yield {"page": "parent"}
+        yield scrapy.Request(f"{self.base}/slow/10/sibling", callback=self.parse_child)
+        yield scrapy.Request(
+            f"{self.base}/slow/{self.child_ms}/child",
+            callback=lambda response: self.parse_child(response),
+        )
+
+    def parse_child(self, response):
+        yield {"page": response.url.rsplit("/", 1)[-1]}

@@ -1,0 +1,49 @@
+"""A child that cannot be serialized keeps its parent not-done until it finishes."""
+
+from __future__ import annotations
+
+from scrapy_resume import RequestStatus
+from tests.crawling import Crawl, was_killed
+
+
+def test_parent_waits_for_its_unserializable_child_across_a_kill(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    base = mockserver.url(ns)
+    crawl = Crawl(tmp_path, "lambdas", args={"base": base, "child_ms": "4000"})
+    proc = crawl.start()
+    # kill 1.5 s into the child's 4 s download: several commits have happened
+    mockserver.arm(ns, proc.pid, signal="KILL", path="/child", delay="1.5")
+    killed = crawl.finish(proc)
+    assert was_killed(killed)
+    assert "Cannot checkpoint a request for callback LambdaSpider.parse_parent.<locals>.<lambda>" in killed.log
+    ledger = crawl.ledger("lambdas")
+    assert ledger[f"{base}/slow/10/parent"] == RequestStatus.PENDING
+    assert ledger[f"{base}/slow/10/sibling"] == RequestStatus.DONE
+    assert f"{base}/slow/4000/child" not in ledger
+
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished"
+    ledger = crawl.ledger("lambdas")
+    assert set(ledger.values()) == {RequestStatus.DONE}
+    assert ledger[f"{base}/slow/4000/child"] == RequestStatus.DONE
+    hits = mockserver.hits(ns)
+    # the parent and the child again, the sibling (done) never again
+    assert hits == {"/%s/slow/10/parent" % ns: 2, f"/{ns}/slow/10/sibling": 1,
+                    f"/{ns}/slow/4000/child": 2}
+    assert resumed.stats["checkpoint/unserializable"] == 2  # once per run
+
+
+def test_parent_is_done_once_its_unserializable_child_is(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    base = mockserver.url(ns)
+    crawl = Crawl(tmp_path, "lambdas", args={"base": base})
+    result = crawl.run()
+    assert result.finish_reason == "finished"
+    assert result.stats["checkpoint/unserializable"] == 1
+    ledger = crawl.ledger("lambdas")
+    assert ledger == {
+        f"{base}/slow/10/parent": RequestStatus.DONE,
+        f"{base}/slow/10/sibling": RequestStatus.DONE,
+        f"{base}/slow/10/child": RequestStatus.DONE,
+    }
+    assert sorted(item["page"] for item in crawl.items()) == ["child", "parent", "sibling"]
