@@ -1,0 +1,155 @@
+"""What does checkpointing cost? Plain Scrapy vs scrapy-resume vs JOBDIR, same run.
+
+    python bench/overhead.py [--pages 5000] [--pairs 5] [--no-profile]
+
+Crawls a local site (served on 127.0.0.1 by tests/mockserver.py) of
+``--pages`` pages, with ``-o items.jsonl``, in alternating rounds of plain
+Scrapy, scrapy-resume (the add-on) and JOBDIR. It prints the median ratio of
+crawl time (Scrapy's ``elapsed_time_seconds``) of each against plain Scrapy.
+
+Paired wall-time ratios are noisy on shared machines, so it also runs one
+checkpointed crawl under py-spy and reports the share of CPU samples spent
+in scrapy_resume's own frames. Samples where our spider-middleware wrapper
+is only pulling the spider's own output through Scrapy's chain are not ours
+and are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.crawling import ENABLING  # noqa: E402
+
+# our frames that only pass the spider's own output along: time below them is the spider's
+PASS_THROUGH = {"iterate", "aiterate", "process_spider_output", "process_spider_output_async",
+                "process_start", "errback", "_await_then_wrap"}
+
+
+def function_name(frame: str) -> str:
+    """``OutputTracker.aiterate (/path/tracking.py:140)`` -> ``aiterate``."""
+    return frame.split(" (")[0].rsplit(".", 1)[-1]
+
+
+def start_site() -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "mockserver.py")], stdout=subprocess.PIPE, text=True
+    )
+    return proc, proc.stdout.readline().strip()
+
+
+def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Path,
+          profile_to: Path | None = None) -> dict:
+    workdir.mkdir(parents=True)
+    stats_file = workdir / "stats.json"
+    settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
+                "CHECKPOINT_DIR": str(workdir / "checkpoints")}
+    settings.update(ENABLING["off" if variant in ("plain", "jobdir") else "addon"])
+    if variant == "jobdir":
+        settings["JOBDIR"] = str(workdir / "job")
+    cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(REPO / "tests/spiders/graph.py"),
+           "-a", f"start={base}/{ns}/g/{pages}/{fanout}/0", "-a", f"stats_file={stats_file}",
+           "-o", str(workdir / "items.jsonl")]
+    for name, value in settings.items():
+        cmd += ["-s", f"{name}={value}"]
+    if profile_to is not None:
+        cmd = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(profile_to), "--", *cmd]
+    started = time.monotonic()
+    subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.monotonic() - started
+    stats = json.loads(stats_file.read_text())
+    items = sum(1 for _ in (workdir / "items.jsonl").open())
+    if items < pages:
+        raise SystemExit(f"{variant}: only {items} items for {pages} pages")
+    return {"elapsed": float(stats["elapsed_time_seconds"]), "wall": wall, "items": items}
+
+
+def cpu_share(raw: Path) -> tuple[float, float, int]:
+    """Shares of samples inside scrapy_resume's own work, and the sample count.
+
+    The second share leaves out request fingerprinting: Scrapy caches the
+    fingerprint per request, so the dupefilter would otherwise compute it.
+    """
+    ours = fingerprinting = total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = stack.split(";")
+        inner = [i for i, frame in enumerate(frames) if "scrapy_resume" in frame]
+        if not inner:
+            continue
+        deepest = frames[inner[-1]]
+        below = frames[inner[-1] + 1:]
+        if below and function_name(deepest) in PASS_THROUGH:
+            continue  # the spider's (or Scrapy's) own work, pulled through our wrapper
+        ours += int(count)
+        if below and "fingerprint" in below[0]:
+            fingerprinting += int(count)
+    if not total:
+        return 0.0, 0.0, 0
+    return ours / total, (ours - fingerprinting) / total, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=5000)
+    parser.add_argument("--fanout", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+
+    site, base = start_site()
+    tmp = Path(tempfile.mkdtemp(prefix="scrapy-resume-bench-"))
+    results: dict[str, list[dict]] = {"plain": [], "checkpoint": [], "jobdir": []}
+    try:
+        for round_ in range(args.pairs):
+            order = ["plain", "checkpoint", "jobdir"]
+            if round_ % 2:
+                order.reverse()  # alternate, so drift over time favours no one
+            for variant in order:
+                result = crawl(variant, base, f"{variant}{round_}", args.pages, args.fanout,
+                               tmp / f"{variant}-{round_}")
+                results[variant].append(result)
+                print(f"round {round_ + 1} {variant:>10}: {result['elapsed']:.2f}s crawl, "
+                      f"{result['wall']:.2f}s wall", flush=True)
+        share = share_without_fingerprints = samples = None
+        if not args.no_profile and shutil.which("py-spy"):
+            raw = tmp / "profile.txt"
+            crawl("checkpoint", base, "profiled", args.pages, args.fanout, tmp / "profiled",
+                  profile_to=raw)
+            share, share_without_fingerprints, samples = cpu_share(raw)
+    finally:
+        site.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"\n{args.pages} pages, fanout {args.fanout}, -o items.jsonl, {args.pairs} rounds")
+    for variant in ("checkpoint", "jobdir"):
+        ratios = [r["elapsed"] / p["elapsed"] for r, p in zip(results[variant], results["plain"])]
+        walls = [r["wall"] / p["wall"] for r, p in zip(results[variant], results["plain"])]
+        print(f"{variant:>10} / plain: median crawl-time ratio {statistics.median(ratios):.3f} "
+              f"(pairs {min(ratios):.3f}..{max(ratios):.3f}); "
+              f"median wall ratio {statistics.median(walls):.3f}")
+    if share is not None:
+        print(f"CPU samples inside scrapy_resume: {share:.2%} of {samples} (py-spy, 250 Hz); "
+              f"{share_without_fingerprints:.2%} without the fingerprinting the dupefilter "
+              f"would do anyway")
+    elif not args.no_profile:
+        print("py-spy not found: pip install py-spy for the CPU-share figure")
+
+
+if __name__ == "__main__":
+    main()
