@@ -1,0 +1,108 @@
+"""CheckpointStore on its own: atomic batches, ledger semantics, files on disk."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+
+import pytest
+
+from scrapy_resume import CheckpointCorrupt, CheckpointStore, RequestStatus
+from scrapy_resume.store import CommitBatch, NewRequest, Settlement
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = CheckpointStore(tmp_path / "ckpt" / "stage.sqlite")
+    store.initialize("stage", "spider")
+    yield store
+    store.close()
+
+
+def pending(key: bytes) -> NewRequest:
+    return NewRequest(key, f"http://x/{key.decode()}", b"blob-" + key)
+
+
+def test_a_batch_is_all_or_nothing(store):
+    store.commit(CommitBatch(new_requests=[pending(b"a")]))
+    bad = CommitBatch(
+        new_requests=[pending(b"b")],
+        settlements=[Settlement(b"a", RequestStatus.DONE, "http://x/a")],
+        cursors={"page": object()},  # not JSON: the transaction fails half-way
+    )
+    with pytest.raises(TypeError):
+        store.commit(bad)
+    assert dict((k, s) for k, s, _ in store.ledger()) == {b"a": RequestStatus.PENDING}
+    assert store.cursors() == {}
+
+
+def test_settled_requests_are_never_turned_back_to_pending(store):
+    store.commit(CommitBatch(settlements=[Settlement(b"a", RequestStatus.DONE, "http://x/a")]))
+    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")]))
+    assert [(k, s) for k, s, _ in store.ledger()] == [
+        (b"a", RequestStatus.DONE), (b"b", RequestStatus.PENDING)
+    ]
+    assert list(store.finished_keys()) == [b"a"]
+    assert list(store.pending_keys()) == [b"b"]
+
+
+def test_failed_requests_keep_their_serialized_request(store, tmp_path):
+    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")]))
+    store.commit(CommitBatch(settlements=[
+        Settlement(b"a", RequestStatus.FAILED, "http://x/a", error="TimeoutError: boom"),
+        Settlement(b"b", RequestStatus.DONE, "http://x/b", http_status=200),
+    ]))
+    with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
+        rows = dict(db.execute("SELECT key, request FROM requests"))
+    assert rows == {b"a": b"blob-a", b"b": None}  # done requests drop their blob
+
+
+def test_pending_streams_in_discovery_order_and_in_batches(store):
+    keys = [f"k{i:03}".encode() for i in range(25)]
+    store.commit(CommitBatch(new_requests=[pending(k) for k in keys]))
+    store.commit(CommitBatch(settlements=[Settlement(keys[3], RequestStatus.DONE, "u")]))
+    batches = list(store.iter_pending(batch_size=10))
+    assert [len(b) for b in batches] == [10, 10, 4]
+    assert [key for batch in batches for key, _ in batch] == keys[:3] + keys[4:]
+
+
+def test_counters_accumulate_and_summary_counts_statuses(store):
+    store.begin_run("fresh")
+    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")], counters={"items": 3}))
+    store.commit(CommitBatch(
+        settlements=[Settlement(b"a", RequestStatus.DONE, "u")], counters={"items": 2, "done": 1}
+    ))
+    summary = store.summary()
+    assert (summary.pending, summary.done, summary.failed, summary.total) == (1, 1, 0, 2)
+    assert summary.counters == {"runs": 1, "items": 5, "done": 1}
+    assert "1 done, 1 pending" in summary.describe()
+
+
+def test_files_are_private(tmp_path, store):
+    path = tmp_path / "ckpt" / "stage.sqlite"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_wrong_schema_version_is_corrupt_and_untouched(tmp_path, store):
+    path = tmp_path / "ckpt" / "stage.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    before = path.read_bytes()
+    with pytest.raises(CheckpointCorrupt, match="schema_version 99"):
+        CheckpointStore(path)
+    assert path.read_bytes() == before
+
+
+def test_move_aside_keeps_the_wal_with_its_database(tmp_path):
+    path = tmp_path / "stage.sqlite"
+    store = CheckpointStore(path)
+    store.initialize("stage", "spider")
+    store.commit(CommitBatch(new_requests=[pending(b"a")]))
+    # the process "dies" with the data still in the WAL: no close, no checkpoint
+    backup = CheckpointStore.move_aside(path)
+    assert not path.exists() and backup.exists()
+    reopened = CheckpointStore(backup)
+    assert list(reopened.pending_keys()) == [b"a"]
+    reopened.close()
+    store.close()
