@@ -131,6 +131,8 @@ class CheckpointRuntime:
     # scheduling
 
     def on_request_scheduled(self, request: Request) -> None:
+        if not self.active:
+            return
         meta = request.meta
         origin = meta.pop(ORIGIN_META, None)
         if origin is None:
@@ -172,14 +174,21 @@ class CheckpointRuntime:
         self._last_scheduled = (request, record)
 
     def on_request_dropped(self, request: Request) -> None:
-        # request_dropped is sent right after request_scheduled for the same
-        # request, when the dupefilter refuses it: a duplicate of a request
-        # already in the ledger, so nothing new is written.
-        last = self._last_scheduled
+        # Sent right after request_scheduled for the same request, when the
+        # dupefilter refuses it.
+        last, self._last_scheduled = self._last_scheduled, None
+        if not self.active:
+            return
         if last is not None and last[0] is request:
+            # a new request duplicating one already in the ledger: nothing to write
             last[1].dropped = True
             self.uncommitted.pop(last[1].key, None)
-        self._last_scheduled = None
+            return
+        key = request.meta.get(KEY_META)
+        if key is not None:
+            # a request the ledger knows (a redirect to a URL already seen, a
+            # restored request fetched meanwhile by another one): it ends here
+            self._settle_now(key, request, RequestStatus.DROPPED, "filtered as a duplicate")
 
     def _key_for(self, request: Request, parent: Any, ordinal: int) -> bytes:
         fingerprint = self.fingerprint(request)

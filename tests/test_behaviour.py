@@ -50,6 +50,8 @@ def test_ledger_settles_every_request(feature_runs):
     # a redirect is settled under the original request's key
     assert ledger[f"{base}/redirect/slow/10/target"] == RequestStatus.DONE
     assert f"{base}/slow/10/target" not in ledger
+    # a redirect to a URL already seen ends there, as in plain Scrapy, and is not left pending
+    assert ledger[f"{base}/redirect/g/13/3/0"] == RequestStatus.DROPPED
     assert ledger[f"{base}/flaky/2/a"] == RequestStatus.DONE
     assert ledger["http://127.0.0.1:1/refused"] == RequestStatus.FAILED
     assert ledger["http://127.0.0.1:1/refused-no-errback"] == RequestStatus.FAILED
@@ -57,7 +59,7 @@ def test_ledger_settles_every_request(feature_runs):
     # the errback's own request was recorded and done
     assert ledger[f"{base}/status/200?after_error=refused"] == RequestStatus.DONE
     summary = crawl.summary("features")
-    assert summary.status == "completed"
+    assert summary.status == "completed" and summary.dropped == 1
     assert summary.counters["items"] == result.stats["item_scraped_count"] == 23
     assert summary.failed == 3
 

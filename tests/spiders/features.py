@@ -21,6 +21,8 @@ class FeaturesSpider(StatsDumpingSpider):
         yield scrapy.Request(f"{base}/g/13/3/0", callback=self.parse_page, cb_kwargs={"label": "g"})
         yield scrapy.Request(f"{base}/flaky/2/a", callback=self.parse_plain)
         yield scrapy.Request(f"{base}/redirect/slow/10/target", callback=self.parse_plain)
+        # redirects to a page already scheduled: the dupefilter drops the redirect
+        yield scrapy.Request(f"{base}/redirect/g/13/3/0", callback=self.parse_plain)
         yield scrapy.Request(f"{base}/status/404", callback=self.parse_plain, errback=self.on_error)
         yield scrapy.Request(f"{base}/status/500", callback=self.parse_plain)
         yield scrapy.Request("http://127.0.0.1:1/refused", errback=self.on_error)
