@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import pytest
 
+from scrapy_resume import RequestStatus
 from tests.crawling import Crawl, run_until_finished, was_killed
 
 SIZE = 2000
@@ -87,3 +88,19 @@ def test_double_sigint_is_survived_through_the_crash_path(tmp_path, mockserver):
     urls = {item["url"] for item in crawl.items()}
     pages = {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
     assert urls == pages | {mockserver.url(f"{ns}/slow/3000/x")}
+
+
+def test_start_url_pending_at_a_kill_is_fetched_once_on_resume(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    slow = f"/{ns}/slow/2000/start"
+    args = {"start": mockserver.url(page_path(ns, 0)), "also": mockserver.url(slow)}
+    crawl = Crawl(tmp_path, "graph", args=args)
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="KILL", path="/start", delay="1")
+    assert was_killed(crawl.finish(proc))
+    assert crawl.ledger("graph")[mockserver.url(slow)] == RequestStatus.PENDING
+    before = mockserver.hits(ns)[slow]
+    # restored from the frontier, and yielded again by start(): fetched once
+    assert crawl.run(CHECKPOINT_RESUME="1").finish_reason == "finished"
+    assert mockserver.hits(ns)[slow] - before == 1
+    assert crawl.ledger("graph")[mockserver.url(slow)] == RequestStatus.DONE
