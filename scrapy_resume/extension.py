@@ -16,6 +16,7 @@ from scrapy.utils.defer import deferred_from_coro
 
 from .config import CheckpointConfig
 from .enabling import half_enabled_message, missing_lines
+from .feeds import FeedChanged, check_feeds, truncate_to_committed
 from .runtime import CheckpointRuntime
 from .store import CheckpointCorrupt, CheckpointStore, StageStatus, StageSummary
 
@@ -62,22 +63,15 @@ class CheckpointExtension:
         connect(runtime.on_request_scheduled, signal=signals.request_scheduled)
         connect(runtime.on_request_dropped, signal=signals.request_dropped)
         connect(extension.response_received, signal=signals.response_received)
-        connect(extension.item_scraped, signal=signals.item_scraped)
-        connect(extension.item_not_scraped, signal=signals.item_dropped)
-        connect(extension.item_not_scraped, signal=signals.item_error)
         connect(extension.spider_error, signal=signals.spider_error)
+        # the item signals are connected by the spider middleware: it is built
+        # after every extension, so its handler runs after FeedExporter's write
         return extension
 
     # signal handlers: thin, the runtime does the work
 
     def response_received(self, response: Any, request: Any, spider: Any = None) -> None:
         self.runtime.open_tracker(response, response.request or request, http_status=response.status)
-
-    def item_scraped(self, item: Any, response: Any, spider: Any = None) -> None:
-        self.runtime.on_item_scraped(response)
-
-    def item_not_scraped(self, item: Any, response: Any, spider: Any = None, **kwargs: Any) -> None:
-        self.runtime.on_item_settled(response)
 
     def spider_error(self, failure: Any, response: Any, spider: Any = None) -> None:
         tracker = self.runtime.tracker_for(response)
@@ -106,6 +100,11 @@ class CheckpointExtension:
         missing = missing_lines(self.crawler.settings)
         if missing:
             raise Refusal("checkpoint_misconfigured", half_enabled_message(missing))
+        problems, warnings = check_feeds(self.crawler.settings)
+        if problems:
+            raise Refusal("checkpoint_feed_unsupported", "\n".join(problems))
+        for warning in warnings:
+            logger.warning("%s", warning, extra={"spider": spider})
         self.stage = self.config.stage_name(spider.name)
         path = self.config.stage_path(spider.name)
         mode = "fresh"
@@ -127,6 +126,12 @@ class CheckpointExtension:
             self.store = CheckpointStore(path, fsync=self.config.fsync)
             self.store.initialize(self.stage, spider.name)
         assert self.store is not None
+        if mode != "fresh":
+            try:
+                truncate_to_committed(self.store.feed_offsets())
+            except FeedChanged as exc:
+                self._close_store()
+                raise Refusal("checkpoint_feed_changed", str(exc)) from None
         self.run_id = self.store.begin_run(mode)
         self.runtime.recovering = mode == "recover"
         self.store.set_status(StageStatus.RECOVERING if mode == "recover" else StageStatus.RUNNING)
@@ -212,7 +217,9 @@ class CheckpointExtension:
         if self.store is None or not self.runtime.active:
             self._close_store()
             return
+        self.runtime.settle_complete_trackers()
         self.runtime.commit()
+        self.runtime.close_feeds()
         self.runtime.active = False
         summary = self.store.summary()
         if reason == "finished" and summary.pending == 0:

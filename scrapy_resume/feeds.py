@@ -1,26 +1,187 @@
-"""A file feed storage whose buffers are flushed before each checkpoint commit.
+"""Exactly-once file feeds.
 
-Scrapy writes file feeds through an 8 KiB buffer. A request must not become
-``done`` while its items still sit in that buffer, or a SIGKILL loses them.
-The add-on registers this storage for plain paths (scheme ``""``) and
-``file://`` URIs.
+The exporter writes into a :class:`FeedStage`, not into the file. Right after
+each item is exported, the spider middleware hands the staged bytes to the
+request that produced the item; they reach the file only at the commit that
+marks that request done, and the file's new size is recorded in that same
+transaction. On resume each feed is truncated back to its recorded size, so
+the bytes of requests that were not done disappear and are written again when
+those requests are fetched again. Nothing is lost, nothing is duplicated, and
+no partial line survives.
+
+This works for formats made of independent records (JSON lines, CSV, pickle,
+marshal). A JSON array or an XML document needs its closing bracket or tag,
+so those formats, batched feeds and post-processing are refused at start.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
+from scrapy.exporters import (
+    CsvItemExporter,
+    JsonLinesItemExporter,
+    MarshalItemExporter,
+    PickleItemExporter,
+)
 from scrapy.extensions.feedexport import FileFeedStorage
+from scrapy.utils.misc import load_object
+from w3lib.url import file_uri_to_path
 
 from .middleware import runtime_of
 
 if TYPE_CHECKING:
     from scrapy import Spider
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
     from twisted.internet.defer import Deferred
+
+logger = logging.getLogger(__name__)
+
+#: Exporters whose files stay valid when cut at any record boundary.
+RECORD_EXPORTERS = (
+    CsvItemExporter, JsonLinesItemExporter, MarshalItemExporter, PickleItemExporter
+)
+
+
+def is_record_format(settings: BaseSettings, fmt: Any) -> bool:
+    try:
+        exporter = load_object(settings.getwithbase("FEED_EXPORTERS")[fmt])
+    except (KeyError, ImportError, NameError, ValueError):
+        return False  # Scrapy itself reports unknown formats
+    return isinstance(exporter, type) and issubclass(exporter, RECORD_EXPORTERS)
+
+
+class FeedChanged(Exception):
+    """A feed file no longer holds what the checkpoint committed to it."""
+
+
+def feed_scheme(uri: str) -> str:
+    scheme = urlparse(uri).scheme
+    return "" if len(scheme) == 1 else scheme  # a Windows drive letter is a plain path
+
+
+def check_feeds(settings: BaseSettings) -> tuple[list[str], list[str]]:
+    """Problems that forbid exactly-once output, and warnings about feeds we cannot cover."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    default_batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
+    for uri, options in settings.getdict("FEEDS").items():
+        uri = str(uri)
+        options = options or {}
+        if feed_scheme(uri) not in ("", "file"):
+            warnings.append(
+                f"Feed {uri} is not a local file: it is uploaded or written as a whole, so "
+                f"scrapy-resume cannot make it exactly-once across interruptions. Write a local "
+                f".jsonl file instead and upload it when the stage is completed."
+            )
+            continue
+        name = Path(file_uri_to_path(uri) if uri.startswith("file:") else uri).stem
+        fmt = options.get("format")
+        if not is_record_format(settings, fmt):
+            problems.append(
+                f"Feed {uri} uses the {fmt!r} format, which cannot be resumed exactly-once: "
+                f"a crash leaves the document without its closing bracket or tag. Use a line "
+                f"format, e.g. -o {name}.jsonl (or .csv)."
+            )
+        if options.get("batch_item_count", default_batch):
+            problems.append(
+                f"Feed {uri} is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); "
+                f"batch files cannot be resumed exactly-once. Use one file per stage."
+            )
+        if options.get("postprocessing"):
+            problems.append(
+                f"Feed {uri} uses postprocessing, which hides record boundaries; write a plain "
+                f"file and compress it when the stage is completed."
+            )
+    return problems, warnings
+
+
+def truncate_to_committed(offsets: dict[str, int]) -> None:
+    """Cut every feed back to what the checkpoint committed, before anything is written."""
+    for path, committed in offsets.items():
+        file = Path(path)
+        if not file.exists():
+            raise FeedChanged(
+                f"The feed {path} is missing, but the checkpoint committed {committed:,} bytes to "
+                f"it. Put the file back, or start the stage over with -s CHECKPOINT_RESET=1."
+            )
+        size = file.stat().st_size
+        if size < committed:
+            raise FeedChanged(
+                f"The feed {path} holds {size:,} bytes, fewer than the {committed:,} the "
+                f"checkpoint committed: it was changed or replaced. Restore it, or start the "
+                f"stage over with -s CHECKPOINT_RESET=1."
+            )
+        if size > committed:
+            with file.open("r+b") as handle:
+                handle.truncate(committed)
+            logger.info(
+                "Feed %s: removed %s bytes written after the last commit; their requests "
+                "will be fetched again", path, f"{size - committed:,}",
+            )
+
+
+class FeedStage(io.RawIOBase):
+    """What the exporter writes into: bytes wait here until their request is done."""
+
+    def __init__(self, path: str, file: IO[bytes], offset: int, *, skip_header: bool = False):
+        super().__init__()
+        self.path = path
+        self.file = file
+        self.committed_offset = offset
+        self.staged = bytearray()  # exported, not yet claimed by a request
+        self.outgoing = bytearray()  # claimed by done requests, written at the next commit
+        self.skip_header = skip_header  # a CSV header the file already has
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = len(data)
+        data = bytes(data)
+        if self.skip_header:
+            end = data.find(b"\n")
+            if end < 0:
+                return size
+            data = data[end + 1 :]
+            self.skip_header = False
+        self.staged += data
+        return size
+
+    def take(self) -> bytes:
+        data = bytes(self.staged)
+        self.staged.clear()
+        return data
+
+    def write_out(self, fsync: bool) -> int:
+        """Append the claimed bytes to the file; return the size to commit."""
+        if self.outgoing:
+            self.file.write(self.outgoing)
+            self.file.flush()
+            if fsync:
+                os.fsync(self.file.fileno())
+        return self.committed_offset + len(self.outgoing)
+
+    def committed(self, offset: int) -> None:
+        self.committed_offset = offset
+        self.outgoing.clear()
+
+    def close_file(self) -> None:
+        """Write whatever is left (a format's trailer) and close the real file."""
+        if not self.file.closed:
+            self.file.write(self.outgoing + self.staged)
+            self.file.close()
 
 
 class ResumableFileFeedStorage(FileFeedStorage):
+    """A file feed storage that writes through the checkpoint. Plain paths and ``file://``."""
+
     def __init__(
         self,
         uri: str,
@@ -30,6 +191,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
     ):
         super().__init__(uri, feed_options=feed_options)
         self.crawler = crawler
+        self.feed_options = feed_options or {}
 
     @classmethod
     def from_crawler(
@@ -38,17 +200,44 @@ class ResumableFileFeedStorage(FileFeedStorage):
         return cls(uri, feed_options=feed_options, crawler=crawler)
 
     def _runtime(self) -> Any:
-        return runtime_of(self.crawler) if self.crawler is not None else None
+        runtime = runtime_of(self.crawler) if self.crawler is not None else None
+        return runtime if runtime is not None and runtime.active else None
 
     def open(self, spider: Spider) -> IO[bytes]:
-        file = super().open(spider)
         runtime = self._runtime()
-        if runtime is not None:
-            runtime.register_feed(file)
-        return file
+        if runtime is None:
+            return super().open(spider)
+        path = os.path.abspath(self.path)
+        committed = runtime.committed_feed_offset(path)
+        if committed is None:  # a new feed for this stage: -o appends, -O overwrites
+            file = super().open(spider)
+            offset = file.tell()
+            skip_header = False
+        else:
+            if self.write_mode == "wb":
+                logger.info(
+                    "Feed %s: the stage is resumed, so new items are appended (-O would wipe "
+                    "the items of earlier runs)", path, extra={"spider": spider},
+                )
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            file = Path(path).open("ab")
+            offset = committed
+            export_kwargs = self.feed_options.get("item_export_kwargs") or {}
+            skip_header = (
+                self.feed_options.get("format") == "csv"
+                and committed > 0
+                and export_kwargs.get("include_headers_line", True)
+            )
+        stage = FeedStage(path, file, offset, skip_header=skip_header)
+        runtime.open_feed(stage)
+        return stage  # type: ignore[return-value]
 
     def store(self, file: IO[bytes]) -> Deferred[None] | None:
-        runtime = self._runtime()
-        if runtime is not None:
-            runtime.unregister_feed(file)
+        if isinstance(file, FeedStage):
+            runtime = self._runtime()
+            if runtime is None:  # the checkpoint is already closed
+                file.close_file()
+            else:
+                runtime.feed_stored(file)
+            return None
         return super().store(file)

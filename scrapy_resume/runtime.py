@@ -15,7 +15,7 @@ import os
 import pickle
 import time
 from collections.abc import AsyncIterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from scrapy import Request
 from scrapy.exceptions import IgnoreRequest
@@ -31,6 +31,9 @@ from .store import (
     StageStatus,
 )
 from .tracking import ORIGIN_META, OutputTracker, RequestRecord
+
+if TYPE_CHECKING:
+    from .feeds import FeedStage
 
 try:
     from scrapy.utils.asyncio import call_later
@@ -86,7 +89,14 @@ class CheckpointRuntime:
         self.loose_cursors: dict[str, Any] = {}
         self.counter_deltas: dict[str, int] = {}
         self.counter_totals: dict[str, int] = {}
-        self.feeds: list[IO[bytes]] = []
+        self.feeds: list[FeedStage] = []
+        self.feed_offsets: dict[str, int] = {}  # committed size of each feed file
+        self.loose_feed_bytes: list[tuple[FeedStage, bytes]] = []
+        # items yielded by start(): which ordinals are committed, which are in flight
+        self.start_items_below = 0
+        self.start_items_extra: set[int] = set()
+        self.start_items_in_flight: dict[int, tuple[int, Any]] = {}
+        self.loose_start_items: list[int] = []
         self.warned_callbacks: set[str] = set()
         self._last_scheduled: tuple[Request, RequestRecord] | None = None
         self.commit_error: BaseException | None = None
@@ -99,6 +109,10 @@ class CheckpointRuntime:
         self.frontier = dict.fromkeys(store.pending_keys(), False)
         self.cursor_values = store.cursors()
         self.counter_totals = dict(store.summary().counters)
+        self.feed_offsets = store.feed_offsets()
+        start_items = store.state().get("start_items", {})
+        self.start_items_below = start_items.get("below", 0)
+        self.start_items_extra = set(start_items.get("extra", []))
         self.active = True
 
     async def restored_requests(self) -> AsyncIterator[Request]:
@@ -220,18 +234,44 @@ class CheckpointRuntime:
     def tracker_for(self, source: Any) -> OutputTracker | None:
         return self.trackers.get(id(source))
 
-    def on_item_settled(self, response: Any) -> None:
+    def on_item_scraped(self, item: Any, response: Any) -> None:
+        """Right after the feed exporter wrote the item: claim its bytes for its request."""
+        claimed = [(stage, stage.take()) for stage in self.feeds if stage.staged]
+        tracker = self.trackers.get(id(response)) if response is not None else None
+        if tracker is None:  # from start(), or from a response we do not track
+            self.loose_feed_bytes.extend(claimed)
+            self._count("items")
+            if response is None:
+                self._start_item_settled(item)
+            return
+        tracker.feed_bytes.extend(claimed)
+        tracker.items += 1
+        tracker.output_settled()
+
+    def on_item_not_scraped(self, item: Any, response: Any) -> None:
+        """item_dropped or item_error: the item is settled, and nothing was exported."""
+        if response is None:
+            self._start_item_settled(item)
+            return
         tracker = self.trackers.get(id(response))
         if tracker is not None:
             tracker.output_settled()
 
-    def on_item_scraped(self, response: Any) -> None:
-        tracker = self.trackers.get(id(response))
-        if tracker is None:
-            self._count("items")  # from start(), or not tracked
-            return
-        tracker.items += 1
-        tracker.output_settled()
+    def start_item(self, item: Any, ordinal: int) -> bool:
+        """Should start()'s ``ordinal``-th item go out? Not if an earlier run committed it."""
+        if ordinal < self.start_items_below or ordinal in self.start_items_extra:
+            return False
+        self.start_items_in_flight[id(item)] = (ordinal, item)
+        return True
+
+    def _start_item_settled(self, item: Any) -> None:
+        entry = self.start_items_in_flight.pop(id(item), None)
+        if entry is None and self.start_items_in_flight:
+            # a pipeline returned another object: settle the oldest item in flight
+            oldest = min(self.start_items_in_flight, key=lambda k: self.start_items_in_flight[k][0])
+            entry = self.start_items_in_flight.pop(oldest)
+        if entry is not None:
+            self.loose_start_items.append(entry[0])
 
     def check_later(self, tracker: OutputTracker) -> None:
         # Deferred by one loop turn: handlers later in the same signal gather,
@@ -289,19 +329,27 @@ class CheckpointRuntime:
 
     # feeds
 
-    def register_feed(self, file: IO[bytes]) -> None:
-        self.feeds.append(file)
+    def committed_feed_offset(self, path: str) -> int | None:
+        return self.feed_offsets.get(path)
 
-    def unregister_feed(self, file: IO[bytes]) -> None:
-        if file in self.feeds:
-            self.feeds.remove(file)
+    def open_feed(self, stage: FeedStage) -> None:
+        self.feeds.append(stage)
+        if stage.path not in self.feed_offsets:
+            # record where this stage starts writing, before the first byte
+            assert self.store is not None
+            self.store.commit(CommitBatch(feed_offsets={stage.path: stage.committed_offset}))
+            self.feed_offsets[stage.path] = stage.committed_offset
 
-    def flush_feeds(self) -> None:
-        for file in self.feeds:
-            if not file.closed:
-                file.flush()
-                if self.config.fsync:
-                    os.fsync(file.fileno())
+    def feed_stored(self, stage: FeedStage) -> None:
+        """The exporter is finished with ``stage``; the file closes after the last commit."""
+        leftover = stage.take()
+        if leftover:
+            self.loose_feed_bytes.append((stage, leftover))
+
+    def close_feeds(self) -> None:
+        for stage in self.feeds:
+            stage.close_file()
+        self.feeds = []
 
     # committing
 
@@ -311,14 +359,27 @@ class CheckpointRuntime:
             return
         started = time.monotonic()
         batch = self._build_batch()
+        # the items' bytes reach the feed files before "done" is written
+        for stage in self.feeds:
+            if stage.outgoing:
+                batch.feed_offsets[stage.path] = stage.write_out(self.config.fsync)
         if not batch:
             return
-        self.flush_feeds()  # the items' bytes leave the buffers before "done" is written
         self.store.commit(batch)
+        for stage in self.feeds:
+            if stage.path in batch.feed_offsets:
+                stage.committed(batch.feed_offsets[stage.path])
+                self.feed_offsets[stage.path] = stage.committed_offset
         for name, delta in batch.counters.items():
             self.counter_totals[name] = self.counter_totals.get(name, 0) + delta
         self.stats.inc_value("checkpoint/commits")
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
+
+    def settle_complete_trackers(self) -> None:
+        """Before the last commit: settle what is complete but not yet checked."""
+        for tracker in list(self.trackers.values()):
+            if tracker.complete:
+                self._check(tracker)
 
     def _build_batch(self) -> CommitBatch:
         batch = CommitBatch()
@@ -331,10 +392,25 @@ class CheckpointRuntime:
                 self._add_completed(batch, tracker)
         batch.cursors.update(self.loose_cursors)
         self.loose_cursors = {}
+        loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
+        for stage, data in loose_bytes:
+            stage.outgoing += data
+        if self.loose_start_items:
+            self._commit_start_items(batch)
         for name, delta in self.counter_deltas.items():
             batch.counters[name] = batch.counters.get(name, 0) + delta
         self.counter_deltas = {}
         return batch
+
+    def _commit_start_items(self, batch: CommitBatch) -> None:
+        self.start_items_extra.update(self.loose_start_items)
+        self.loose_start_items = []
+        while self.start_items_below in self.start_items_extra:
+            self.start_items_extra.remove(self.start_items_below)
+            self.start_items_below += 1
+        batch.state["start_items"] = {
+            "below": self.start_items_below, "extra": sorted(self.start_items_extra)
+        }
 
     def _add_completed(self, batch: CommitBatch, tracker: OutputTracker) -> None:
         children, tracker.children = tracker.children, []
@@ -362,6 +438,8 @@ class CheckpointRuntime:
         )
         self._mark_committed(tracker.key)
         batch.cursors.update(tracker.cursors)
+        for stage, data in tracker.feed_bytes:
+            stage.outgoing += data
         counters = batch.counters
         status_name = tracker.status.name.lower()
         counters[status_name] = counters.get(status_name, 0) + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.exceptions import NotConfigured
 
 from .config import CheckpointConfig
@@ -41,7 +41,20 @@ class CheckpointSpiderMiddleware:
             # neither the extension nor the downloader middleware will refuse
             message = half_enabled_message(missing_lines(crawler.settings))
             refuse_on_open(crawler, "checkpoint_misconfigured", message)
-        return cls(runtime)
+        middleware = cls(runtime)
+        if runtime is not None:
+            # Connected here, after every extension: FeedExporter has written the
+            # item when these run, so its bytes can be claimed for its request.
+            crawler.signals.connect(middleware.item_scraped, signal=signals.item_scraped)
+            crawler.signals.connect(middleware.item_not_scraped, signal=signals.item_dropped)
+            crawler.signals.connect(middleware.item_not_scraped, signal=signals.item_error)
+        return middleware
+
+    def item_scraped(self, item: Any, response: Any, spider: Any = None) -> None:
+        self.runtime.on_item_scraped(item, response)
+
+    def item_not_scraped(self, item: Any, response: Any, spider: Any = None, **kwargs: Any) -> None:
+        self.runtime.on_item_not_scraped(item, response)
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
         runtime = self.runtime
@@ -51,11 +64,15 @@ class CheckpointSpiderMiddleware:
             return
         async for request in runtime.restored_requests():
             yield request
-        ordinal = 0
+        requests = items = 0
         async for output in start:
             if isinstance(output, Request):
-                runtime.tag_start_request(output, ordinal)
-                ordinal += 1
+                runtime.tag_start_request(output, requests)
+                requests += 1
+            elif output is not None:
+                items += 1
+                if not runtime.start_item(output, items - 1):
+                    continue  # committed by an earlier run
             yield output
 
     def process_spider_output(

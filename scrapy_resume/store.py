@@ -76,9 +76,14 @@ class CommitBatch:
     settlements: list[Settlement] = field(default_factory=list)
     cursors: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    feed_offsets: dict[str, int] = field(default_factory=dict)  # path -> bytes committed
+    state: dict[str, Any] = field(default_factory=dict)  # the package's own resumable state
 
     def __bool__(self) -> bool:
-        return bool(self.new_requests or self.settlements or self.cursors or self.counters)
+        return bool(
+            self.new_requests or self.settlements or self.cursors or self.counters
+            or self.feed_offsets or self.state
+        )
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,13 @@ class BaseCheckpointStore(ABC):
     def cursors(self) -> dict[str, Any]: ...
 
     @abstractmethod
+    def feed_offsets(self) -> dict[str, int]:
+        """Committed size of every feed file the stage writes, by absolute path."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]: ...
+
+    @abstractmethod
     def commit(self, batch: CommitBatch) -> None:
         """Apply a whole batch atomically."""
 
@@ -176,6 +188,8 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_pending ON requests(id) WHERE status = 0;
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     mode TEXT NOT NULL,
@@ -357,6 +371,14 @@ class CheckpointStore(BaseCheckpointStore):
             for name, value in self._db.execute("SELECT name, value FROM cursors")
         }
 
+    def feed_offsets(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT path, committed_offset FROM feeds"))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            name: json.loads(value) for name, value in self._db.execute("SELECT name, value FROM state")
+        }
+
     def commit(self, batch: CommitBatch) -> None:
         now = time.time()
         with self._transaction():
@@ -377,6 +399,14 @@ class CheckpointStore(BaseCheckpointStore):
                 [(name, json.dumps(value)) for name, value in batch.cursors.items()],
             )
             self._add_counters(batch.counters)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO feeds (path, committed_offset) VALUES (?, ?)",
+                list(batch.feed_offsets.items()),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
+                [(name, json.dumps(value)) for name, value in batch.state.items()],
+            )
             self._set_meta("updated_at", repr(now))
 
     def _add_counters(self, deltas: dict[str, int]) -> None:

@@ -65,6 +65,7 @@ class OutputTracker:
         "children",
         "cursors",
         "items",
+        "feed_bytes",
         "check_scheduled",
         "settled",
         "blocked_on",
@@ -96,6 +97,7 @@ class OutputTracker:
         self.children: list[RequestRecord] = []
         self.cursors: dict[str, Any] = {}
         self.items = 0
+        self.feed_bytes: list[tuple[Any, bytes]] = []  # (FeedStage, exported bytes) of its items
         self.check_scheduled = False
         self.settled = False
         self.blocked_on = 0  # unserializable children that must finish first

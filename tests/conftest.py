@@ -38,6 +38,10 @@ class MockServer:
         with urllib.request.urlopen(self.url(f"_arm/{ns}?{query}")) as response:
             assert response.read() == b"armed"
 
+    def configure(self, ns: str, *, delay_ms: int) -> None:
+        with urllib.request.urlopen(self.url(f"_config/{ns}?delay={delay_ms}")) as response:
+            assert response.read() == b"configured"
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)

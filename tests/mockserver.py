@@ -5,17 +5,18 @@ their hit counts:
 
 - ``/<ns>/g/<size>/<fanout>/<n>``: page ``n`` of a site of ``size`` pages,
   linking to ``n*fanout+1 .. n*fanout+fanout`` plus two pages already seen
-  (duplicates for the dupefilter);
+  (duplicates for the dupefilter), delayed by the namespace's ``delay`` (ms);
 - ``/<ns>/status/<code>``: an empty page with that status;
 - ``/<ns>/redirect/<target path>``: a 302 to ``/<ns>/<target path>``;
 - ``/<ns>/flaky/<k>/<name>``: 500 for the first ``k`` hits, then 200;
 - ``/<ns>/slow/<ms>/<name>``: answers after ``ms`` milliseconds;
 - ``/<ns>/api/<account>/<page>?pages=N``: JSON pages of a paginated API;
 - ``/_hits/<ns>``: JSON ``{path: hits}`` for the namespace;
+- ``/_config/<ns>?delay=MS``: delay every graph page of the namespace;
 - ``/_arm/<ns>?pid=P&signal=KILL&at=N&path=SUFFIX&delay=S&times=2``: send
   ``signal`` to process ``P`` when the namespace has received ``N`` more
   hits (only counting paths ending with SUFFIX, if given), ``delay`` seconds
-  later, ``times`` times 0.3 s apart (a double Ctrl+C).
+  later, ``times`` times ``gap`` seconds apart (default 0.3: a double Ctrl+C).
 """
 
 from __future__ import annotations
@@ -30,17 +31,20 @@ from twisted.internet import reactor
 from twisted.web import resource, server
 
 hits: dict[str, Counter] = defaultdict(Counter)
+delays: dict[str, float] = {}
 arms: dict[str, list[dict]] = defaultdict(list)
 
 
 def graph_links(size: int, fanout: int, n: int) -> list[int]:
+    # the children, then two pages already seen; never the root, which is a
+    # start URL (dont_filter: a link back to it would fetch it twice, in plain Scrapy too)
     children = [c for c in range(n * fanout + 1, n * fanout + fanout + 1) if c < size]
-    return children + [0, n // 2]
+    return children + [max(1, n // 2), max(1, n // 3)]
 
 
 def _fire(arm: dict) -> None:
     for i in range(arm["times"]):
-        reactor.callLater(arm["delay"] + 0.3 * i, _send, arm["pid"], arm["signal"])
+        reactor.callLater(arm["delay"] + arm["gap"] * i, _send, arm["pid"], arm["signal"])
 
 
 def _send(pid: int, sig: int) -> None:
@@ -60,6 +64,9 @@ class Root(resource.Resource):
             return json.dumps(hits[parts[1]]).encode()
         if parts[0] == "_arm":
             return self._arm(parts[1], request)
+        if parts[0] == "_config":
+            delays[parts[1]] = int(request.args[b"delay"][0]) / 1000
+            return b"configured"
         ns, kind, args = parts[0], parts[1], parts[2:]
         path = request.uri.decode()
         hits[ns][path] += 1
@@ -80,6 +87,7 @@ class Root(resource.Resource):
                 "suffix": query.get("path", ""),
                 "delay": float(query.get("delay", "0")),
                 "times": int(query.get("times", "1")),
+                "gap": float(query.get("gap", "0.3")),
             }
         )
         return b"armed"
@@ -99,7 +107,19 @@ class Root(resource.Resource):
             f'<a href="/{ns}/g/{size}/{fanout}/{link}">page {link}</a>\n'
             for link in graph_links(size, fanout, n)
         )
-        return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
+        body = f"<html><title>page {n}</title><body>{links}</body></html>".encode()
+        if not delays.get(ns):
+            return body
+        return self._later(request, delays[ns], body)
+
+    def _later(self, request, seconds: float, body: bytes):
+        def finish():
+            request.write(body)
+            request.finish()
+
+        call = reactor.callLater(seconds, finish)
+        request.notifyFinish().addErrback(lambda _: call.cancel())  # the client went away
+        return server.NOT_DONE_YET
 
     def page_status(self, request, ns, args):
         request.setResponseCode(int(args[0]))
@@ -118,13 +138,7 @@ class Root(resource.Resource):
         return b"<html><title>flaky ok</title></html>"
 
     def page_slow(self, request, ns, args):
-        def finish():
-            request.write(b"<html><title>slow ok</title></html>")
-            request.finish()
-
-        call = reactor.callLater(int(args[0]) / 1000, finish)
-        request.notifyFinish().addErrback(lambda _: call.cancel())  # the client went away
-        return server.NOT_DONE_YET
+        return self._later(request, int(args[0]) / 1000, b"<html><title>slow ok</title></html>")
 
     def page_api(self, request, ns, args):
         account, page = args[0], int(args[1])

@@ -25,7 +25,7 @@ def test_existing_checkpoint_without_a_flag_refuses_and_says_what_to_type(tmp_pa
     before = mockserver.hits(ns)
     refused = crawl.run()
     assert refused.finish_reason == "checkpoint_exists"
-    assert "41 done, 0 pending, 0 failed" in refused.log
+    assert "40 done, 0 pending, 0 failed" in refused.log
     assert "scrapy crawl graph -s CHECKPOINT_RESUME=1" in refused.log
     assert "scrapy crawl graph -s CHECKPOINT_RESET=1" in refused.log
     assert mockserver.hits(ns) == before  # not a single request sent
@@ -39,7 +39,7 @@ def test_reset_keeps_a_backup_and_starts_over(tmp_path, mockserver):
     assert "starts over; the old checkpoint was moved to" in again.log
     backups = list((tmp_path / "checkpoints").glob("graph.sqlite.bak-*"))
     assert len(backups) == 1
-    assert sum(mockserver.hits(ns).values()) == 2 * 41  # crawled twice, in full
+    assert sum(mockserver.hits(ns).values()) == 2 * 40  # crawled twice, in full
     assert crawl.summary("graph").counters["runs"] == 1  # a new checkpoint
 
 
@@ -48,7 +48,7 @@ def test_resume_without_a_checkpoint_starts_fresh_and_says_so(tmp_path, mockserv
     result = crawl.run(CHECKPOINT_RESUME="1")
     assert "has no checkpoint yet" in result.log and "starting a fresh crawl" in result.log
     assert result.finish_reason == "finished"
-    assert crawl.summary("graph").done == 41
+    assert crawl.summary("graph").done == 40
 
 
 def test_jobdir_is_refused(tmp_path, mockserver):
