@@ -128,16 +128,22 @@ def truncate_to_committed(offsets: dict[str, int]) -> None:
 
 
 class FeedStage(io.RawIOBase):
-    """What the exporter writes into: bytes wait here until their request is done."""
+    """What the exporter writes into: bytes wait here until their request is done.
 
-    def __init__(self, path: str, file: IO[bytes], offset: int, *, skip_header: bool = False):
+    A CSV header belongs to no item: it is the first line the exporter writes,
+    and it goes to the file first (``header="write"``), or is dropped when the
+    file already has it (``header="skip"``).
+    """
+
+    def __init__(self, path: str, file: IO[bytes], offset: int, *, header: str | None = None):
         super().__init__()
         self.path = path
         self.file = file
         self.committed_offset = offset
+        self.header = header
+        self.preamble = bytearray()  # the header, written at the next commit before any item
         self.staged = bytearray()  # exported, not yet claimed by a request
         self.outgoing = bytearray()  # claimed by done requests, written at the next commit
-        self.skip_header = skip_header  # a CSV header the file already has
 
     def writable(self) -> bool:
         return True
@@ -145,12 +151,13 @@ class FeedStage(io.RawIOBase):
     def write(self, data: Any) -> int:
         size = len(data)
         data = bytes(data)
-        if self.skip_header:
+        if self.header is not None:
             end = data.find(b"\n")
-            if end < 0:
-                return size
-            data = data[end + 1 :]
-            self.skip_header = False
+            head, data = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
+            if self.header == "write":
+                self.preamble += head
+            if end >= 0:
+                self.header = None
         self.staged += data
         return size
 
@@ -159,23 +166,29 @@ class FeedStage(io.RawIOBase):
         self.staged.clear()
         return data
 
+    @property
+    def has_output(self) -> bool:
+        return bool(self.preamble or self.outgoing)
+
     def write_out(self, fsync: bool) -> int:
-        """Append the claimed bytes to the file; return the size to commit."""
-        if self.outgoing:
-            self.file.write(self.outgoing)
+        """Append the header and the claimed bytes to the file; return the size to commit."""
+        data = self.preamble + self.outgoing
+        if data:
+            self.file.write(data)
             self.file.flush()
             if fsync:
                 os.fsync(self.file.fileno())
-        return self.committed_offset + len(self.outgoing)
+        return self.committed_offset + len(data)
 
     def committed(self, offset: int) -> None:
         self.committed_offset = offset
+        self.preamble.clear()
         self.outgoing.clear()
 
     def close_file(self) -> None:
         """Write whatever is left (a format's trailer) and close the real file."""
         if not self.file.closed:
-            self.file.write(self.outgoing + self.staged)
+            self.file.write(self.preamble + self.outgoing + self.staged)
             self.file.close()
 
 
@@ -212,7 +225,6 @@ class ResumableFileFeedStorage(FileFeedStorage):
         if committed is None:  # a new feed for this stage: -o appends, -O overwrites
             file = super().open(spider)
             offset = file.tell()
-            skip_header = False
         else:
             if self.write_mode == "wb":
                 logger.info(
@@ -222,13 +234,13 @@ class ResumableFileFeedStorage(FileFeedStorage):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             file = Path(path).open("ab")
             offset = committed
-            export_kwargs = self.feed_options.get("item_export_kwargs") or {}
-            skip_header = (
-                self.feed_options.get("format") == "csv"
-                and committed > 0
-                and export_kwargs.get("include_headers_line", True)
-            )
-        stage = FeedStage(path, file, offset, skip_header=skip_header)
+        header = None
+        export_kwargs = self.feed_options.get("item_export_kwargs") or {}
+        if self.feed_options.get("format") == "csv" and export_kwargs.get(
+            "include_headers_line", True
+        ):
+            header = "skip" if committed else "write"
+        stage = FeedStage(path, file, offset, header=header)
         runtime.open_feed(stage)
         return stage  # type: ignore[return-value]
 

@@ -361,7 +361,7 @@ class CheckpointRuntime:
         batch = self._build_batch()
         # the items' bytes reach the feed files before "done" is written
         for stage in self.feeds:
-            if stage.outgoing:
+            if stage.has_output:
                 batch.feed_offsets[stage.path] = stage.write_out(self.config.fsync)
         if not batch:
             return

@@ -53,6 +53,8 @@ class Crawl:
         args: dict[str, str] | None = None,
         settings: dict[str, str] | None = None,
         feed: str | None = "items.jsonl",
+        more_feeds: tuple[str, ...] = (),
+        overwrite: bool = False,
     ):
         self.workdir = workdir
         self.spider_file = SPIDERS / f"{spider}.py"
@@ -66,6 +68,8 @@ class Crawl:
             **(settings or {}),
         }
         self.feed = workdir / feed if feed else None
+        self.more_feeds = [workdir / name for name in more_feeds]
+        self.feed_flag = "-O" if overwrite else "-o"
         self.runs = 0
 
     def command(self, settings: dict[str, str]) -> list[str]:
@@ -74,8 +78,8 @@ class Crawl:
             cmd += ["-s", f"{name}={value}"]
         for name, value in {**self.args, "stats_file": str(self.stats_path)}.items():
             cmd += ["-a", f"{name}={value}"]
-        if self.feed is not None:
-            cmd += ["-o", str(self.feed)]
+        for feed in [self.feed, *self.more_feeds] if self.feed else self.more_feeds:
+            cmd += [self.feed_flag, str(feed)]
         return cmd
 
     @property
@@ -131,9 +135,10 @@ def was_killed(result: RunResult, sig: int = signal.SIGKILL) -> bool:
 
 
 def run_until_finished(
-    crawl, mockserver, ns, rng, *, signal_name, kills, stage, at=(150, 450), after_each=None
+    crawl, mockserver, ns, rng, *, interruptions, stage, at=(150, 450), after_each=None
 ):
-    """Start, interrupt ``kills`` times after a seeded number of hits, resume until finished.
+    """Start, interrupt once per entry of ``interruptions`` (arm options such as
+    ``{"signal": "KILL"}``) after a seeded number of hits, resume until finished.
 
     After every run, asserts that nothing done before that run was downloaded
     again, and calls ``after_each(result)``. Returns ``[(result, hits of that run)]``.
@@ -141,11 +146,10 @@ def run_until_finished(
     done_before: set[str] = set()
     previous: dict[str, int] = {}
     runs = []
-    interrupted = 0
     while True:
         proc = crawl.start(**({"CHECKPOINT_RESUME": "1"} if runs else {}))
-        if interrupted < kills:
-            mockserver.arm(ns, proc.pid, signal=signal_name, at=rng.randint(*at))
+        if len(runs) < len(interruptions):
+            mockserver.arm(ns, proc.pid, at=rng.randint(*at), **interruptions[len(runs)])
         result = crawl.finish(proc)
         hits = mockserver.hits(ns)
         run_hits = {p: n - previous.get(p, 0) for p, n in hits.items() if n > previous.get(p, 0)}
@@ -160,5 +164,4 @@ def run_until_finished(
         }
         if result.finish_reason == "finished":
             return runs
-        interrupted += 1
-        assert interrupted <= kills, result.log[-3000:]
+        assert len(runs) <= len(interruptions), result.log[-3000:]

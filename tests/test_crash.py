@@ -26,7 +26,9 @@ def test_sigkill_then_resume_loses_nothing_and_refetches_nothing_done(
         tmp_path, "graph", enable=enable, args={"start": mockserver.url(page_path(ns, 0))}
     )
     rng = random.Random(f"sigkill-{enable}")
-    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="KILL", kills=KILLS, stage="graph")
+    runs = run_until_finished(
+        crawl, mockserver, ns, rng, interruptions=[{"signal": "KILL"}] * KILLS, stage="graph"
+    )
 
     assert len(runs) == KILLS + 1
     assert all(was_killed(result) for result, _ in runs[:-1])
@@ -50,7 +52,9 @@ def test_graceful_stop_then_resume_downloads_every_page_exactly_once(tmp_path, m
     ns = mockserver.namespace()
     crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(page_path(ns, 0))})
     rng = random.Random("sigterm")
-    runs = run_until_finished(crawl, mockserver, ns, rng, signal_name="TERM", kills=2, stage="graph")
+    runs = run_until_finished(
+        crawl, mockserver, ns, rng, interruptions=[{"signal": "TERM"}] * 2, stage="graph"
+    )
 
     assert [result.finish_reason for result, _ in runs] == ["shutdown", "shutdown", "finished"]
     assert all(result.returncode == 0 for result, _ in runs)

@@ -39,7 +39,7 @@ def test_cursor_survives_sigkill_exactly_when_its_response_does(tmp_path, mockse
             assert ledger.get(page_url(account, cursor)) != RequestStatus.DONE
 
     runs = run_until_finished(
-        crawl, mockserver, ns, rng, signal_name="KILL", kills=3, stage="api", at=(20, 60),
+        crawl, mockserver, ns, rng, interruptions=[{"signal": "KILL"}] * 3, stage="api", at=(20, 60),
         after_each=check_cursors,
     )
     assert len(runs) == 4 and all(was_killed(result) for result, _ in runs[:-1])

@@ -1,18 +1,67 @@
-"""Crawls the mock server's page graph: one item per page."""
+"""Crawls the mock server's page graph: one item per page.
+
+Options (spider arguments), for the feed tests: ``start_items=N`` yields N
+items from start(); ``dead_every=K`` adds, on every page ``n`` with
+``n % K == 7``, a link to a dead port whose errback yields an item;
+``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``.
+"""
 
 from __future__ import annotations
 
+import scrapy
+from scrapy.exceptions import DropItem
+
 from tests.spiders.common import StatsDumpingSpider
+
+
+def page_number(url: str) -> int:
+    return int(url.rstrip("/").rsplit("/", 1)[-1])
+
+
+class DropSomePages:
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def process_item(self, item):
+        every = self.crawler.spider.drop_every
+        if every and item["kind"] == "page" and page_number(item["url"]) % every == 3:
+            raise DropItem("dropped by the test pipeline")
+        return item
 
 
 class GraphSpider(StatsDumpingSpider):
     name = "graph"
 
-    def __init__(self, start: str, also: str = "", **kwargs):
+    def __init__(self, start: str, also: str = "", start_items: str = "0", dead_every: str = "0",
+                 drop_every: str = "0", **kwargs):
         super().__init__(**kwargs)
         # "also": an extra start URL, e.g. a slow page that keeps a graceful stop draining
         self.start_urls = [start, also] if also else [start]
+        self.start_items = int(start_items)
+        self.dead_every = int(dead_every)
+        self.drop_every = int(drop_every)
+
+    @classmethod
+    def update_settings(cls, settings):
+        super().update_settings(settings)
+        settings.set("ITEM_PIPELINES", {DropSomePages: 100}, priority="spider")
+
+    async def start(self):
+        for i in range(self.start_items):
+            yield {"url": f"start:{i}", "title": "", "kind": "start"}
+        async for request in super().start():
+            yield request
 
     def parse(self, response):
-        yield {"url": response.url, "title": response.css("title::text").get()}
+        yield {"url": response.url, "title": response.css("title::text").get(), "kind": "page"}
         yield from response.follow_all(css="a")
+        if self.dead_every and page_number(response.url) % self.dead_every == 7:
+            dead = f"http://127.0.0.1:1/dead/{page_number(response.url)}"
+            yield scrapy.Request(dead, errback=self.on_dead)
+
+    def on_dead(self, failure):
+        yield {"url": failure.request.url, "title": "", "kind": "dead"}

@@ -1,0 +1,152 @@
+"""Exactly-once file feeds across any number of interruptions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+
+import pytest
+
+from tests.crawling import Crawl, run_until_finished, was_killed
+
+SIZE = 2000
+FANOUT = 5
+START_ITEMS = 5
+DEAD_EVERY = 100  # errback items: pages 7, 107, ... link to a dead port
+INTERRUPTIONS = (
+    [{"signal": "KILL"}] * 5
+    + [{"signal": "TERM"}] * 3
+    + [{"signal": "INT", "times": 2, "gap": 0.02}] * 3  # a double Ctrl+C, forced mid-drain
+)
+
+
+def expected_urls(mockserver, ns) -> list[str]:
+    pages = [mockserver.url(f"{ns}/g/{SIZE}/{FANOUT}/{n}") for n in range(SIZE)]
+    dead = [f"http://127.0.0.1:1/dead/{n}" for n in range(SIZE) if n % DEAD_EVERY == 7]
+    starts = [f"start:{i}" for i in range(START_ITEMS)]
+    return sorted(pages + dead + starts)
+
+
+def jsonl_urls(path) -> list[str]:
+    data = path.read_bytes()
+    assert data.endswith(b"\n"), "a partial last line"
+    return sorted(json.loads(line)["url"] for line in data.splitlines())  # a torn line fails here
+
+
+def csv_rows(path) -> tuple[list[str], list[list[str]]]:
+    data = path.read_bytes()
+    assert data.endswith(b"\r\n"), "a partial last line"
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    return rows[0], rows[1:]
+
+
+def graph_crawl(tmp_path, mockserver, ns, **kwargs) -> Crawl:
+    args = {"start": mockserver.url(f"{ns}/g/{SIZE}/{FANOUT}/0"),
+            "start_items": str(START_ITEMS), "dead_every": str(DEAD_EVERY)}
+    return Crawl(tmp_path, "graph", args=args, feed="out.jsonl", **kwargs)
+
+
+def test_eleven_interruptions_leave_every_item_exactly_once_in_jsonl_and_csv(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    mockserver.configure(ns, delay_ms=100)  # in-flight work when the second Ctrl+C comes
+    crawl = graph_crawl(tmp_path, mockserver, ns, more_feeds=("out.csv",))
+    runs = run_until_finished(
+        crawl, mockserver, ns, random.Random("feeds"), interruptions=INTERRUPTIONS,
+        stage="graph", at=(60, 140),
+    )
+    results = [result for result, _ in runs]
+    assert len(results) == len(INTERRUPTIONS) + 1
+    assert all(was_killed(r) for r in results[:5])
+    assert [r.finish_reason for r in results[5:8]] == ["shutdown"] * 3
+    assert all("forcing unclean shutdown" in r.log for r in results[8:11])
+    assert results[-1].finish_reason == "finished"
+
+    expected = expected_urls(mockserver, ns)
+    assert jsonl_urls(tmp_path / "out.jsonl") == expected  # none lost, none twice, no torn line
+    header, rows = csv_rows(tmp_path / "out.csv")
+    assert header == ["url", "title", "kind"]
+    assert sorted(row[0] for row in rows) == expected  # the header once, every row once
+    assert all(len(row) == 3 for row in rows)
+
+
+def test_overwrite_flag_on_a_resumed_stage_appends(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    crawl = graph_crawl(tmp_path, mockserver, ns, overwrite=True)
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="KILL", at=600)
+    assert was_killed(crawl.finish(proc))
+    kept = (tmp_path / "out.jsonl").read_bytes()
+    assert kept  # something was committed before the kill
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert "the stage is resumed, so new items are appended" in resumed.log
+    assert jsonl_urls(tmp_path / "out.jsonl") == expected_urls(mockserver, ns)
+    # -O on a fresh start (RESET) overwrites, as in plain Scrapy
+    assert crawl.run(CHECKPOINT_RESET="1").finish_reason == "finished"
+    assert jsonl_urls(tmp_path / "out.jsonl") == expected_urls(mockserver, ns)
+
+
+@pytest.mark.parametrize("damage", ["shorten", "delete"])
+def test_a_changed_feed_is_refused(tmp_path, mockserver, damage):
+    ns = mockserver.namespace()
+    crawl = graph_crawl(tmp_path, mockserver, ns)
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="KILL", at=600)
+    assert was_killed(crawl.finish(proc))
+    feed = tmp_path / "out.jsonl"
+    if damage == "shorten":
+        feed.write_bytes(feed.read_bytes()[:100])
+    else:
+        feed.unlink()
+    before = mockserver.hits(ns)
+    refused = crawl.run(CHECKPOINT_RESUME="1")
+    assert refused.finish_reason == "checkpoint_feed_changed"
+    assert ("fewer than the" if damage == "shorten" else "is missing") in refused.log
+    assert "CHECKPOINT_RESET=1" in refused.log
+    assert mockserver.hits(ns) == before
+    if damage == "shorten":
+        assert len(feed.read_bytes()) == 100  # left as the user left it
+
+
+@pytest.mark.parametrize(
+    "feed, settings, message",
+    [
+        ("out.json", {}, "uses the 'json' format, which cannot be resumed exactly-once"),
+        ("out.xml", {}, "uses the 'xml' format"),
+        ("out-%(batch_id)d.jsonl", {"FEED_EXPORT_BATCH_ITEM_COUNT": "10"}, "is batched"),
+    ],
+)
+def test_formats_that_cannot_be_exactly_once_are_refused(tmp_path, mockserver, feed, settings,
+                                                         message):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/40/3/0")},
+                  feed=feed, settings=settings)
+    result = crawl.run()
+    assert result.finish_reason == "checkpoint_feed_unsupported"
+    assert message in result.log
+    if "json'" in message:
+        assert "-o out.jsonl" in result.log
+    assert mockserver.hits(ns) == {}
+
+
+def test_a_feed_that_is_not_a_local_file_is_warned_about(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    feeds = json.dumps({"stdout:": {"format": "jsonlines"}})
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/40/3/0")},
+                  feed=None, settings={"FEEDS": feeds})
+    result = crawl.run()
+    assert "Feed stdout: is not a local file" in result.log
+    assert result.finish_reason == "finished"
+
+
+def test_dropped_items_still_let_their_request_complete(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    args = {"start": mockserver.url(f"{ns}/g/200/5/0"), "drop_every": "10"}
+    crawl = Crawl(tmp_path, "graph", args=args)
+    result = crawl.run()
+    assert result.finish_reason == "finished"
+    summary = crawl.summary("graph")
+    assert (summary.done, summary.pending) == (200, 0)
+    assert result.stats["item_dropped_count"] == 20
+    assert len(crawl.items()) == 180
