@@ -150,3 +150,20 @@ def test_dropped_items_still_let_their_request_complete(tmp_path, mockserver):
     assert (summary.done, summary.pending) == (200, 0)
     assert result.stats["item_dropped_count"] == 20
     assert len(crawl.items()) == 180
+
+
+def test_bytes_written_after_the_last_commit_are_cut_on_resume(tmp_path, mockserver):
+    # A kill between the feed write and the checkpoint transaction leaves
+    # uncommitted bytes, possibly a torn line, at the end of the file.
+    ns = mockserver.namespace()
+    crawl = graph_crawl(tmp_path, mockserver, ns)
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="KILL", at=600)
+    assert was_killed(crawl.finish(proc))
+    feed = tmp_path / "out.jsonl"
+    tail = b'{"url": "http://uncommitted/1", "kind": "page"}\n{"url": "torn'
+    with feed.open("ab") as f:
+        f.write(tail)
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert f"removed {len(tail)} bytes written after the last commit" in resumed.log
+    assert jsonl_urls(feed) == expected_urls(mockserver, ns)
