@@ -1,17 +1,15 @@
 """The per-crawler checkpoint state that every component shares.
 
-It assigns ledger keys, keeps the per-response trackers, decides what is
-skipped on resume, and turns completed requests into commit batches that
-follow the write-ahead rule: a request becomes ``done`` in the same
-transaction that stores its children, its cursor updates and its items'
-counters, after the feeds holding those items were flushed.
+It assigns ledger keys, restores the frontier, decides what is skipped on
+resume, keeps the per-response trackers, and commits: the feed bytes of done
+requests are written first, then the batch that marks them done (built by
+:mod:`.batching`) goes to the store in one transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pickle
 import time
 from collections.abc import AsyncIterator
@@ -22,15 +20,9 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.request import request_from_dict
 
 from .config import CheckpointConfig
-from .store import (
-    BaseCheckpointStore,
-    CommitBatch,
-    NewRequest,
-    RequestStatus,
-    Settlement,
-    StageStatus,
-)
-from .tracking import ORIGIN_META, OutputTracker, RequestRecord
+from .store import BaseCheckpointStore, CommitBatch, RequestStatus, StageStatus
+from .batching import BatchBuilder
+from .tracking import ORIGIN_META, OutputTracker, RequestRecord, StartItems
 
 if TYPE_CHECKING:
     from .feeds import FeedStage
@@ -81,25 +73,13 @@ class CheckpointRuntime:
         # the frontier found at start: key -> already scheduled in this run?
         self.frontier: dict[bytes, bool] = {}
         self.trackers: dict[int, OutputTracker] = {}
-        self.loose: list[RequestRecord] = []  # new requests with no parent response
-        self.ready: list[OutputTracker] = []  # completed, waiting for the next commit
-        self.uncommitted: dict[bytes, RequestRecord] = {}
-        self.waiting_parents: dict[bytes, OutputTracker] = {}
-        self.cursor_values: dict[str, Any] = {}
-        self.loose_cursors: dict[str, Any] = {}
-        self.counter_deltas: dict[str, int] = {}
+        self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.counter_totals: dict[str, int] = {}
         self.feeds: list[FeedStage] = []
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file
-        self.loose_feed_bytes: list[tuple[FeedStage, bytes]] = []
-        # items yielded by start(): which ordinals are committed, which are in flight
-        self.start_items_below = 0
-        self.start_items_extra: set[int] = set()
-        self.start_items_in_flight: dict[int, tuple[int, Any]] = {}
-        self.loose_start_items: list[int] = []
-        self.warned_callbacks: set[str] = set()
+        self.start_items = StartItems()
+        self.batches = BatchBuilder(crawler)
         self._last_scheduled: tuple[Request, RequestRecord] | None = None
-        self.commit_error: BaseException | None = None
 
     # starting and restoring
 
@@ -110,9 +90,7 @@ class CheckpointRuntime:
         self.cursor_values = store.cursors()
         self.counter_totals = dict(store.summary().counters)
         self.feed_offsets = store.feed_offsets()
-        start_items = store.state().get("start_items", {})
-        self.start_items_below = start_items.get("below", 0)
-        self.start_items_extra = set(start_items.get("extra", []))
+        self.start_items.load(store.state().get("start_items", {}))
         self.active = True
 
     async def restored_requests(self) -> AsyncIterator[Request]:
@@ -171,7 +149,7 @@ class CheckpointRuntime:
         if key in self.finished:
             if key not in self.skipped:
                 self.skipped.add(key)
-                self._count("skipped")
+                self.batches.count("skipped")
             raise IgnoreRequest("already done in an earlier run")
         in_frontier = self.frontier.get(key)
         if in_frontier is not None:
@@ -180,11 +158,7 @@ class CheckpointRuntime:
             self.frontier[key] = True  # this copy stands in for the stored one
             return
         record = RequestRecord(key, request)
-        if isinstance(parent, OutputTracker):
-            parent.children.append(record)
-        else:
-            self.loose.append(record)
-        self.uncommitted[key] = record
+        self.batches.new_request(record, parent if isinstance(parent, OutputTracker) else None)
         self._last_scheduled = (request, record)
 
     def on_request_dropped(self, request: Request) -> None:
@@ -195,8 +169,7 @@ class CheckpointRuntime:
             return
         if last is not None and last[0] is request:
             # a new request duplicating one already in the ledger: nothing to write
-            last[1].dropped = True
-            self.uncommitted.pop(last[1].key, None)
+            self.batches.drop_new_request(last[1])
             return
         key = request.meta.get(KEY_META)
         if key is not None:
@@ -239,10 +212,9 @@ class CheckpointRuntime:
         claimed = [(stage, stage.take()) for stage in self.feeds if stage.staged]
         tracker = self.trackers.get(id(response)) if response is not None else None
         if tracker is None:  # from start(), or from a response we do not track
-            self.loose_feed_bytes.extend(claimed)
-            self._count("items")
+            self.batches.loose_output(claimed)
             if response is None:
-                self._start_item_settled(item)
+                self.start_items.settled(item)
             return
         tracker.feed_bytes.extend(claimed)
         tracker.items += 1
@@ -251,27 +223,11 @@ class CheckpointRuntime:
     def on_item_not_scraped(self, item: Any, response: Any) -> None:
         """item_dropped or item_error: the item is settled, and nothing was exported."""
         if response is None:
-            self._start_item_settled(item)
+            self.start_items.settled(item)
             return
         tracker = self.trackers.get(id(response))
         if tracker is not None:
             tracker.output_settled()
-
-    def start_item(self, item: Any, ordinal: int) -> bool:
-        """Should start()'s ``ordinal``-th item go out? Not if an earlier run committed it."""
-        if ordinal < self.start_items_below or ordinal in self.start_items_extra:
-            return False
-        self.start_items_in_flight[id(item)] = (ordinal, item)
-        return True
-
-    def _start_item_settled(self, item: Any) -> None:
-        entry = self.start_items_in_flight.pop(id(item), None)
-        if entry is None and self.start_items_in_flight:
-            # a pipeline returned another object: settle the oldest item in flight
-            oldest = min(self.start_items_in_flight, key=lambda k: self.start_items_in_flight[k][0])
-            entry = self.start_items_in_flight.pop(oldest)
-        if entry is not None:
-            self.loose_start_items.append(entry[0])
 
     def check_later(self, tracker: OutputTracker) -> None:
         # Deferred by one loop turn: handlers later in the same signal gather,
@@ -286,8 +242,8 @@ class CheckpointRuntime:
             tracker.settled = True
             self.trackers.pop(id(tracker.source), None)
             tracker.source = None
-            self.ready.append(tracker)
-            if len(self.ready) >= MAX_BATCH:
+            self.batches.completed(tracker)
+            if self.batches.waiting >= MAX_BATCH:
                 self.commit()
 
     def settle_without_output(self, request: Request, status: RequestStatus, error: str) -> None:
@@ -301,18 +257,7 @@ class CheckpointRuntime:
     ) -> None:
         tracker = OutputTracker(self, key, request, None, status=status, error=error)  # type: ignore[arg-type]
         tracker.settled = True
-        self.ready.append(tracker)
-
-    def _mark_committed(self, key: bytes) -> None:
-        """The settlement of ``key`` is in a batch: unblock a parent waiting for it."""
-        record = self.uncommitted.get(key)
-        if record is not None:
-            record.settled = True
-        parent = self.waiting_parents.pop(key, None)
-        if parent is not None:
-            parent.blocked_on -= 1
-            if parent.blocked_on == 0:
-                self.ready.append(parent)
+        self.batches.completed(tracker)
 
     # cursors and counters
 
@@ -322,10 +267,7 @@ class CheckpointRuntime:
         if tracker is not None:
             tracker.cursors[name] = value
         else:
-            self.loose_cursors[name] = value
-
-    def _count(self, name: str, delta: int = 1) -> None:
-        self.counter_deltas[name] = self.counter_deltas.get(name, 0) + delta
+            self.batches.loose_cursor(name, value)
 
     # feeds
 
@@ -344,7 +286,7 @@ class CheckpointRuntime:
         """The exporter is finished with ``stage``; the file closes after the last commit."""
         leftover = stage.take()
         if leftover:
-            self.loose_feed_bytes.append((stage, leftover))
+            self.batches.loose_output([(stage, leftover)], items=0)
 
     def close_feeds(self) -> None:
         for stage in self.feeds:
@@ -358,7 +300,7 @@ class CheckpointRuntime:
         if self.store is None or not self.active:
             return
         started = time.monotonic()
-        batch = self._build_batch()
+        batch = self.batches.build(self.start_items)
         # the items' bytes reach the feed files before "done" is written
         for stage in self.feeds:
             if stage.has_output:
@@ -380,103 +322,3 @@ class CheckpointRuntime:
         for tracker in list(self.trackers.values()):
             if tracker.complete:
                 self._check(tracker)
-
-    def _build_batch(self) -> CommitBatch:
-        batch = CommitBatch()
-        loose, self.loose = self.loose, []
-        for record in loose:
-            self._add_new_request(batch, record)
-        while self.ready:  # a settlement can unblock a parent: it joins this batch
-            ready, self.ready = self.ready, []
-            for tracker in ready:
-                self._add_completed(batch, tracker)
-        batch.cursors.update(self.loose_cursors)
-        self.loose_cursors = {}
-        loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
-        for stage, data in loose_bytes:
-            stage.outgoing += data
-        if self.loose_start_items:
-            self._commit_start_items(batch)
-        for name, delta in self.counter_deltas.items():
-            batch.counters[name] = batch.counters.get(name, 0) + delta
-        self.counter_deltas = {}
-        return batch
-
-    def _commit_start_items(self, batch: CommitBatch) -> None:
-        self.start_items_extra.update(self.loose_start_items)
-        self.loose_start_items = []
-        while self.start_items_below in self.start_items_extra:
-            self.start_items_extra.remove(self.start_items_below)
-            self.start_items_below += 1
-        batch.state["start_items"] = {
-            "below": self.start_items_below, "extra": sorted(self.start_items_extra)
-        }
-
-    def _add_completed(self, batch: CommitBatch, tracker: OutputTracker) -> None:
-        children, tracker.children = tracker.children, []
-        for record in children:
-            if not self._add_new_request(batch, record) and not record.settled:
-                # The child exists only in memory: this request stays not-done
-                # until the child has finished, so a crash re-runs it.
-                tracker.blocked_on += 1
-                self.waiting_parents[record.key] = tracker
-        if tracker.blocked_on:
-            return
-        request = tracker.request
-        blob = None
-        if tracker.status == RequestStatus.FAILED and request is not None:
-            blob = self._serialize(request, warn=False)
-        batch.settlements.append(
-            Settlement(
-                key=tracker.key,
-                status=tracker.status,
-                url=request.url if request is not None else "",
-                http_status=tracker.http_status,
-                error=tracker.error,
-                blob=blob,
-            )
-        )
-        self._mark_committed(tracker.key)
-        batch.cursors.update(tracker.cursors)
-        for stage, data in tracker.feed_bytes:
-            stage.outgoing += data
-        counters = batch.counters
-        status_name = tracker.status.name.lower()
-        counters[status_name] = counters.get(status_name, 0) + 1
-        if tracker.items:
-            counters["items"] = counters.get("items", 0) + tracker.items
-
-    def _add_new_request(self, batch: CommitBatch, record: RequestRecord) -> bool:
-        """Serialize a new request into the batch; False if it cannot be serialized."""
-        self.uncommitted.pop(record.key, None)
-        request, record.request = record.request, None
-        if record.dropped or request is None:
-            return True
-        blob = self._serialize(request, warn=True)
-        if blob is None:
-            return False
-        batch.new_requests.append(NewRequest(record.key, request.url, blob))
-        return True
-
-    def _serialize(self, request: Request, *, warn: bool) -> bytes | None:
-        try:
-            return pickle.dumps(
-                request.to_dict(spider=self.crawler.spider), protocol=pickle.HIGHEST_PROTOCOL
-            )
-        except Exception as exc:
-            if warn:
-                self._count("unserializable")
-                self.stats.inc_value("checkpoint/unserializable")
-                callback = getattr(request.callback, "__qualname__", repr(request.callback))
-                if callback not in self.warned_callbacks:
-                    self.warned_callbacks.add(callback)
-                    logger.warning(
-                        "Cannot checkpoint a request for callback %s (%s: %s); its parent "
-                        "stays not-done until it finishes. Use spider methods as callbacks "
-                        "and picklable meta/cb_kwargs to make such requests resumable.",
-                        callback,
-                        type(exc).__name__,
-                        exc,
-                        extra={"spider": self.crawler.spider},
-                    )
-            return None

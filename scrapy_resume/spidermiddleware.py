@@ -71,7 +71,7 @@ class CheckpointSpiderMiddleware:
                 requests += 1
             elif output is not None:
                 items += 1
-                if not runtime.start_item(output, items - 1):
+                if not runtime.start_items.should_yield(output, items - 1):
                     continue  # committed by an earlier run
             yield output
 

@@ -167,3 +167,46 @@ class OutputTracker:
             return self.wrap(await awaitable)
         finally:
             self._close_chain()
+
+
+class StartItems:
+    """Items yielded by start(), counted by position, so a resumed start() skips
+    the ones an earlier run committed (start() must yield them in the same order)."""
+
+    def __init__(self) -> None:
+        self.below = 0  # every ordinal below this one is committed
+        self.extra: set[int] = set()  # committed ordinals above it
+        self.in_flight: dict[int, tuple[int, Any]] = {}  # id(item) -> (ordinal, item)
+        self.news: list[int] = []  # settled since the last commit
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.below = state.get("below", 0)
+        self.extra = set(state.get("extra", []))
+
+    def should_yield(self, item: Any, ordinal: int) -> bool:
+        if ordinal < self.below or ordinal in self.extra:
+            return False
+        self.in_flight[id(item)] = (ordinal, item)
+        return True
+
+    def settled(self, item: Any) -> None:
+        entry = self.in_flight.pop(id(item), None)
+        if entry is None and self.in_flight:
+            # a pipeline returned another object: settle the oldest item in flight
+            oldest = min(self.in_flight, key=lambda k: self.in_flight[k][0])
+            entry = self.in_flight.pop(oldest)
+        if entry is not None:
+            self.news.append(entry[0])
+
+    @property
+    def has_news(self) -> bool:
+        return bool(self.news)
+
+    def commit(self) -> dict[str, Any]:
+        """Fold the news in, and return the state to store."""
+        self.extra.update(self.news)
+        self.news = []
+        while self.below in self.extra:
+            self.extra.remove(self.below)
+            self.below += 1
+        return {"below": self.below, "extra": sorted(self.extra)}

@@ -1,0 +1,172 @@
+"""Turning completed requests into write-ahead commit batches.
+
+A completed request is committed with all of its consequences: the requests
+its callback yielded (serialized, as pending), its cursor updates, its
+counters and its items' feed bytes. A child that cannot be serialized exists
+only in memory, so its parent waits, not done, until that child has itself
+been committed: a crash in between re-runs the parent, which yields the child
+again.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import TYPE_CHECKING, Any
+
+from .store import CommitBatch, NewRequest, RequestStatus, Settlement
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
+
+    from .feeds import FeedStage
+    from .tracking import OutputTracker, RequestRecord, StartItems
+
+logger = logging.getLogger(__name__)
+
+
+class BatchBuilder:
+    def __init__(self, crawler: Crawler):
+        self.crawler = crawler
+        self.loose: list[RequestRecord] = []  # new requests with no parent response
+        self.ready: list[OutputTracker] = []  # completed, waiting for the next commit
+        # new requests not in a batch yet; a child's record learns there when
+        # its own settlement was committed first
+        self.uncommitted: dict[bytes, RequestRecord] = {}
+        self.waiting_parents: dict[bytes, OutputTracker] = {}  # child key -> parent
+        self.loose_cursors: dict[str, Any] = {}
+        self.loose_feed_bytes: list[tuple[FeedStage, bytes]] = []
+        self.counter_deltas: dict[str, int] = {}
+        self.warned_callbacks: set[str] = set()
+
+    # what happened since the last commit
+
+    def new_request(self, record: RequestRecord, parent: OutputTracker | None) -> None:
+        if parent is not None:
+            parent.children.append(record)  # committed with the parent's completion
+        else:
+            self.loose.append(record)  # from start() or outside any callback
+        self.uncommitted[record.key] = record
+
+    def drop_new_request(self, record: RequestRecord) -> None:
+        record.dropped = True
+        self.uncommitted.pop(record.key, None)
+
+    def completed(self, tracker: OutputTracker) -> None:
+        self.ready.append(tracker)
+
+    @property
+    def waiting(self) -> int:
+        return len(self.ready)
+
+    def loose_cursor(self, name: str, value: Any) -> None:
+        self.loose_cursors[name] = value
+
+    def loose_output(self, claimed: list[tuple[FeedStage, bytes]], items: int = 1) -> None:
+        """Items from start(), or from a response that is not tracked."""
+        self.loose_feed_bytes.extend(claimed)
+        self.count("items", items)
+
+    def count(self, name: str, delta: int = 1) -> None:
+        if delta:
+            self.counter_deltas[name] = self.counter_deltas.get(name, 0) + delta
+
+    # building a batch
+
+    def build(self, start_items: StartItems) -> CommitBatch:
+        batch = CommitBatch()
+        loose, self.loose = self.loose, []
+        for record in loose:
+            self._add_new_request(batch, record)
+        while self.ready:  # a settlement can unblock a parent: it joins this batch
+            ready, self.ready = self.ready, []
+            for tracker in ready:
+                self._add_completed(batch, tracker)
+        batch.cursors.update(self.loose_cursors)
+        self.loose_cursors = {}
+        loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
+        for stage, data in loose_bytes:
+            stage.outgoing += data
+        if start_items.has_news:
+            batch.state["start_items"] = start_items.commit()
+        for name, delta in self.counter_deltas.items():
+            batch.counters[name] = batch.counters.get(name, 0) + delta
+        self.counter_deltas = {}
+        return batch
+
+    def _add_completed(self, batch: CommitBatch, tracker: OutputTracker) -> None:
+        children, tracker.children = tracker.children, []
+        for record in children:
+            if not self._add_new_request(batch, record) and not record.settled:
+                # The child exists only in memory: this request stays not-done
+                # until the child has finished, so a crash re-runs it.
+                tracker.blocked_on += 1
+                self.waiting_parents[record.key] = tracker
+        if tracker.blocked_on:
+            return
+        request = tracker.request
+        blob = None
+        if tracker.status == RequestStatus.FAILED and request is not None:
+            blob = self.serialize(request, warn=False)  # kept, to be retried
+        batch.settlements.append(
+            Settlement(
+                key=tracker.key,
+                status=tracker.status,
+                url=request.url if request is not None else "",
+                http_status=tracker.http_status,
+                error=tracker.error,
+                blob=blob,
+            )
+        )
+        self._settlement_committed(tracker.key)
+        batch.cursors.update(tracker.cursors)
+        for stage, data in tracker.feed_bytes:
+            stage.outgoing += data
+        counters = batch.counters
+        status_name = tracker.status.name.lower()
+        counters[status_name] = counters.get(status_name, 0) + 1
+        if tracker.items:
+            counters["items"] = counters.get("items", 0) + tracker.items
+
+    def _settlement_committed(self, key: bytes) -> None:
+        """``key`` is settled in this batch: unblock a parent waiting for it."""
+        record = self.uncommitted.get(key)
+        if record is not None:
+            record.settled = True
+        parent = self.waiting_parents.pop(key, None)
+        if parent is not None:
+            parent.blocked_on -= 1
+            if parent.blocked_on == 0:
+                self.ready.append(parent)
+
+    def _add_new_request(self, batch: CommitBatch, record: RequestRecord) -> bool:
+        """Serialize a new request into the batch; False if it cannot be serialized."""
+        self.uncommitted.pop(record.key, None)
+        request, record.request = record.request, None
+        if record.dropped or request is None:
+            return True
+        blob = self.serialize(request, warn=True)
+        if blob is None:
+            return False
+        batch.new_requests.append(NewRequest(record.key, request.url, blob))
+        return True
+
+    def serialize(self, request: Request, *, warn: bool) -> bytes | None:
+        spider = self.crawler.spider
+        try:
+            return pickle.dumps(request.to_dict(spider=spider), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            if warn:
+                self.count("unserializable")
+                self.crawler.stats.inc_value("checkpoint/unserializable")
+                callback = getattr(request.callback, "__qualname__", repr(request.callback))
+                if callback not in self.warned_callbacks:
+                    self.warned_callbacks.add(callback)
+                    logger.warning(
+                        "Cannot checkpoint a request for callback %s (%s: %s); its parent "
+                        "stays not-done until it finishes. Use spider methods as callbacks "
+                        "and picklable meta/cb_kwargs to make such requests resumable.",
+                        callback, type(exc).__name__, exc, extra={"spider": spider},
+                    )
+            return None
