@@ -9,7 +9,14 @@ from .extension import CheckpointExtension
 from .feeds import ResumableFileFeedStorage
 from .middleware import CheckpointMiddleware
 from .spidermiddleware import CheckpointSpiderMiddleware
-from .store import BaseCheckpointStore, CheckpointCorrupt, CheckpointStore, RequestStatus
+from .store import (
+    BaseCheckpointStore,
+    CheckpointCorrupt,
+    CheckpointLocked,
+    CheckpointStore,
+    CheckpointTampered,
+    RequestStatus,
+)
 
 __all__ = [
     "Addon",
@@ -18,10 +25,12 @@ __all__ = [
     "CheckpointConfig",
     "CheckpointConfigError",
     "CheckpointCorrupt",
+    "CheckpointLocked",
     "CheckpointExtension",
     "CheckpointMiddleware",
     "CheckpointSpiderMiddleware",
     "CheckpointStore",
+    "CheckpointTampered",
     "RequestStatus",
     "ResumableFileFeedStorage",
     "checkpoint",

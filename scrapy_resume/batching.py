@@ -117,6 +117,7 @@ class BatchBuilder:
                 http_status=tracker.http_status,
                 error=tracker.error,
                 blob=blob,
+                attempts=tracker.attempts,
             )
         )
         self._settlement_committed(tracker.key)

@@ -26,7 +26,9 @@ def _get_bool(settings: BaseSettings, name: str, default: bool) -> bool:
         ) from None
 
 
-def _get_positive_float(settings: BaseSettings, name: str, default: float) -> float:
+def _get_positive_float(
+    settings: BaseSettings, name: str, default: float, unit: str = "seconds"
+) -> float:
     raw = settings.get(name, default)
     try:
         value = float(raw)
@@ -34,7 +36,7 @@ def _get_positive_float(settings: BaseSettings, name: str, default: float) -> fl
         value = -1.0
     if not value > 0:
         raise CheckpointConfigError(
-            f"{name}={raw!r} is not a positive number of seconds (for example 0.5)."
+            f"{name}={raw!r} is not a positive number of {unit} (for example 0.5)."
         )
     return value
 
@@ -62,6 +64,7 @@ class CheckpointConfig:
     retry_failed: bool = False
     input_files: tuple[str, ...] = ()
     progress_interval: float = 60.0
+    stale_days: float = 7.0
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -83,6 +86,7 @@ class CheckpointConfig:
             retry_failed=_get_bool(settings, "CHECKPOINT_RETRY_FAILED", False),
             input_files=_get_file_list(settings, "CHECKPOINT_INPUT_FILES"),
             progress_interval=_get_positive_float(settings, "CHECKPOINT_PROGRESS_INTERVAL", 60.0),
+            stale_days=_get_positive_float(settings, "CHECKPOINT_STALE_DAYS", 7.0, unit="days"),
         )
 
     def stage_name(self, spider_name: str) -> str:

@@ -8,6 +8,8 @@ ever deleted: a reset moves the old file aside.
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
@@ -15,10 +17,22 @@ from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.utils.defer import deferred_from_coro
 
 from .config import CheckpointConfig
-from .enabling import half_enabled_message, missing_lines
+from .enabling import has_component, half_enabled_message, missing_lines
 from .feeds import FeedChanged, check_feeds, truncate_to_committed
-from .runtime import CheckpointRuntime
-from .store import CheckpointCorrupt, CheckpointStore, StageStatus, StageSummary
+from .runtime import CheckpointRuntime, close_spider
+from .store import (
+    CheckpointCorrupt,
+    CheckpointLocked,
+    CheckpointStore,
+    CheckpointTampered,
+    CommitBatch,
+    StageLock,
+    StageStatus,
+    RequestStatus,
+    StageSummary,
+    format_age,
+)
+from .validation import crawl_config, differences, missing_input_files
 
 try:
     from scrapy.utils.asyncio import create_looping_call
@@ -40,6 +54,35 @@ class Refusal(Exception):
         self.reason = reason
 
 
+class HttpErrorPolicy:
+    """Mirrors Scrapy's HttpErrorMiddleware.process_spider_input (httperror.py), which
+    drops non-2xx responses before the callback unless allowed, so that such a
+    request is recorded as failed. No public API tells which responses it drops."""
+
+    def __init__(self, crawler: Crawler):
+        from scrapy.spidermiddlewares.httperror import HttpErrorMiddleware
+
+        settings = crawler.settings
+        self.crawler = crawler
+        self.enabled = has_component(settings, "SPIDER_MIDDLEWARES", HttpErrorMiddleware)
+        self.allow_all = settings.getbool("HTTPERROR_ALLOW_ALL")
+        self.allowed = settings.getlist("HTTPERROR_ALLOWED_CODES")
+
+    def ignores(self, response: Any) -> bool:
+        if not self.enabled or 200 <= response.status < 300:
+            return False
+        meta = response.meta
+        if meta.get("handle_httpstatus_all", False):
+            return False
+        if "handle_httpstatus_list" in meta:
+            allowed = meta["handle_httpstatus_list"]
+        elif self.allow_all:
+            return False
+        else:
+            allowed = getattr(self.crawler.spider, "handle_httpstatus_list", self.allowed)
+        return response.status not in allowed
+
+
 class CheckpointExtension:
     def __init__(self, crawler: Crawler, config: CheckpointConfig):
         self.crawler = crawler
@@ -49,6 +92,8 @@ class CheckpointExtension:
         self.stage = ""
         self.run_id = 0
         self.timer: Any = None
+        self.lock: StageLock | None = None
+        self.http_errors = HttpErrorPolicy(crawler)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CheckpointExtension:
@@ -71,7 +116,12 @@ class CheckpointExtension:
     # signal handlers: thin, the runtime does the work
 
     def response_received(self, response: Any, request: Any, spider: Any = None) -> None:
-        self.runtime.open_tracker(response, response.request or request, http_status=response.status)
+        request = response.request or request
+        tracker = self.runtime.open_tracker(response, request, http_status=response.status)
+        if tracker is not None and request.errback is None and self.http_errors.ignores(response):
+            # HttpErrorMiddleware will drop it before the callback: the request failed
+            tracker.status = RequestStatus.FAILED
+            tracker.error = f"HttpError: Ignoring non-200 response ({response.status})"
 
     def spider_error(self, failure: Any, response: Any, spider: Any = None) -> None:
         tracker = self.runtime.tracker_for(response)
@@ -84,12 +134,54 @@ class CheckpointExtension:
         try:
             self._open(spider)
         except Refusal as refusal:
+            self._release()
             logger.error("%s", refusal, extra={"spider": spider})
             raise CloseSpider(refusal.reason) from None
         self.timer = create_looping_call(self._commit_or_stop)
         self.timer.start(self.config.commit_interval, now=False)
 
     def _open(self, spider: Spider) -> None:
+        self._check_setup(spider)
+        self.stage = self.config.stage_name(spider.name)
+        path = self.config.stage_path(spider.name)
+        self.lock = StageLock(path)
+        try:
+            self.lock.acquire()
+        except CheckpointLocked as exc:
+            self.lock = None
+            raise Refusal(
+                "checkpoint_locked",
+                f"Stage {self.stage} is being crawled by another process (pid {exc.pid}): "
+                f"{exc}. Wait for it to finish, or stop it first (one process per stage).",
+            ) from None
+        mode = self._choose_mode(path, spider)
+        config = crawl_config(spider, self.crawler.settings, self.config.input_files)
+        if mode == "fresh":
+            missing = missing_input_files(config)
+            if missing:
+                raise Refusal(
+                    "checkpoint_misconfigured",
+                    f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
+                )
+            self.store = CheckpointStore(path, fsync=self.config.fsync)
+            self.store.initialize(self.stage, spider.name)
+            self.store.commit(CommitBatch(state={"config": config}))
+        else:
+            self._check_resume(config, spider)
+        assert self.store is not None
+        self.run_id = self.store.begin_run(mode)
+        self.runtime.recovering = mode == "recover"
+        self.store.set_status(StageStatus.RECOVERING if mode == "recover" else StageStatus.RUNNING)
+        self.runtime.start(self.store)
+        if mode != "fresh":
+            summary = self.store.summary()
+            logger.info(
+                "Resuming stage %s: %s done, %s failed, %s pending (retrying failed: %s)",
+                self.stage, f"{summary.done:,}", f"{summary.failed:,}", f"{summary.pending:,}",
+                "yes" if self.config.retry_failed else "no", extra={"spider": spider},
+            )
+
+    def _check_setup(self, spider: Spider) -> None:
         if self.crawler.settings.get("JOBDIR"):
             raise Refusal(
                 "checkpoint_jobdir_conflict",
@@ -105,46 +197,23 @@ class CheckpointExtension:
             raise Refusal("checkpoint_feed_unsupported", "\n".join(problems))
         for warning in warnings:
             logger.warning("%s", warning, extra={"spider": spider})
-        self.stage = self.config.stage_name(spider.name)
-        path = self.config.stage_path(spider.name)
-        mode = "fresh"
-        if CheckpointStore.exists(path):
-            if self.config.reset:
-                backup = CheckpointStore.move_aside(path)
-                logger.warning(
-                    "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
-                    self.stage, backup, extra={"spider": spider},
-                )
-            else:
-                mode = self._resume_mode(path, spider)
-        elif self.config.resume:
-            logger.info(
-                "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh crawl",
-                self.stage, path, extra={"spider": spider},
-            )
-        if mode == "fresh":
-            self.store = CheckpointStore(path, fsync=self.config.fsync)
-            self.store.initialize(self.stage, spider.name)
-        assert self.store is not None
-        if mode != "fresh":
-            try:
-                truncate_to_committed(self.store.feed_offsets())
-            except FeedChanged as exc:
-                self._close_store()
-                raise Refusal("checkpoint_feed_changed", str(exc)) from None
-        self.run_id = self.store.begin_run(mode)
-        self.runtime.recovering = mode == "recover"
-        self.store.set_status(StageStatus.RECOVERING if mode == "recover" else StageStatus.RUNNING)
-        self.runtime.start(self.store)
-        if mode != "fresh":
-            summary = self.store.summary()
-            logger.info(
-                "Resuming stage %s: %s done, %s failed, %s pending (retrying failed: no)",
-                self.stage, f"{summary.done:,}", f"{summary.failed:,}", f"{summary.pending:,}",
-                extra={"spider": spider},
-            )
 
-    def _resume_mode(self, path: Any, spider: Spider) -> str:
+    def _choose_mode(self, path: Path, spider: Spider) -> str:
+        """fresh, resume or recover; or a refusal."""
+        if not CheckpointStore.exists(path):
+            if self.config.resume:
+                logger.info(
+                    "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh "
+                    "crawl", self.stage, path, extra={"spider": spider},
+                )
+            return "fresh"
+        if self.config.reset:
+            backup = CheckpointStore.move_aside(path)
+            logger.warning(
+                "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
+                self.stage, backup, extra={"spider": spider},
+            )
+            return "fresh"
         try:
             self.store = CheckpointStore(path, fsync=self.config.fsync)
             summary = self.store.summary()
@@ -156,10 +225,11 @@ class CheckpointExtension:
                 f"(the broken file is moved aside, not deleted).",
             ) from None
         if not self.config.resume:
-            self._close_store()
             raise Refusal("checkpoint_exists", self._exists_message(path, summary))
         if summary.status == StageStatus.COMPLETED:
-            self._close_store()
+            if self.config.retry_failed and summary.failed:
+                return "resume"  # the crawl finished; now only its failures are retried
+            self._release()
             logger.info(
                 "Stage %s is already completed (%s): nothing to do. "
                 "Use -s CHECKPOINT_RESET=1 to crawl it again from scratch.",
@@ -174,6 +244,43 @@ class CheckpointExtension:
             )
             return "recover"
         return "resume"
+
+    def _check_resume(self, config: dict, spider: Spider) -> None:
+        """Before a resume: same crawl, no forged request, feeds as committed."""
+        assert self.store is not None
+        recorded = self.store.state().get("config", config)
+        changed = differences(recorded, config)
+        if changed:
+            raise Refusal(
+                "checkpoint_config_changed",
+                f"Stage {self.stage} was started with another configuration:\n"
+                + "".join(f"    {line}\n" for line in changed)
+                + "Resume with the same arguments, settings and input files, or start the "
+                "stage over with -s CHECKPOINT_RESET=1.",
+            )
+        summary = self.store.summary()
+        age_days = (time.time() - summary.updated_at) / 86400
+        if age_days > self.config.stale_days:
+            logger.warning(
+                "The checkpoint of stage %s was last updated %s ago (more than "
+                "CHECKPOINT_STALE_DAYS=%s): the site may have changed since.",
+                self.stage, format_age(age_days * 86400), self.config.stale_days,
+                extra={"spider": spider},
+            )
+        try:
+            self.store.verify_frontier(include_failed=self.config.retry_failed)
+        except CheckpointTampered as exc:
+            raise Refusal(
+                "checkpoint_tampered",
+                f"Stage {self.stage}: {exc}. It was not signed by this checkpoint directory's "
+                f"secret, so it was not loaded: a checkpoint holds pickled requests, which are "
+                f"code. Never resume a checkpoint from an untrusted source. To start over: "
+                f"-s CHECKPOINT_RESET=1.",
+            ) from None
+        try:
+            truncate_to_committed(self.store.feed_offsets())
+        except FeedChanged as exc:
+            raise Refusal("checkpoint_feed_changed", str(exc)) from None
 
     def _exists_message(self, path: Any, summary: StageSummary) -> str:
         return (
@@ -200,14 +307,7 @@ class CheckpointExtension:
             self.runtime.active = False
             if self.timer is not None and self.timer.running:
                 self.timer.stop()
-            deferred_from_coro(self._close_spider("checkpoint_write_error"))
-
-    async def _close_spider(self, reason: str) -> None:
-        engine = self.crawler.engine
-        if hasattr(engine, "close_spider_async"):
-            await engine.close_spider_async(reason=reason)
-        else:  # Scrapy 2.13
-            await engine.close_spider(self.crawler.spider, reason)
+            deferred_from_coro(close_spider(self.crawler, "checkpoint_write_error"))
 
     # closing
 
@@ -215,7 +315,7 @@ class CheckpointExtension:
         if self.timer is not None and self.timer.running:
             self.timer.stop()
         if self.store is None or not self.runtime.active:
-            self._close_store()
+            self._release()
             return
         self.runtime.settle_complete_trackers()
         self.runtime.commit()
@@ -236,7 +336,7 @@ class CheckpointExtension:
             "Resume with -s CHECKPOINT_RESUME=1." if status == StageStatus.PAUSED else "",
             extra={"spider": spider},
         )
-        self._close_store()
+        self._release()
 
     def _publish_stats(self, summary: StageSummary) -> None:
         stats = self.crawler.stats
@@ -245,7 +345,11 @@ class CheckpointExtension:
         for name, value in summary.counters.items():
             stats.set_value(f"checkpoint/{name}", value)
 
-    def _close_store(self) -> None:
+    def _release(self) -> None:
+        """Close the store and let another process have the stage."""
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None

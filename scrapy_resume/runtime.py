@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import Request
 from scrapy.exceptions import IgnoreRequest
+from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.request import request_from_dict
 
 from .config import CheckpointConfig
-from .store import BaseCheckpointStore, CommitBatch, RequestStatus, StageStatus
+from .store import BaseCheckpointStore, CheckpointTampered, CommitBatch, RequestStatus, StageStatus
 from .batching import BatchBuilder
 from .tracking import ORIGIN_META, OutputTracker, RequestRecord, StartItems
 
@@ -57,6 +58,32 @@ RESTORED = "restored"  # read back from the checkpoint's frontier
 MAX_BATCH = 5000
 
 
+def next_batch(batches: Any, spider: Any) -> list[tuple[bytes, bytes]] | None:
+    """The next batch of the stored frontier; a forged request closes the spider."""
+    try:
+        return next(batches, None)
+    except CheckpointTampered as exc:
+        logger.error(
+            "Refusing to restore %s: never resume a checkpoint from an untrusted source. "
+            "Start the stage over with -s CHECKPOINT_RESET=1.", exc, extra={"spider": spider},
+        )
+        deferred_from_coro(close_spider(spider.crawler, "checkpoint_tampered"))
+        return None
+
+
+async def close_spider(crawler: Crawler, reason: str) -> None:
+    engine = crawler.engine
+    if hasattr(engine, "close_spider_async"):
+        await engine.close_spider_async(reason=reason)
+    else:  # Scrapy 2.13
+        await engine.close_spider(crawler.spider, reason)
+
+
+def attempts_of(request: Request) -> int:
+    """Downloads of this request in this run: RetryMiddleware counts its retries in meta."""
+    return request.meta.get("retry_times", 0) + 1
+
+
 class CheckpointRuntime:
     def __init__(self, crawler: Crawler, config: CheckpointConfig):
         self.crawler = crawler
@@ -87,6 +114,10 @@ class CheckpointRuntime:
         self.store = store
         self.finished = set(store.finished_keys())
         self.frontier = dict.fromkeys(store.pending_keys(), False)
+        if self.config.retry_failed:  # failed requests go back into the frontier
+            for key in store.failed_keys():
+                self.finished.discard(key)
+                self.frontier[key] = False
         self.cursor_values = store.cursors()
         self.counter_totals = dict(store.summary().counters)
         self.feed_offsets = store.feed_offsets()
@@ -97,7 +128,8 @@ class CheckpointRuntime:
         """The frontier of earlier runs, oldest first, streamed in batches."""
         assert self.store is not None
         spider = self.crawler.spider
-        for batch in self.store.iter_pending():
+        batches = self.store.iter_pending(include_failed=self.config.retry_failed)
+        while (batch := next_batch(batches, spider)) is not None:
             for key, blob in batch:
                 if self.frontier.get(key, True):
                     continue  # a re-discovered copy is already scheduled
@@ -114,6 +146,7 @@ class CheckpointRuntime:
                     continue
                 request.meta[KEY_META] = key
                 request.meta[ORIGIN_META] = (RESTORED, 0)
+                request.meta.pop("retry_times", None)  # a failed request being retried starts afresh
                 self.stats.inc_value("checkpoint/restored")
                 yield request
         if self.recovering and self.active:
@@ -200,7 +233,7 @@ class CheckpointRuntime:
         key = request.meta.get(KEY_META)
         if key is None or not self.active:
             return None
-        tracker = OutputTracker(self, key, request, source, **kwargs)
+        tracker = OutputTracker(self, key, request, source, attempts=attempts_of(request), **kwargs)
         self.trackers[id(source)] = tracker
         return tracker
 
@@ -255,7 +288,10 @@ class CheckpointRuntime:
     def _settle_now(
         self, key: bytes, request: Request | None, status: RequestStatus, error: str
     ) -> None:
-        tracker = OutputTracker(self, key, request, None, status=status, error=error)  # type: ignore[arg-type]
+        tracker = OutputTracker(
+            self, key, request, None,  # type: ignore[arg-type]
+            status=status, error=error, attempts=attempts_of(request) if request else 0,
+        )
         tracker.settled = True
         self.batches.completed(tracker)
 

@@ -7,10 +7,15 @@ settled requests, cursors, counters, the stage record and its runs.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import hmac
 import json
 import os
+import secrets
 import sqlite3
 import time
+from contextlib import contextmanager
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +52,53 @@ class CheckpointCorrupt(Exception):
     """The checkpoint file exists but cannot be read as a checkpoint."""
 
 
+class CheckpointLocked(Exception):
+    """Another process has this stage open."""
+
+    def __init__(self, path: Path, pid: str):
+        super().__init__(f"{path} is in use by process {pid or '(unknown)'}")
+        self.pid = pid
+
+
+class StageLock:
+    """An exclusive lock on one stage, held while a crawl has it open.
+
+    It is a kernel lock (flock) on ``STAGE.sqlite.lock``: the kernel releases it
+    when its process dies, however it dies, so a killed run never blocks the next.
+    """
+
+    def __init__(self, stage_path: Path):
+        self.path = Path(f"{stage_path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise CheckpointLocked(self.path, holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+
+class CheckpointTampered(Exception):
+    """A stored request does not carry a valid signature: it is never unpickled."""
+
+    def __init__(self, key: bytes, url: str):
+        super().__init__(f"the stored request for {url} (key {key.hex()}) fails verification")
+        self.key = key
+        self.url = url
+
+
 @dataclass
 class NewRequest:
     """A request to add to the frontier as pending (ignored if its key is known)."""
@@ -66,6 +118,7 @@ class Settlement:
     http_status: int | None = None
     error: str | None = None
     blob: bytes | None = None  # kept for failed requests, so they can be retried
+    attempts: int = 1  # downloads in this run, retries included
 
 
 @dataclass
@@ -149,8 +202,24 @@ class BaseCheckpointStore(ABC):
     def pending_keys(self) -> Iterator[bytes]: ...
 
     @abstractmethod
-    def iter_pending(self, batch_size: int = 1000) -> Iterator[list[tuple[bytes, bytes]]]:
-        """Stream the frontier as batches of ``(key, serialized request)``, oldest first."""
+    def failed_keys(self) -> Iterator[bytes]: ...
+
+    @abstractmethod
+    def iter_pending(
+        self, batch_size: int = 1000, *, include_failed: bool = False
+    ) -> Iterator[list[tuple[bytes, bytes]]]:
+        """Stream the frontier as batches of ``(key, serialized request)``, oldest first.
+
+        Raises CheckpointTampered for a request whose signature does not verify.
+        """
+
+    @abstractmethod
+    def verify_frontier(self, *, include_failed: bool = False) -> None:
+        """Raise CheckpointTampered if any request a resume would restore fails verification."""
+
+    @abstractmethod
+    def ledger_rows(self) -> Iterator[dict[str, Any]]:
+        """Every request with its URL, status, HTTP status, error, attempts and timestamps."""
 
     @abstractmethod
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]: ...
@@ -183,6 +252,8 @@ CREATE TABLE IF NOT EXISTS requests (
     request BLOB,
     http_status INTEGER,
     error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_pending ON requests(id) WHERE status = 0;
@@ -200,16 +271,37 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 _SETTLE = """
-INSERT INTO requests (key, status, url, request, http_status, error, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO requests (key, status, url, request, http_status, error, attempts, created_at,
+                      updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     status = excluded.status,
     http_status = excluded.http_status,
     error = excluded.error,
+    attempts = requests.attempts + excluded.attempts,
     request = CASE WHEN excluded.status = 2 THEN coalesce(excluded.request, requests.request)
                    ELSE NULL END,
     updated_at = excluded.updated_at
 """
+
+#: The secret that signs stored requests, one per checkpoint directory.
+SECRET_FILE = "checkpoint.secret"
+
+
+def load_or_create_secret(directory: Path) -> bytes:
+    path = directory / SECRET_FILE
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_bytes()
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
 
 
 class CheckpointStore(BaseCheckpointStore):
@@ -226,6 +318,7 @@ class CheckpointStore(BaseCheckpointStore):
             os.chmod(self.path.parent, 0o700)
         except OSError:
             pass
+        self._secret = load_or_create_secret(self.path.parent)
         fresh = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -258,6 +351,26 @@ class CheckpointStore(BaseCheckpointStore):
                 companion.rename(f"{backup}{suffix}")
         path.rename(backup)
         return backup
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read that fails on a damaged file means a corrupt checkpoint."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointCorrupt(f"{self.path} is damaged: {exc}") from exc
+
+    # signed request blobs: a checkpoint holds pickles, so it must not be forged
+
+    def _sign(self, key: bytes, blob: bytes) -> bytes:
+        return hmac.new(self._secret, key + blob, hashlib.sha256).digest() + blob
+
+    def _verified(self, key: bytes, stored: bytes, url: str) -> bytes:
+        mac, blob = stored[:32], stored[32:]
+        expected = hmac.new(self._secret, key + blob, hashlib.sha256).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise CheckpointTampered(key, url)
+        return blob
 
     def _check_schema(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
@@ -293,8 +406,12 @@ class CheckpointStore(BaseCheckpointStore):
         return dict(self._db.execute("SELECT name, value FROM meta"))
 
     def summary(self) -> StageSummary:
-        meta = self._meta()
-        by_status = dict(self._db.execute("SELECT status, count(*) FROM requests GROUP BY status"))
+        with self._reading():
+            meta = self._meta()
+            by_status = dict(
+                self._db.execute("SELECT status, count(*) FROM requests GROUP BY status")
+            )
+            counters = dict(self._db.execute("SELECT name, value FROM counters"))
         return StageSummary(
             stage=meta["stage"],
             spider=meta["spider"],
@@ -305,7 +422,7 @@ class CheckpointStore(BaseCheckpointStore):
             done=by_status.get(RequestStatus.DONE, 0),
             failed=by_status.get(RequestStatus.FAILED, 0),
             dropped=by_status.get(RequestStatus.DROPPED, 0),
-            counters=dict(self._db.execute("SELECT name, value FROM counters")),
+            counters=counters,
         )
 
     def set_status(self, status: str) -> None:
@@ -347,18 +464,39 @@ class CheckpointStore(BaseCheckpointStore):
         for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 0"):
             yield bytes(key)
 
-    def iter_pending(self, batch_size: int = 1000) -> Iterator[list[tuple[bytes, bytes]]]:
+    def failed_keys(self) -> Iterator[bytes]:
+        for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 2"):
+            yield bytes(key)
+
+    def iter_pending(
+        self, batch_size: int = 1000, *, include_failed: bool = False
+    ) -> Iterator[list[tuple[bytes, bytes]]]:
+        statuses = "(0, 2)" if include_failed else "(0)"
         last_id = 0
         while True:
             rows = self._db.execute(
-                "SELECT id, key, request FROM requests WHERE status = 0 AND id > ? "
-                "ORDER BY id LIMIT ?",
+                f"SELECT id, key, request, url FROM requests WHERE status IN {statuses} "
+                f"AND request IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
                 (last_id, batch_size),
             ).fetchall()
             if not rows:
                 return
             last_id = rows[-1][0]
-            yield [(bytes(key), bytes(blob)) for _, key, blob in rows]
+            yield [
+                (bytes(key), self._verified(bytes(key), bytes(blob), url))
+                for _, key, blob, url in rows
+            ]
+
+    def verify_frontier(self, *, include_failed: bool = False) -> None:
+        for _ in self.iter_pending(5000, include_failed=include_failed):
+            pass
+
+    def ledger_rows(self) -> Iterator[dict[str, Any]]:
+        columns = ("url", "status", "http_status", "error", "attempts", "created_at", "updated_at")
+        for row in self._db.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY id"):
+            record = dict(zip(columns, row))
+            record["status"] = RequestStatus(record["status"]).name.lower()
+            yield record
 
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
         """Every request of the stage as ``(key, status, url)``, in discovery order."""
@@ -383,14 +521,18 @@ class CheckpointStore(BaseCheckpointStore):
         now = time.time()
         with self._transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO requests (key, status, url, request, updated_at) "
-                "VALUES (?, 0, ?, ?, ?)",
-                [(r.key, r.url, r.blob, now) for r in batch.new_requests],
+                "INSERT OR IGNORE INTO requests (key, status, url, request, created_at, "
+                "updated_at) VALUES (?, 0, ?, ?, ?, ?)",
+                [(r.key, r.url, self._sign(r.key, r.blob), now, now) for r in batch.new_requests],
             )
             self._db.executemany(
                 _SETTLE,
                 [
-                    (s.key, int(s.status), s.url, s.blob, s.http_status, s.error, now)
+                    (
+                        s.key, int(s.status), s.url,
+                        None if s.blob is None else self._sign(s.key, s.blob),
+                        s.http_status, s.error, s.attempts, now, now,
+                    )
                     for s in batch.settlements
                 ],
             )

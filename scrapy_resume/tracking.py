@@ -69,6 +69,7 @@ class OutputTracker:
         "check_scheduled",
         "settled",
         "blocked_on",
+        "attempts",
     )
 
     def __init__(
@@ -82,6 +83,7 @@ class OutputTracker:
         status: RequestStatus = RequestStatus.DONE,
         http_status: int | None = None,
         error: str | None = None,
+        attempts: int = 1,
     ):
         self.runtime = runtime
         self.key = key
@@ -101,6 +103,7 @@ class OutputTracker:
         self.check_scheduled = False
         self.settled = False
         self.blocked_on = 0  # unserializable children that must finish first
+        self.attempts = attempts
 
     # counting outputs
 

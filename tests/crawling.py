@@ -84,7 +84,8 @@ class Crawl:
 
     @property
     def stats_path(self) -> Path:
-        return self.workdir / f"stats-{self.runs}.json"
+        # the same argument every run: a changed spider argument refuses a resume
+        return self.workdir / "stats.json"
 
     @property
     def log_path(self) -> Path:
@@ -100,7 +101,10 @@ class Crawl:
 
     def finish(self, proc: subprocess.Popen, timeout: float = 120) -> RunResult:
         proc.wait(timeout)
-        stats = json.loads(self.stats_path.read_text()) if self.stats_path.exists() else {}
+        stats = {}
+        if self.stats_path.exists():
+            stats = json.loads(self.stats_path.read_text())
+            self.stats_path.rename(self.workdir / f"stats-{self.runs}.json")
         return RunResult(proc.returncode, self.log_path.read_text(), stats)
 
     def run(self, timeout: float = 120, **settings: str) -> RunResult:

@@ -56,12 +56,16 @@ def test_ledger_settles_every_request(feature_runs):
     assert ledger["http://127.0.0.1:1/refused"] == RequestStatus.FAILED
     assert ledger["http://127.0.0.1:1/refused-no-errback"] == RequestStatus.FAILED
     assert ledger[f"{base}/status/200?boom=1"] == RequestStatus.FAILED
+    # a 500 that no errback handles is dropped by HttpErrorMiddleware: failed;
+    # a 404 that an errback handled is done
+    assert ledger[f"{base}/status/500"] == RequestStatus.FAILED
+    assert ledger[f"{base}/status/404"] == RequestStatus.DONE
     # the errback's own request was recorded and done
     assert ledger[f"{base}/status/200?after_error=refused"] == RequestStatus.DONE
     summary = crawl.summary("features")
     assert summary.status == "completed" and summary.dropped == 1
     assert summary.counters["items"] == result.stats["item_scraped_count"] == 23
-    assert summary.failed == 3
+    assert summary.failed == 4
 
 
 def test_completed_stage_resumed_has_nothing_to_do(tmp_path, mockserver):

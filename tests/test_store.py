@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from scrapy_resume import CheckpointCorrupt, CheckpointStore, RequestStatus
+from scrapy_resume import CheckpointCorrupt, CheckpointStore, CheckpointTampered, RequestStatus
 from scrapy_resume.store import CommitBatch, NewRequest, Settlement
 
 
@@ -54,7 +54,10 @@ def test_failed_requests_keep_their_serialized_request(store, tmp_path):
     ]))
     with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
         rows = dict(db.execute("SELECT key, request FROM requests"))
-    assert rows == {b"a": b"blob-a", b"b": None}  # done requests drop their blob
+    assert rows[b"b"] is None  # done requests drop their blob
+    assert rows[b"a"][32:] == b"blob-a"  # failed ones keep it, after its 32-byte signature
+    failed = [key for batch in store.iter_pending(include_failed=True) for key, _ in batch]
+    assert failed == [b"a"] and list(store.iter_pending()) == []
 
 
 def test_pending_streams_in_discovery_order_and_in_batches(store):
@@ -106,3 +109,53 @@ def test_move_aside_keeps_the_wal_with_its_database(tmp_path):
     assert list(reopened.pending_keys()) == [b"a"]
     reopened.close()
     store.close()
+
+
+def test_a_forged_request_is_refused_before_it_is_unpickled(store, tmp_path):
+    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")]))
+    with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
+        signed = db.execute("SELECT request FROM requests WHERE key = ?", (b"a",)).fetchone()[0]
+        db.execute("UPDATE requests SET request = ? WHERE key = ?", (signed[:32] + b"evil", b"a"))
+    with pytest.raises(CheckpointTampered, match="http://x/a"):
+        store.verify_frontier()
+    # a blob signed for another key cannot be swapped in either
+    with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
+        other = db.execute("SELECT request FROM requests WHERE key = ?", (b"b",)).fetchone()[0]
+        db.execute("UPDATE requests SET request = ? WHERE key = ?", (other, b"a"))
+    with pytest.raises(CheckpointTampered):
+        list(store.iter_pending())
+
+
+def test_the_signing_secret_is_private_and_shared_by_the_stages(tmp_path, store):
+    secret = tmp_path / "ckpt" / "checkpoint.secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert len(secret.read_bytes()) == 32
+    other = CheckpointStore(tmp_path / "ckpt" / "other.sqlite")
+    assert secret.read_bytes() == other._secret
+    other.close()
+
+
+def test_attempts_add_up_across_runs(store):
+    store.commit(CommitBatch(settlements=[
+        Settlement(b"a", RequestStatus.FAILED, "http://x/a", error="E", attempts=3)
+    ]))
+    store.commit(CommitBatch(settlements=[
+        Settlement(b"a", RequestStatus.DONE, "http://x/a", http_status=200, attempts=1)
+    ]))
+    [row] = store.ledger_rows()
+    assert (row["status"], row["attempts"], row["http_status"], row["error"]) == (
+        "done", 4, 200, None
+    )
+    assert row["created_at"] <= row["updated_at"]
+
+
+def test_a_damaged_file_is_corrupt(tmp_path):
+    path = tmp_path / "stage.sqlite"
+    store = CheckpointStore(path)
+    store.initialize("stage", "spider")
+    store.commit(CommitBatch(new_requests=[pending(f"k{i}".encode()) for i in range(3000)]))
+    store.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointCorrupt):
+        CheckpointStore(path).summary()
