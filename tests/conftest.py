@@ -4,6 +4,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -37,6 +38,13 @@ class MockServer:
         query = "&".join(f"{k}={v}" for k, v in {"pid": pid, **options}.items())
         with urllib.request.urlopen(self.url(f"_arm/{ns}?{query}")) as response:
             assert response.read() == b"armed"
+
+    def wait_for_hits(self, ns: str, count: int, timeout: float = 60) -> None:
+        """Poll until the namespace has had ``count`` hits: a crawl is under way."""
+        deadline = time.monotonic() + timeout
+        while sum(self.hits(ns).values()) < count:
+            assert time.monotonic() < deadline, f"{ns} got fewer than {count} hits"
+            time.sleep(0.05)
 
     def configure(self, ns: str, *, delay_ms: int) -> None:
         with urllib.request.urlopen(self.url(f"_config/{ns}?delay={delay_ms}")) as response:

@@ -1,7 +1,9 @@
 """Stage 2: fetch every product URL that discovery found and record whether it works.
 
 It reads discovery's output file, so it is checkpointed as a stage of its
-own, and resumes independently of discovery.
+own, and resumes independently of discovery. The input file is listed in
+CHECKPOINT_INPUT_FILES: if it changes between two runs of this stage (say,
+discovery was re-run), the resume refuses instead of mixing two inputs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ class ValidationSpider(scrapy.Spider):
     def __init__(self, input: str = "output/discovered.jsonl", **kwargs):
         super().__init__(**kwargs)
         self.input = input
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        # the settings are not frozen yet: record the input file the argument names
+        crawler.settings.set("CHECKPOINT_INPUT_FILES", [spider.input], priority="spider")
+        return spider
 
     async def start(self):
         with open(self.input) as lines:
