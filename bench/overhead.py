@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.crawling import ENABLING  # noqa: E402
+from tests.crawling import ENABLING
 
 # our frames that only pass the spider's own output along: time below them is the spider's
 PASS_THROUGH = {"iterate", "aiterate", "process_spider_output", "process_spider_output_async",

@@ -25,9 +25,9 @@ HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "output"
 sys.path.insert(0, str(HERE))
 
-from demo.site import CATEGORIES, PAGES, PER_PAGE, product_status  # noqa: E402
+from demo.site import CATEGORIES, PAGES, PER_PAGE, product_status
 
-from scrapy_resume import CheckpointStore  # noqa: E402
+from scrapy_resume import CheckpointStore
 
 
 def scrapy_crawl(spider: str, *args: str, log: Path) -> subprocess.Popen:

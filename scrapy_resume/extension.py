@@ -17,7 +17,7 @@ from scrapy.exceptions import CloseSpider, NotConfigured
 from scrapy.utils.defer import deferred_from_coro
 
 from .config import CheckpointConfig
-from .enabling import has_component, half_enabled_message, missing_lines
+from .enabling import half_enabled_message, has_component, missing_lines
 from .feeds import FeedChanged, check_feeds, truncate_to_committed
 from .runtime import CheckpointRuntime, close_spider
 from .store import (
@@ -26,9 +26,9 @@ from .store import (
     CheckpointStore,
     CheckpointTampered,
     CommitBatch,
+    RequestStatus,
     StageLock,
     StageStatus,
-    RequestStatus,
     StageSummary,
     format_age,
 )

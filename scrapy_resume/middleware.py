@@ -32,6 +32,19 @@ def runtime_of(crawler: Crawler) -> CheckpointRuntime | None:
     return extension.runtime if extension is not None else None
 
 
+def middleware_runtime(crawler: Crawler, *, refuses_if_alone: bool) -> CheckpointRuntime | None:
+    """For a middleware's from_crawler: NotConfigured when the package is off; the
+    shared state otherwise. Without the extension (which refuses half set-ups),
+    the middleware named by ``refuses_if_alone`` makes the crawl refuse to start."""
+    if not CheckpointConfig.from_settings(crawler.settings).enabled:
+        raise NotConfigured("CHECKPOINT_ENABLED is off")
+    runtime = runtime_of(crawler)
+    if runtime is None and refuses_if_alone:
+        message = half_enabled_message(missing_lines(crawler.settings))
+        refuse_on_open(crawler, "checkpoint_misconfigured", message)
+    return runtime
+
+
 def describe_error(error: BaseException | Failure) -> str:
     value = error.value if isinstance(error, Failure) else error
     return f"{type(value).__name__}: {value}"
@@ -43,27 +56,21 @@ class CheckpointMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CheckpointMiddleware:
-        if not CheckpointConfig.from_settings(crawler.settings).enabled:
-            raise NotConfigured("CHECKPOINT_ENABLED is off")
-        runtime = runtime_of(crawler)
-        if runtime is None:  # the extension, which would refuse, is missing
-            message = half_enabled_message(missing_lines(crawler.settings))
-            refuse_on_open(crawler, "checkpoint_misconfigured", message)
-        return cls(runtime)
+        return cls(middleware_runtime(crawler, refuses_if_alone=True))
 
     def process_exception(
         self, request: Request, exception: Exception, spider: Any = None
     ) -> None:
         runtime = self.runtime
         if runtime is None or not runtime.active or KEY_META not in request.meta:
-            return None
+            return
         status = RequestStatus.DROPPED if isinstance(exception, IgnoreRequest) else RequestStatus.FAILED
         error = describe_error(exception)
         if request.errback is None:
             runtime.settle_without_output(request, status, error)
         else:
             request.errback = self._counting_errback(request, status, error)
-        return None
+        return
 
     def _counting_errback(self, request: Request, status: RequestStatus, error: str) -> Any:
         original = request.errback

@@ -20,9 +20,9 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.request import request_from_dict
 
+from .batching import BatchBuilder
 from .config import CheckpointConfig
 from .store import BaseCheckpointStore, CheckpointTampered, CommitBatch, RequestStatus, StageStatus
-from .batching import BatchBuilder
 from .tracking import ORIGIN_META, OutputTracker, RequestRecord, StartItems
 
 if TYPE_CHECKING:

@@ -11,11 +11,9 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
-from scrapy.exceptions import NotConfigured
 
-from .config import CheckpointConfig
-from .enabling import has_component, half_enabled_message, missing_lines, refuse_on_open
-from .middleware import runtime_of
+from .enabling import has_component
+from .middleware import CheckpointMiddleware, middleware_runtime
 from .runtime import CheckpointRuntime
 
 if TYPE_CHECKING:
@@ -29,18 +27,9 @@ class CheckpointSpiderMiddleware:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CheckpointSpiderMiddleware:
-        from .middleware import CheckpointMiddleware
-
-        if not CheckpointConfig.from_settings(crawler.settings).enabled:
-            raise NotConfigured("CHECKPOINT_ENABLED is off")
-        runtime = runtime_of(crawler)
-        downloader_mw_enabled = has_component(
-            crawler.settings, "DOWNLOADER_MIDDLEWARES", CheckpointMiddleware
-        )
-        if runtime is None and not downloader_mw_enabled:
-            # neither the extension nor the downloader middleware will refuse
-            message = half_enabled_message(missing_lines(crawler.settings))
-            refuse_on_open(crawler, "checkpoint_misconfigured", message)
+        # the downloader middleware refuses a half set-up, if it is there
+        alone = not has_component(crawler.settings, "DOWNLOADER_MIDDLEWARES", CheckpointMiddleware)
+        runtime = middleware_runtime(crawler, refuses_if_alone=alone)
         middleware = cls(runtime)
         if runtime is not None:
             # Connected here, after every extension: FeedExporter has written the

@@ -15,9 +15,9 @@ import os
 import secrets
 import sqlite3
 import time
-from contextlib import contextmanager
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path

@@ -38,7 +38,7 @@ ORIGIN_META = "_checkpoint_origin"
 class RequestRecord:
     """A request first seen in this run, waiting to be written as pending."""
 
-    __slots__ = ("key", "request", "dropped", "settled")
+    __slots__ = ("dropped", "key", "request", "settled")
 
     def __init__(self, key: bytes, request: Request):
         self.key = key
@@ -51,25 +51,25 @@ class OutputTracker:
     """Counts what one response's output still has in flight."""
 
     __slots__ = (
-        "runtime",
-        "key",
-        "request",
-        "source",
-        "namespace",
-        "status",
-        "http_status",
-        "error",
-        "open_chains",
-        "in_flight",
-        "ordinal",
+        "attempts",
+        "blocked_on",
+        "check_scheduled",
         "children",
         "cursors",
-        "items",
+        "error",
         "feed_bytes",
-        "check_scheduled",
+        "http_status",
+        "in_flight",
+        "items",
+        "key",
+        "namespace",
+        "open_chains",
+        "ordinal",
+        "request",
+        "runtime",
         "settled",
-        "blocked_on",
-        "attempts",
+        "source",
+        "status",
     )
 
     def __init__(

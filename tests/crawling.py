@@ -138,6 +138,16 @@ def was_killed(result: RunResult, sig: int = signal.SIGKILL) -> bool:
     return result.returncode == -sig
 
 
+def kill_after(crawl: Crawl, mockserver, ns: str, hits: int, **arm: object) -> RunResult:
+    """Run ``crawl`` and SIGKILL it when the server has answered ``hits`` more requests
+    (``arm`` may narrow that to one path, or delay the kill)."""
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="KILL", at=hits, **arm)
+    result = crawl.finish(proc)
+    assert was_killed(result), result.log[-3000:]
+    return result
+
+
 def run_until_finished(
     crawl, mockserver, ns, rng, *, interruptions, stage, at=(150, 450), after_each=None
 ):

@@ -57,7 +57,7 @@ def _send(pid: int, sig: int) -> None:
 class Root(resource.Resource):
     isLeaf = True
 
-    def render_GET(self, request):  # noqa: N802 (Twisted's name)
+    def render_GET(self, request):
         parts = request.path.decode().strip("/").split("/")
         if parts[0] == "_hits":
             request.setHeader(b"Content-Type", b"application/json")

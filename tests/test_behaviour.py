@@ -35,7 +35,7 @@ def test_same_items_and_same_downloads_as_plain_scrapy(feature_runs):
     # sanity: 13 graph pages, flaky, redirect, 404 errback + its request, refused
     # errback + its request, boom (item before the exception), 2 dups, start()
     assert len(plain_items) == 23
-    strip = lambda hits, base: {p.split("/", 2)[2]: n for p, n in hits.items()}  # noqa: E731
+    strip = lambda hits, base: {p.split("/", 2)[2]: n for p, n in hits.items()}
     assert strip(ckpt_hits, ckpt_base) == strip(plain_hits, plain_base)
     assert strip(plain_hits, plain_base)["flaky/2/a"] == 3  # two retries, as in plain Scrapy
     assert strip(plain_hits, plain_base)["slow/10/dup"] == 2  # dont_filter twice

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+
 import pytest
 
 from scrapy_resume import RequestStatus
-from tests.crawling import Crawl, run_until_finished, was_killed
+from tests.crawling import Crawl, kill_after, run_until_finished, was_killed
 
 SIZE = 2000
 FANOUT = 5
@@ -94,9 +95,7 @@ def test_start_url_pending_at_a_kill_is_fetched_once_on_resume(tmp_path, mockser
     slow = f"/{ns}/slow/2000/start"
     args = {"start": mockserver.url(page_path(ns, 0)), "also": mockserver.url(slow)}
     crawl = Crawl(tmp_path, "graph", args=args)
-    proc = crawl.start()
-    mockserver.arm(ns, proc.pid, signal="KILL", path="/start", delay="1")
-    assert was_killed(crawl.finish(proc))
+    kill_after(crawl, mockserver, ns, 1, path="/start", delay="1")
     assert crawl.ledger("graph")[mockserver.url(slow)] == RequestStatus.PENDING
     before = mockserver.hits(ns)[slow]
     # restored from the frontier, and yielded again by start(): fetched once

@@ -22,7 +22,7 @@ def test_cursor_survives_sigkill_exactly_when_its_response_does(tmp_path, mockse
     ns = mockserver.namespace()
     base = mockserver.url(ns)
     crawl = Crawl(tmp_path, "api", args={"base": base, "pages": str(PAGES)})
-    page_url = lambda account, page: f"{base}/api/{account}/{page}?pages={PAGES}"  # noqa: E731
+    page_url = lambda account, page: f"{base}/api/{account}/{page}?pages={PAGES}"
     rng = random.Random("cursors")
 
     def check_cursors(result):

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from tests.crawling import Crawl, run_until_finished, was_killed
+from tests.crawling import Crawl, kill_after, run_until_finished, was_killed
 
 SIZE = 2000
 FANOUT = 5
@@ -74,9 +74,7 @@ def test_eleven_interruptions_leave_every_item_exactly_once_in_jsonl_and_csv(tmp
 def test_overwrite_flag_on_a_resumed_stage_appends(tmp_path, mockserver):
     ns = mockserver.namespace()
     crawl = graph_crawl(tmp_path, mockserver, ns, overwrite=True)
-    proc = crawl.start()
-    mockserver.arm(ns, proc.pid, signal="KILL", at=600)
-    assert was_killed(crawl.finish(proc))
+    kill_after(crawl, mockserver, ns, 600)
     kept = (tmp_path / "out.jsonl").read_bytes()
     assert kept  # something was committed before the kill
     resumed = crawl.run(CHECKPOINT_RESUME="1")
@@ -91,9 +89,7 @@ def test_overwrite_flag_on_a_resumed_stage_appends(tmp_path, mockserver):
 def test_a_changed_feed_is_refused(tmp_path, mockserver, damage):
     ns = mockserver.namespace()
     crawl = graph_crawl(tmp_path, mockserver, ns)
-    proc = crawl.start()
-    mockserver.arm(ns, proc.pid, signal="KILL", at=600)
-    assert was_killed(crawl.finish(proc))
+    kill_after(crawl, mockserver, ns, 600)
     feed = tmp_path / "out.jsonl"
     if damage == "shorten":
         feed.write_bytes(feed.read_bytes()[:100])
@@ -157,9 +153,7 @@ def test_bytes_written_after_the_last_commit_are_cut_on_resume(tmp_path, mockser
     # uncommitted bytes, possibly a torn line, at the end of the file.
     ns = mockserver.namespace()
     crawl = graph_crawl(tmp_path, mockserver, ns)
-    proc = crawl.start()
-    mockserver.arm(ns, proc.pid, signal="KILL", at=600)
-    assert was_killed(crawl.finish(proc))
+    kill_after(crawl, mockserver, ns, 600)
     feed = tmp_path / "out.jsonl"
     tail = b'{"url": "http://uncommitted/1", "kind": "page"}\n{"url": "torn'
     with feed.open("ab") as f:

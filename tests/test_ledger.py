@@ -10,10 +10,8 @@ import sqlite3
 import stat
 import subprocess
 
-import pytest
-
-from scrapy_resume import CheckpointStore, RequestStatus
-from tests.crawling import Crawl, was_killed
+from scrapy_resume import CheckpointStore
+from tests.crawling import Crawl, kill_after, was_killed
 
 
 def ledger_rows(crawl: Crawl, stage: str) -> dict[str, dict]:
@@ -74,14 +72,6 @@ def test_failures_are_recorded_with_reasons_and_retry_failed_refetches_exactly_t
 def graph(tmp_path, mockserver, ns, size=2000, **kwargs) -> Crawl:
     return Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/{size}/5/0")},
                  **kwargs)
-
-
-def kill_after(crawl: Crawl, mockserver, ns, hits: int, **settings):
-    proc = crawl.start(**settings)
-    mockserver.arm(ns, proc.pid, signal="KILL", at=hits)
-    result = crawl.finish(proc)
-    assert was_killed(result)
-    return result
 
 
 def test_two_stages_resume_and_reset_independently(tmp_path, mockserver):
@@ -169,15 +159,15 @@ def limit_file_size(limit: int):
 def test_a_write_error_stops_the_crawl_cleanly_and_it_resumes(tmp_path, mockserver, monkeypatch):
     ns = mockserver.namespace()
     crawl = graph(tmp_path, mockserver, ns, settings={"LOG_FILE": str(tmp_path / "log.txt")})
-    # every file the crawl writes may grow to 300 KB: the checkpoint's WAL gets there first,
+    # every file the crawl writes may grow to 1.5 MB: the checkpoint's WAL gets there first,
     # like a disk that fills up
     original = subprocess.Popen
 
     def limited_popen(*args, **kwargs):
-        return original(*args, preexec_fn=limit_file_size(300_000), **kwargs)
+        return original(*args, preexec_fn=limit_file_size(1_500_000), **kwargs)
 
     monkeypatch.setattr(subprocess, "Popen", limited_popen)
-    stopped = crawl.run()
+    crawl.run()
     monkeypatch.setattr(subprocess, "Popen", original)
     log = (tmp_path / "log.txt").read_text()
     assert "Spider closed (checkpoint_write_error)" in log

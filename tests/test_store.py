@@ -32,7 +32,7 @@ def test_a_batch_is_all_or_nothing(store):
     )
     with pytest.raises(TypeError):
         store.commit(bad)
-    assert dict((k, s) for k, s, _ in store.ledger()) == {b"a": RequestStatus.PENDING}
+    assert {k: s for k, s, _ in store.ledger()} == {b"a": RequestStatus.PENDING}
     assert store.cursors() == {}
 
 

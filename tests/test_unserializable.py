@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from scrapy_resume import RequestStatus
-from tests.crawling import Crawl, was_killed
+from tests.crawling import Crawl, kill_after
 
 
 def test_parent_waits_for_its_unserializable_child_across_a_kill(tmp_path, mockserver):
     ns = mockserver.namespace()
     base = mockserver.url(ns)
     crawl = Crawl(tmp_path, "lambdas", args={"base": base, "child_ms": "4000"})
-    proc = crawl.start()
     # kill 1.5 s into the child's 4 s download: several commits have happened
-    mockserver.arm(ns, proc.pid, signal="KILL", path="/child", delay="1.5")
-    killed = crawl.finish(proc)
-    assert was_killed(killed)
+    killed = kill_after(crawl, mockserver, ns, 1, path="/child", delay="1.5")
     assert "Cannot checkpoint a request for callback LambdaSpider.parse_parent.<locals>.<lambda>" in killed.log
     ledger = crawl.ledger("lambdas")
     assert ledger[f"{base}/slow/10/parent"] == RequestStatus.PENDING
@@ -28,7 +25,7 @@ def test_parent_waits_for_its_unserializable_child_across_a_kill(tmp_path, mocks
     assert ledger[f"{base}/slow/4000/child"] == RequestStatus.DONE
     hits = mockserver.hits(ns)
     # the parent and the child again, the sibling (done) never again
-    assert hits == {"/%s/slow/10/parent" % ns: 2, f"/{ns}/slow/10/sibling": 1,
+    assert hits == {f"/{ns}/slow/10/parent": 2, f"/{ns}/slow/10/sibling": 1,
                     f"/{ns}/slow/4000/child": 2}
     assert resumed.stats["checkpoint/unserializable"] == 2  # once per run
 

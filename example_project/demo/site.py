@@ -34,7 +34,7 @@ def product_status(product: int) -> int:
 class Shop(resource.Resource):
     isLeaf = True
 
-    def render_GET(self, request):  # noqa: N802 (Twisted's name)
+    def render_GET(self, request):
         parts = request.path.decode().strip("/").split("/")
         if parts == [""]:
             links = "".join(
