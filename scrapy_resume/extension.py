@@ -19,6 +19,7 @@ from scrapy.utils.defer import deferred_from_coro
 from .config import CheckpointConfig
 from .enabling import half_enabled_message, has_component, missing_lines
 from .feeds import FeedChanged, check_feeds, truncate_to_committed
+from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
 from .store import (
     CheckpointCorrupt,
@@ -93,6 +94,8 @@ class CheckpointExtension:
         self.run_id = 0
         self.timer: Any = None
         self.lock: StageLock | None = None
+        self.progress: Progress | None = None
+        self.progress_timer: Any = None
         self.http_errors = HttpErrorPolicy(crawler)
 
     @classmethod
@@ -139,6 +142,17 @@ class CheckpointExtension:
             raise CloseSpider(refusal.reason) from None
         self.timer = create_looping_call(self._commit_or_stop)
         self.timer.start(self.config.commit_interval, now=False)
+        self.progress = Progress(self.stage)
+        self.progress_timer = create_looping_call(self._log_progress)
+        self.progress_timer.start(self.config.progress_interval, now=False)
+
+    def _log_progress(self) -> None:
+        if self.store is None or not self.runtime.active or self.progress is None:
+            return
+        line = self.progress.line(
+            self.store.summary(), self.runtime.settled_this_run, self.runtime.last_commit
+        )
+        logger.info("%s", line, extra={"spider": self.crawler.spider})
 
     def _open(self, spider: Spider) -> None:
         self._check_setup(spider)
@@ -312,8 +326,9 @@ class CheckpointExtension:
     # closing
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
-        if self.timer is not None and self.timer.running:
-            self.timer.stop()
+        for timer in (self.timer, self.progress_timer):
+            if timer is not None and timer.running:
+                timer.stop()
         if self.store is None or not self.runtime.active:
             self._release()
             return

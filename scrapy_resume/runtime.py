@@ -93,6 +93,8 @@ class CheckpointRuntime:
         self.store: BaseCheckpointStore | None = None
         self.active = False  # True between a successful open and the close
         self.recovering = False  # replaying the frontier of a crashed run
+        self.settled_this_run = 0  # committed settlements: the progress line's rate
+        self.last_commit = 0.0
         # keys settled before this run (never fetched again) and those we
         # already reported as skipped, so a re-discovery counts once
         self.finished: set[bytes] = set()
@@ -344,6 +346,8 @@ class CheckpointRuntime:
         if not batch:
             return
         self.store.commit(batch)
+        self.settled_this_run += len(batch.settlements)
+        self.last_commit = time.monotonic()
         for stage in self.feeds:
             if stage.path in batch.feed_offsets:
                 stage.committed(batch.feed_offsets[stage.path])

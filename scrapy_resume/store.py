@@ -89,6 +89,17 @@ class StageLock:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 
+    def held_by_another(self) -> str | None:
+        """The pid of the process holding the stage, or None if nobody does."""
+        if not self.path.exists():
+            return None
+        try:
+            self.acquire()
+        except CheckpointLocked as exc:
+            return exc.pid or "?"
+        self.release()
+        return None
+
 
 class CheckpointTampered(Exception):
     """A stored request does not carry a valid signature: it is never unpickled."""
@@ -218,8 +229,14 @@ class BaseCheckpointStore(ABC):
         """Raise CheckpointTampered if any request a resume would restore fails verification."""
 
     @abstractmethod
-    def ledger_rows(self) -> Iterator[dict[str, Any]]:
-        """Every request with its URL, status, HTTP status, error, attempts and timestamps."""
+    def ledger_rows(
+        self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
+    ) -> Iterator[dict[str, Any]]:
+        """Requests with their URL, status, HTTP status, error, attempts and timestamps."""
+
+    @abstractmethod
+    def runs(self) -> list[dict[str, Any]]:
+        """The stage's runs: mode (fresh, resume, recover), start, end, close reason."""
 
     @abstractmethod
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]: ...
@@ -318,7 +335,7 @@ class CheckpointStore(BaseCheckpointStore):
             os.chmod(self.path.parent, 0o700)
         except OSError:
             pass
-        self._secret = load_or_create_secret(self.path.parent)
+        self._secret_bytes: bytes | None = None  # loaded when first needed
         fresh = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -361,6 +378,12 @@ class CheckpointStore(BaseCheckpointStore):
             raise CheckpointCorrupt(f"{self.path} is damaged: {exc}") from exc
 
     # signed request blobs: a checkpoint holds pickles, so it must not be forged
+
+    @property
+    def _secret(self) -> bytes:
+        if self._secret_bytes is None:
+            self._secret_bytes = load_or_create_secret(self.path.parent)
+        return self._secret_bytes
 
     def _sign(self, key: bytes, blob: bytes) -> bytes:
         return hmac.new(self._secret, key + blob, hashlib.sha256).digest() + blob
@@ -491,12 +514,22 @@ class CheckpointStore(BaseCheckpointStore):
         for _ in self.iter_pending(5000, include_failed=include_failed):
             pass
 
-    def ledger_rows(self) -> Iterator[dict[str, Any]]:
+    def ledger_rows(
+        self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
+    ) -> Iterator[dict[str, Any]]:
         columns = ("url", "status", "http_status", "error", "attempts", "created_at", "updated_at")
-        for row in self._db.execute(f"SELECT {', '.join(columns)} FROM requests ORDER BY id"):
+        where = "" if status is None else f"WHERE status = {int(status)}"
+        order = "updated_at DESC, id DESC" if newest_first else "id"
+        query = f"SELECT {', '.join(columns)} FROM requests {where} ORDER BY {order} LIMIT ?"
+        for row in self._db.execute(query, (limit,)):
             record = dict(zip(columns, row))
             record["status"] = RequestStatus(record["status"]).name.lower()
             yield record
+
+    def runs(self) -> list[dict[str, Any]]:
+        columns = ("mode", "started_at", "ended_at", "close_reason")
+        query = f"SELECT {', '.join(columns)} FROM runs ORDER BY id"
+        return [dict(zip(columns, row)) for row in self._db.execute(query)]
 
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
         """Every request of the stage as ``(key, status, url)``, in discovery order."""

@@ -183,10 +183,8 @@ def test_a_write_error_stops_the_crawl_cleanly_and_it_resumes(tmp_path, mockserv
 
 def test_checkpoint_files_are_private(tmp_path, mockserver):
     ns = mockserver.namespace()
-    crawl = graph(tmp_path, mockserver, ns, size=50)
-    proc = crawl.start()
-    mockserver.arm(ns, proc.pid, signal="KILL", at=30)  # the WAL and lock files stay
-    crawl.finish(proc)
+    crawl = graph(tmp_path, mockserver, ns)
+    kill_after(crawl, mockserver, ns, 300)  # the WAL and lock files stay
     directory = tmp_path / "checkpoints"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     files = sorted(p.name for p in directory.iterdir())

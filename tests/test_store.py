@@ -128,6 +128,8 @@ def test_a_forged_request_is_refused_before_it_is_unpickled(store, tmp_path):
 
 def test_the_signing_secret_is_private_and_shared_by_the_stages(tmp_path, store):
     secret = tmp_path / "ckpt" / "checkpoint.secret"
+    assert not secret.exists()  # made when a first request is signed
+    store.commit(CommitBatch(new_requests=[pending(b"a")]))
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert len(secret.read_bytes()) == 32
     other = CheckpointStore(tmp_path / "ckpt" / "other.sqlite")

@@ -1,0 +1,328 @@
+"""``scrapy checkpoint``: see where each stage stands, export its ledger, tidy up.
+
+Shipped through the ``scrapy.commands`` entry point, so it works inside a
+project (CHECKPOINT_DIR from its settings) and outside one (``--dir PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from scrapy.commands import ScrapyCommand
+from scrapy.exceptions import UsageError
+
+from .config import CheckpointConfig
+from .store import (
+    CheckpointCorrupt,
+    CheckpointStore,
+    RequestStatus,
+    StageLock,
+    StageStatus,
+    format_age,
+)
+
+SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
+LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
+                 "updated_at")
+
+
+class CommandError(Exception):
+    """A clear message for the user, and exit code 1."""
+
+
+def stage_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise CommandError(f"No checkpoint directory at {directory} (use --dir PATH).")
+    files = sorted(directory.glob("*.sqlite"))
+    if not files:
+        raise CommandError(f"No checkpoints in {directory}.")
+    return files
+
+
+def open_store(path: Path) -> CheckpointStore:
+    try:
+        return CheckpointStore(path)
+    except CheckpointCorrupt as exc:
+        raise CommandError(str(exc)) from None
+
+
+def stage_info(path: Path) -> dict[str, Any]:
+    """What one stage file holds, as plain data (the --json output of list)."""
+    store = open_store(path)
+    try:
+        summary = store.summary()
+    except CheckpointCorrupt as exc:
+        return {"stage": path.stem, "status": "corrupt", "error": str(exc)}
+    finally:
+        store.close()
+    status = summary.status
+    if status in (StageStatus.RUNNING, StageStatus.RECOVERING):
+        if StageLock(path).held_by_another() is None:
+            status = "crashed"  # nobody holds it: the next resume recovers it
+    settled = summary.done + summary.failed
+    return {
+        "stage": summary.stage,
+        "spider": summary.spider,
+        "status": status,
+        "done": summary.done,
+        "pending": summary.pending,
+        "failed": summary.failed,
+        "dropped": summary.dropped,
+        "total": summary.total,
+        "percent_done": round(100 * summary.done / summary.total, 1) if summary.total else 0.0,
+        "success_rate": round(100 * summary.done / settled, 1) if settled else None,
+        "items": summary.counters.get("items", 0),
+        "runs": summary.counters.get("runs", 0),
+        "updated_at": summary.updated_at,
+        "age_seconds": round(time.time() - summary.updated_at, 1),
+    }
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+class CheckpointCommand(ScrapyCommand):
+    requires_project = False
+    requires_crawler_process = False
+    default_settings = {"LOG_ENABLED": False}
+
+    def syntax(self) -> str:
+        return "<list|show STAGE|reset STAGE|all|export [STAGE]|report|cleanup --days N>"
+
+    def short_desc(self) -> str:
+        return "Inspect and manage scrapy-resume checkpoints"
+
+    def long_desc(self) -> str:
+        return (
+            "list: one row per stage. show STAGE: everything about a stage. reset STAGE|all: "
+            "start over (a backup is kept). export [STAGE]: the ledger as JSON lines or CSV. "
+            "report: progress across stages. cleanup --days N: remove completed checkpoints "
+            "older than N days. Every subcommand takes --json."
+        )
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        super().add_options(parser)
+        group = parser.add_argument_group("checkpoint options")
+        group.add_argument("--dir", help="checkpoint directory (default: CHECKPOINT_DIR)")
+        group.add_argument("--json", action="store_true", help="machine-readable output")
+        group.add_argument("--force", action="store_true", help="do not ask; touch any stage")
+        group.add_argument("--status", choices=[s.name.lower() for s in RequestStatus],
+                           help="export: only requests with this status")
+        group.add_argument("-o", "--output", help="export: write to this file (.jsonl or .csv)")
+        group.add_argument("--format", choices=["jsonl", "csv"], help="export format")
+        group.add_argument("--days", type=float, help="cleanup: minimum age in days")
+
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if not args or args[0] not in SUBCOMMANDS:
+            raise UsageError(f"name a subcommand: {', '.join(SUBCOMMANDS)}")
+        directory = Path(opts.dir) if opts.dir else self._configured_dir()
+        try:
+            getattr(self, f"do_{args[0]}")(directory, args[1:], opts)
+        except CommandError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            self.exitcode = 1
+
+    def _configured_dir(self) -> Path:
+        assert self.settings is not None
+        return CheckpointConfig.from_settings(self.settings).directory
+
+    def _emit(self, opts: argparse.Namespace, data: Any, text: str) -> None:
+        print(json.dumps(data, indent=2, default=str) if opts.json else text)
+
+    def _stage_path(self, directory: Path, args: list[str]) -> Path:
+        if len(args) != 1:
+            raise UsageError("name one stage")
+        path = directory / f"{args[0]}.sqlite"
+        if not path.exists():
+            known = ", ".join(p.stem for p in stage_files(directory))
+            raise CommandError(f"Unknown stage {args[0]!r} in {directory}; stages: {known}")
+        return path
+
+    # list and report
+
+    def do_list(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+        infos = [stage_info(path) for path in stage_files(directory)]
+        rows = [
+            [i["stage"], i["status"], i.get("done"), i.get("pending"), i.get("failed"),
+             f"{i['percent_done']}%" if "percent_done" in i else None,
+             f"{i['success_rate']}%" if i.get("success_rate") is not None else None,
+             i.get("items"), when(i.get("updated_at")),
+             format_age(i["age_seconds"]) if "age_seconds" in i else None]
+            for i in infos
+        ]
+        headers = ["stage", "status", "done", "pending", "failed", "% done", "ok", "items",
+                   "last update", "age"]
+        self._emit(opts, infos, table(headers, rows))
+
+    def do_report(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+        infos = [i for i in map(stage_info, stage_files(directory)) if "done" in i]
+        totals = {k: sum(i[k] for i in infos) for k in ("done", "pending", "failed", "dropped",
+                                                         "total", "items")}
+        settled = totals["done"] + totals["failed"]
+        report = {
+            "stages": len(infos),
+            "completed": sum(i["status"] == StageStatus.COMPLETED for i in infos),
+            **totals,
+            "percent_done": round(100 * totals["done"] / totals["total"], 1)
+            if totals["total"] else 0.0,
+            "success_rate": round(100 * totals["done"] / settled, 1) if settled else None,
+            "by_stage": {i["stage"]: i["status"] for i in infos},
+        }
+        text = (
+            f"{report['stages']} stages, {report['completed']} completed: "
+            f"{report['percent_done']}% done ({totals['done']:,}/{totals['total']:,} requests), "
+            f"{totals['pending']:,} pending, {totals['failed']:,} failed, "
+            f"{totals['items']:,} items\n"
+            + "\n".join(f"  {stage}: {status}" for stage, status in report["by_stage"].items())
+        )
+        self._emit(opts, report, text)
+
+    # one stage
+
+    def do_show(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+        path = self._stage_path(directory, args)
+        info = stage_info(path)
+        store = open_store(path)
+        try:
+            state = store.state()
+            info.update(
+                runs=store.runs(),
+                counters=store.summary().counters,
+                cursors=store.cursors(),
+                config=state.get("config", {}),
+                recent_failures=list(
+                    store.ledger_rows(RequestStatus.FAILED, newest_first=True, limit=10)
+                ),
+            )
+        finally:
+            store.close()
+        info["resume_command"] = f"scrapy crawl {info['spider']} -s CHECKPOINT_RESUME=1"
+        if info["failed"]:
+            info["retry_command"] = info["resume_command"] + " -s CHECKPOINT_RETRY_FAILED=1"
+        self._emit(opts, info, self._show_text(info))
+
+    def _show_text(self, info: dict[str, Any]) -> str:
+        lines = [
+            f"Stage {info['stage']} (spider {info['spider']}): {info['status']}",
+            f"  {info['done']:,} done, {info['pending']:,} pending, {info['failed']:,} failed, "
+            f"{info['dropped']:,} dropped: {info['percent_done']}% done, "
+            f"last update {when(info['updated_at'])} ({format_age(info['age_seconds'])} ago)",
+            "",
+            table(["run", "mode", "started", "ended", "close reason"], [
+                [n, r["mode"], when(r["started_at"]), when(r["ended_at"]),
+                 r["close_reason"] or "(crashed or running)"]
+                for n, r in enumerate(info["runs"], start=1)
+            ]),
+            "",
+            "counters: " + ", ".join(f"{k} {v:,}" for k, v in sorted(info["counters"].items())),
+            "cursors: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in info["cursors"].items())
+                           or "none"),
+        ]
+        config = info["config"]
+        if config.get("arguments"):
+            lines.append("arguments: " + ", ".join(
+                f"{k}={v!r}" for k, v in config["arguments"].items()))
+        for file, digest in config.get("input_files", {}).items():
+            lines.append(f"input file: {file} (sha256 {str(digest)[:12]})")
+        if info["recent_failures"]:
+            lines += ["", "recent failures:"] + [
+                f"  {f['url']}  {f['error']} (HTTP {f['http_status'] or '-'}, "
+                f"{f['attempts']} attempts)" for f in info["recent_failures"]
+            ]
+        lines += ["", f"resume: {info['resume_command']}"]
+        if "retry_command" in info:
+            lines.append(f"retry the failures: {info['retry_command']}")
+        return "\n".join(lines)
+
+    # export
+
+    def do_export(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+        paths = [self._stage_path(directory, args)] if args else stage_files(directory)
+        fmt = opts.format or ("csv" if (opts.output or "").endswith(".csv") else "jsonl")
+        status = RequestStatus[opts.status.upper()] if opts.status else None
+        out: IO[str] = open(opts.output, "w", newline="") if opts.output else sys.stdout
+        try:
+            writer = csv.DictWriter(out, LEDGER_FIELDS) if fmt == "csv" else None
+            if writer is not None:
+                writer.writeheader()
+            count = 0
+            for path in paths:
+                store = open_store(path)
+                try:
+                    for row in store.ledger_rows(status):
+                        row = {"stage": path.stem, **row}
+                        if writer is not None:
+                            writer.writerow(row)
+                        else:
+                            out.write(json.dumps(row) + "\n")
+                        count += 1
+                finally:
+                    store.close()
+        finally:
+            if opts.output:
+                out.close()
+        if opts.output:
+            self._emit(opts, {"exported": count, "file": opts.output},
+                       f"{count:,} requests exported to {opts.output}")
+
+    # reset and cleanup
+
+    def do_reset(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+        if args == ["all"]:
+            paths = stage_files(directory)
+        else:
+            paths = [self._stage_path(directory, args)]
+        names = ", ".join(p.stem for p in paths)
+        if not opts.force and not confirm(f"Reset {names}? A backup of each is kept. [y/N] "):
+            raise CommandError("Nothing was reset (answer y, or pass --force).")
+        results = []
+        for path in paths:
+            holder = StageLock(path).held_by_another()
+            if holder is not None:
+                raise CommandError(f"Stage {path.stem} is being crawled by process {holder}.")
+            results.append({"stage": path.stem, "backup": str(CheckpointStore.move_aside(path))})
+        self._emit(opts, results, "\n".join(
+            f"Stage {r['stage']} reset; backup: {r['backup']}" for r in results))
+
+    def do_cleanup(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+        if opts.days is None:
+            raise UsageError("cleanup needs --days N")
+        removed, kept = [], []
+        for path in stage_files(directory):
+            info = stage_info(path)
+            old = info.get("age_seconds", 0) >= opts.days * 86400
+            allowed = info["status"] == StageStatus.COMPLETED or opts.force
+            if old and allowed and StageLock(path).held_by_another() is None:
+                for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+                    file.unlink(missing_ok=True)
+                removed.append(info["stage"])
+            elif old:
+                kept.append(info["stage"])
+        text = f"Removed {len(removed)} checkpoint(s): {', '.join(removed) or 'none'}"
+        if kept:
+            text += f"\nKept (not completed; --force removes them): {', '.join(kept)}"
+        self._emit(opts, {"removed": removed, "kept": kept}, text)
+
+
+def confirm(question: str) -> bool:
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except EOFError:  # no terminal to ask on
+        return False
