@@ -100,6 +100,8 @@ def main() -> None:
     finally:
         site.terminate()
         site.wait(10)
+    print("\n$ scrapy checkpoint list")
+    subprocess.run([sys.executable, "-m", "scrapy.cmdline", "checkpoint", "list"], cwd=HERE)
     report(discovered, validated, url)
 
 
