@@ -204,7 +204,7 @@ class CheckpointCommand(ScrapyCommand):
             state = store.state()
             info.update(
                 runs=store.runs(),
-                counters=store.summary().counters,
+                counters=store.counters(),
                 cursors=store.cursors(),
                 config=state.get("config", {}),
                 recent_failures=list(

@@ -168,7 +168,7 @@ class CheckpointExtension:
                 f"Stage {self.stage} is being crawled by another process (pid {exc.pid}): "
                 f"{exc}. Wait for it to finish, or stop it first (one process per stage).",
             ) from None
-        mode = self._choose_mode(path, spider)
+        mode, summary = self._choose_mode(path, spider)
         config = crawl_config(spider, self.crawler.settings, self.config.input_files)
         if mode == "fresh":
             missing = missing_input_files(config)
@@ -181,14 +181,14 @@ class CheckpointExtension:
             self.store.initialize(self.stage, spider.name)
             self.store.commit(CommitBatch(state={"config": config}))
         else:
-            self._check_resume(config, spider)
+            assert summary is not None
+            self._check_resume(config, spider, summary)
         assert self.store is not None
         self.run_id = self.store.begin_run(mode)
         self.runtime.recovering = mode == "recover"
         self.store.set_status(StageStatus.RECOVERING if mode == "recover" else StageStatus.RUNNING)
         self.runtime.start(self.store)
-        if mode != "fresh":
-            summary = self.store.summary()
+        if summary is not None:  # counted before this run: the same requests
             logger.info(
                 "Resuming stage %s: %s done, %s failed, %s pending (retrying failed: %s)",
                 self.stage, f"{summary.done:,}", f"{summary.failed:,}", f"{summary.pending:,}",
@@ -212,22 +212,24 @@ class CheckpointExtension:
         for warning in warnings:
             logger.warning("%s", warning, extra={"spider": spider})
 
-    def _choose_mode(self, path: Path, spider: Spider) -> str:
-        """fresh, resume or recover; or a refusal."""
+    def _choose_mode(self, path: Path, spider: Spider) -> tuple[str, StageSummary | None]:
+        """fresh, resume or recover, with the existing stage's summary; or a refusal.
+
+        The summary counts every request (one scan of the ledger): it is read once."""
         if not CheckpointStore.exists(path):
             if self.config.resume:
                 logger.info(
                     "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh "
                     "crawl", self.stage, path, extra={"spider": spider},
                 )
-            return "fresh"
+            return "fresh", None
         if self.config.reset:
             backup = CheckpointStore.move_aside(path)
             logger.warning(
                 "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
                 self.stage, backup, extra={"spider": spider},
             )
-            return "fresh"
+            return "fresh", None
         try:
             self.store = CheckpointStore(path, fsync=self.config.fsync)
             summary = self.store.summary()
@@ -242,7 +244,7 @@ class CheckpointExtension:
             raise Refusal("checkpoint_exists", self._exists_message(path, summary))
         if summary.status == StageStatus.COMPLETED:
             if self.config.retry_failed and summary.failed:
-                return "resume"  # the crawl finished; now only its failures are retried
+                return "resume", summary  # the crawl finished; now only its failures are retried
             self._release()
             logger.info(
                 "Stage %s is already completed (%s): nothing to do. "
@@ -256,10 +258,10 @@ class CheckpointExtension:
                 "killed. Recovering from its last commit.",
                 self.stage, summary.status, extra={"spider": spider},
             )
-            return "recover"
-        return "resume"
+            return "recover", summary
+        return "resume", summary
 
-    def _check_resume(self, config: dict, spider: Spider) -> None:
+    def _check_resume(self, config: dict, spider: Spider, summary: StageSummary) -> None:
         """Before a resume: same crawl, no forged request, feeds as committed."""
         assert self.store is not None
         recorded = self.store.state().get("config", config)
@@ -272,7 +274,6 @@ class CheckpointExtension:
                 + "Resume with the same arguments, settings and input files, or start the "
                 "stage over with -s CHECKPOINT_RESET=1.",
             )
-        summary = self.store.summary()
         age_days = (time.time() - summary.updated_at) / 86400
         if age_days > self.config.stale_days:
             logger.warning(
@@ -343,7 +344,7 @@ class CheckpointExtension:
             status = StageStatus.PAUSED
         self.store.set_status(status)
         self.store.end_run(self.run_id, reason)
-        self._publish_stats(self.store.summary())
+        self._publish_stats(summary)
         logger.info(
             "Checkpoint of stage %s saved (%s). %s",
             self.stage,

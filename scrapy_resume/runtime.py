@@ -121,7 +121,7 @@ class CheckpointRuntime:
                 self.finished.discard(key)
                 self.frontier[key] = False
         self.cursor_values = store.cursors()
-        self.counter_totals = dict(store.summary().counters)
+        self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
         self.start_items.load(store.state().get("start_items", {}))
         self.active = True

@@ -197,6 +197,9 @@ class BaseCheckpointStore(ABC):
     def summary(self) -> StageSummary: ...
 
     @abstractmethod
+    def counters(self) -> dict[str, int]: ...
+
+    @abstractmethod
     def set_status(self, status: str) -> None: ...
 
     @abstractmethod
@@ -434,7 +437,7 @@ class CheckpointStore(BaseCheckpointStore):
             by_status = dict(
                 self._db.execute("SELECT status, count(*) FROM requests GROUP BY status")
             )
-            counters = dict(self._db.execute("SELECT name, value FROM counters"))
+            counters = self.counters()
         return StageSummary(
             stage=meta["stage"],
             spider=meta["spider"],
@@ -447,6 +450,9 @@ class CheckpointStore(BaseCheckpointStore):
             dropped=by_status.get(RequestStatus.DROPPED, 0),
             counters=counters,
         )
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, value FROM counters"))
 
     def set_status(self, status: str) -> None:
         with self._transaction():
