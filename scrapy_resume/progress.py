@@ -20,7 +20,8 @@ WINDOW = 6  # samples: the rate is measured over the last few intervals
 class Progress:
     def __init__(self, stage: str):
         self.stage = stage
-        self.samples: deque[tuple[float, int]] = deque(maxlen=WINDOW)
+        # (time, requests settled by this run); the first sample is the run's start
+        self.samples: deque[tuple[float, int]] = deque([(time.monotonic(), 0)], maxlen=WINDOW)
 
     def line(self, summary: StageSummary, settled_this_run: int, last_commit: float) -> str:
         now = time.monotonic()
