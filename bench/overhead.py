@@ -58,8 +58,9 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     settings.update(ENABLING["off" if variant in ("plain", "jobdir") else "addon"])
     if variant == "jobdir":
         settings["JOBDIR"] = str(workdir / "job")
+    site = f"gl/{pages}/{fanout}" if fanout > 5 else f"g/{pages}/{fanout}"
     cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(REPO / "tests/spiders/graph.py"),
-           "-a", f"start={base}/{ns}/g/{pages}/{fanout}/0", "-a", f"stats_file={stats_file}",
+           "-a", f"start={base}/{ns}/{site}/0", "-a", f"stats_file={stats_file}",
            "-o", str(workdir / "items.jsonl")]
     for name, value in settings.items():
         cmd += ["-s", f"{name}={value}"]
@@ -73,7 +74,9 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     items = sum(1 for _ in (workdir / "items.jsonl").open())
     if items < pages:
         raise SystemExit(f"{variant}: only {items} items for {pages} pages")
-    return {"elapsed": float(stats["elapsed_time_seconds"]), "wall": wall, "items": items}
+    elapsed = float(stats["elapsed_time_seconds"])
+    commit_share = float(stats.get("checkpoint/commit_seconds", 0)) / elapsed
+    return {"elapsed": elapsed, "wall": wall, "items": items, "commit_share": commit_share}
 
 
 def cpu_share(raw: Path) -> tuple[float, float, int]:
@@ -107,7 +110,9 @@ def cpu_share(raw: Path) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=5000)
-    parser.add_argument("--fanout", type=int, default=5)
+    parser.add_argument("--fanout", type=int, default=5,
+                        help="links per page; above 5, a link-heavy site (5 new links, the "
+                             "rest to pages seen already)")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args()
@@ -136,13 +141,18 @@ def main() -> None:
         site.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{args.pages} pages, fanout {args.fanout}, -o items.jsonl, {args.pairs} rounds")
+    print(f"\n{args.pages} pages, {args.fanout} links per page, -o items.jsonl, "
+          f"{args.pairs} rounds")
     for variant in ("checkpoint", "jobdir"):
         ratios = [r["elapsed"] / p["elapsed"] for r, p in zip(results[variant], results["plain"])]
         walls = [r["wall"] / p["wall"] for r, p in zip(results[variant], results["plain"])]
         print(f"{variant:>10} / plain: median crawl-time ratio {statistics.median(ratios):.3f} "
               f"(pairs {min(ratios):.3f}..{max(ratios):.3f}); "
-              f"median wall ratio {statistics.median(walls):.3f}")
+              f"median wall ratio {statistics.median(walls):.3f}; "
+              f"pages per minute {1 / statistics.median(ratios):.1%} of plain")
+    commit_shares = [r["commit_share"] for r in results["checkpoint"]]
+    print(f"time in checkpoint commits: median {statistics.median(commit_shares):.2%} of the "
+          f"crawl time (checkpoint/commit_seconds)")
     if share is not None:
         print(f"CPU samples inside scrapy_resume: {share:.2%} of {samples} (py-spy, 250 Hz); "
               f"{share_without_fingerprints:.2%} without the fingerprinting the dupefilter "

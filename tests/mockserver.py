@@ -6,6 +6,8 @@ their hit counts:
 - ``/<ns>/g/<size>/<fanout>/<n>``: page ``n`` of a site of ``size`` pages,
   linking to ``n*fanout+1 .. n*fanout+fanout`` plus two pages already seen
   (duplicates for the dupefilter), delayed by the namespace's ``delay`` (ms);
+- ``/<ns>/gl/<size>/<links>/<n>``: a link-heavy page: its 5 children, then
+  ``links - 5`` links to pages numbered below ``n``, mostly seen already;
 - ``/<ns>/status/<code>``: an empty page with that status;
 - ``/<ns>/redirect/<target path>``: a 302 to ``/<ns>/<target path>``;
 - ``/<ns>/flaky/<k>/<name>``: 500 for the first ``k`` hits, then 200;
@@ -120,6 +122,17 @@ class Root(resource.Resource):
         call = reactor.callLater(seconds, finish)
         request.notifyFinish().addErrback(lambda _: call.cancel())  # the client went away
         return server.NOT_DONE_YET
+
+    def page_gl(self, request, ns, args):
+        """A link-heavy page: 5 children, then links to pages mostly seen already."""
+        size, count, n = (int(a) for a in args)
+        children = [c for c in range(n * 5 + 1, n * 5 + 6) if c < size]
+        seen = [(n * 7919 + i * 104729) % max(n, 1) for i in range(count - len(children))]
+        links = "".join(
+            f'<a href="/{ns}/gl/{size}/{count}/{link}">page {link}</a>\n'
+            for link in children + seen
+        )
+        return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
 
     def page_status(self, request, ns, args):
         request.setResponseCode(int(args[0]))
