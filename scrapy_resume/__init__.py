@@ -9,11 +9,11 @@ from .extension import CheckpointExtension
 from .feeds import ResumableFileFeedStorage
 from .middleware import CheckpointMiddleware
 from .spidermiddleware import CheckpointSpiderMiddleware
+from .sqlite_store import CheckpointStore
 from .store import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
-    CheckpointStore,
     CheckpointTampered,
     RequestStatus,
 )

@@ -18,14 +18,8 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from .config import CheckpointConfig
-from .store import (
-    CheckpointCorrupt,
-    CheckpointStore,
-    RequestStatus,
-    StageLock,
-    StageStatus,
-    format_age,
-)
+from .sqlite_store import CheckpointStore, StageLock
+from .store import CheckpointCorrupt, RequestStatus, StageStatus, format_age
 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",

@@ -21,14 +21,13 @@ from .enabling import half_enabled_message, has_component, missing_lines
 from .feeds import FeedChanged, check_feeds, truncate_to_committed
 from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
+from .sqlite_store import CheckpointStore, StageLock
 from .store import (
     CheckpointCorrupt,
     CheckpointLocked,
-    CheckpointStore,
     CheckpointTampered,
     CommitBatch,
     RequestStatus,
-    StageLock,
     StageStatus,
     StageSummary,
     format_age,

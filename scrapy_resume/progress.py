@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from .store import StageSummary, format_age
+from .store import StageSummary
 
 WINDOW = 6  # samples: the rate is measured over the last few intervals
 

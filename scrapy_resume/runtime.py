@@ -22,7 +22,13 @@ from scrapy.utils.request import request_from_dict
 
 from .batching import BatchBuilder
 from .config import CheckpointConfig
-from .store import BaseCheckpointStore, CheckpointTampered, CommitBatch, RequestStatus, StageStatus
+from .store import (
+    BaseCheckpointStore,
+    CheckpointTampered,
+    CommitBatch,
+    RequestStatus,
+    StageStatus,
+)
 from .tracking import ORIGIN_META, OutputTracker, RequestRecord, StartItems
 
 if TYPE_CHECKING:

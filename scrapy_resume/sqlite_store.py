@@ -1,0 +1,431 @@
+"""The embedded default backend: one SQLite file per stage, in WAL mode.
+
+This is the only module that speaks SQL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .store import (
+    BaseCheckpointStore,
+    CheckpointCorrupt,
+    CheckpointLocked,
+    CheckpointTampered,
+    CommitBatch,
+    RequestStatus,
+    StageStatus,
+    StageSummary,
+)
+
+SCHEMA_VERSION = 1
+
+
+class StageLock:
+    """An exclusive lock on one stage, held while a crawl has it open.
+
+    It is a kernel lock (flock) on ``STAGE.sqlite.lock``: the kernel releases it
+    when its process dies, however it dies, so a killed run never blocks the next.
+    """
+
+    def __init__(self, stage_path: Path):
+        self.path = Path(f"{stage_path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise CheckpointLocked(self.path, holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def held_by_another(self) -> str | None:
+        """The pid of the process holding the stage, or None if nobody does."""
+        if not self.path.exists():
+            return None
+        try:
+            self.acquire()
+        except CheckpointLocked as exc:
+            return exc.pid or "?"
+        self.release()
+        return None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    key BLOB NOT NULL UNIQUE,
+    status INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    request BLOB,
+    http_status INTEGER,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_pending ON requests(id) WHERE status = 0;
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    mode TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    close_reason TEXT
+);
+"""
+
+_SETTLE = """
+INSERT INTO requests (key, status, url, request, http_status, error, attempts, created_at,
+                      updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    status = excluded.status,
+    http_status = excluded.http_status,
+    error = excluded.error,
+    attempts = requests.attempts + excluded.attempts,
+    request = CASE WHEN excluded.status = 2 THEN coalesce(excluded.request, requests.request)
+                   ELSE NULL END,
+    updated_at = excluded.updated_at
+"""
+
+#: The secret that signs stored requests, one per checkpoint directory.
+SECRET_FILE = "checkpoint.secret"
+
+
+def load_or_create_secret(directory: Path) -> bytes:
+    path = directory / SECRET_FILE
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_bytes()
+    secret = secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
+
+
+class CheckpointStore(BaseCheckpointStore):
+    """The embedded default: one SQLite file per stage, in WAL mode.
+
+    WAL with ``synchronous=NORMAL`` survives the death of the process;
+    ``fsync=True`` switches to ``FULL`` for power-loss safety.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.chmod(self.path.parent, 0o700)
+        except OSError:
+            pass
+        self._secret_bytes: bytes | None = None  # loaded when first needed
+        fresh = not self.path.exists()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if fresh:
+                os.chmod(self.path, 0o600)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            if not fresh:
+                self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointCorrupt(f"{self.path} is not a readable checkpoint: {exc}") from exc
+
+    @staticmethod
+    def exists(path: str | os.PathLike[str]) -> bool:
+        return Path(path).exists()
+
+    @staticmethod
+    def move_aside(path: str | os.PathLike[str]) -> Path:
+        """Rename a stage file (and its WAL) to a timestamped backup and return the new path."""
+        path = Path(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = path.with_name(f"{path.name}.bak-{stamp}")
+        counter = 1
+        while backup.exists():
+            backup = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+            counter += 1
+        for suffix in ("-wal", "-shm"):
+            companion = Path(f"{path}{suffix}")
+            if companion.exists():
+                companion.rename(f"{backup}{suffix}")
+        path.rename(backup)
+        return backup
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read that fails on a damaged file means a corrupt checkpoint."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointCorrupt(f"{self.path} is damaged: {exc}") from exc
+
+    # signed request blobs: a checkpoint holds pickles, so it must not be forged
+
+    @property
+    def _secret(self) -> bytes:
+        if self._secret_bytes is None:
+            self._secret_bytes = load_or_create_secret(self.path.parent)
+        return self._secret_bytes
+
+    def _sign(self, key: bytes, blob: bytes) -> bytes:
+        return hmac.new(self._secret, key + blob, hashlib.sha256).digest() + blob
+
+    def _verified(self, key: bytes, stored: bytes, url: str) -> bytes:
+        mac, blob = stored[:32], stored[32:]
+        expected = hmac.new(self._secret, key + blob, hashlib.sha256).digest()
+        if not hmac.compare_digest(mac, expected):
+            raise CheckpointTampered(key, url)
+        return blob
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is None:
+            raise CheckpointCorrupt(f"{self.path} has no schema_version")
+        if int(row[0]) != SCHEMA_VERSION:
+            raise CheckpointCorrupt(
+                f"{self.path} has schema_version {row[0]}, this version of scrapy-resume "
+                f"reads {SCHEMA_VERSION}"
+            )
+
+    # stage record
+
+    def initialize(self, stage: str, spider: str) -> None:
+        now = time.time()
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("stage", stage),
+                    ("spider", spider),
+                    ("status", StageStatus.INITIALIZED),
+                    ("created_at", repr(now)),
+                    ("updated_at", repr(now)),
+                ],
+            )
+
+    def _meta(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT name, value FROM meta"))
+
+    def summary(self) -> StageSummary:
+        with self._reading():
+            meta = self._meta()
+            by_status = dict(
+                self._db.execute("SELECT status, count(*) FROM requests GROUP BY status")
+            )
+            counters = self.counters()
+        return StageSummary(
+            stage=meta["stage"],
+            spider=meta["spider"],
+            status=meta["status"],
+            created_at=float(meta["created_at"]),
+            updated_at=float(meta["updated_at"]),
+            pending=by_status.get(RequestStatus.PENDING, 0),
+            done=by_status.get(RequestStatus.DONE, 0),
+            failed=by_status.get(RequestStatus.FAILED, 0),
+            dropped=by_status.get(RequestStatus.DROPPED, 0),
+            counters=counters,
+        )
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT name, value FROM counters"))
+
+    def set_status(self, status: str) -> None:
+        with self._transaction():
+            self._set_meta("status", status)
+
+    def _set_meta(self, name: str, value: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value)
+        )
+        if name != "updated_at":
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('updated_at', ?)",
+                (repr(time.time()),),
+            )
+
+    def begin_run(self, mode: str) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO runs (mode, started_at) VALUES (?, ?)", (mode, time.time())
+            )
+            self._add_counters({"runs": 1})
+        return int(cursor.lastrowid)
+
+    def end_run(self, run_id: int, reason: str) -> None:
+        with self._transaction():
+            self._db.execute(
+                "UPDATE runs SET ended_at = ?, close_reason = ? WHERE id = ?",
+                (time.time(), reason, run_id),
+            )
+
+    # the ledger
+
+    def finished_keys(self) -> Iterator[bytes]:
+        for (key,) in self._db.execute("SELECT key FROM requests WHERE status != 0"):
+            yield bytes(key)
+
+    def pending_keys(self) -> Iterator[bytes]:
+        for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 0"):
+            yield bytes(key)
+
+    def failed_keys(self) -> Iterator[bytes]:
+        for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 2"):
+            yield bytes(key)
+
+    def iter_pending(
+        self, batch_size: int = 1000, *, include_failed: bool = False
+    ) -> Iterator[list[tuple[bytes, bytes]]]:
+        statuses = "(0, 2)" if include_failed else "(0)"
+        last_id = 0
+        while True:
+            rows = self._db.execute(
+                f"SELECT id, key, request, url FROM requests WHERE status IN {statuses} "
+                f"AND request IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
+                (last_id, batch_size),
+            ).fetchall()
+            if not rows:
+                return
+            last_id = rows[-1][0]
+            yield [
+                (bytes(key), self._verified(bytes(key), bytes(blob), url))
+                for _, key, blob, url in rows
+            ]
+
+    def verify_frontier(self, *, include_failed: bool = False) -> None:
+        for _ in self.iter_pending(5000, include_failed=include_failed):
+            pass
+
+    def ledger_rows(
+        self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
+    ) -> Iterator[dict[str, Any]]:
+        columns = ("url", "status", "http_status", "error", "attempts", "created_at", "updated_at")
+        where = "" if status is None else f"WHERE status = {int(status)}"
+        order = "updated_at DESC, id DESC" if newest_first else "id"
+        query = f"SELECT {', '.join(columns)} FROM requests {where} ORDER BY {order} LIMIT ?"
+        for row in self._db.execute(query, (limit,)):
+            record = dict(zip(columns, row))
+            record["status"] = RequestStatus(record["status"]).name.lower()
+            yield record
+
+    def runs(self) -> list[dict[str, Any]]:
+        columns = ("mode", "started_at", "ended_at", "close_reason")
+        query = f"SELECT {', '.join(columns)} FROM runs ORDER BY id"
+        return [dict(zip(columns, row)) for row in self._db.execute(query)]
+
+    def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
+        """Every request of the stage as ``(key, status, url)``, in discovery order."""
+        for key, status, url in self._db.execute("SELECT key, status, url FROM requests ORDER BY id"):
+            yield bytes(key), RequestStatus(status), url
+
+    def cursors(self) -> dict[str, Any]:
+        return {
+            name: json.loads(value)
+            for name, value in self._db.execute("SELECT name, value FROM cursors")
+        }
+
+    def feed_offsets(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT path, committed_offset FROM feeds"))
+
+    def state(self) -> dict[str, Any]:
+        return {
+            name: json.loads(value) for name, value in self._db.execute("SELECT name, value FROM state")
+        }
+
+    def commit(self, batch: CommitBatch) -> None:
+        now = time.time()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO requests (key, status, url, request, created_at, "
+                "updated_at) VALUES (?, 0, ?, ?, ?, ?)",
+                [(r.key, r.url, self._sign(r.key, r.blob), now, now) for r in batch.new_requests],
+            )
+            self._db.executemany(
+                _SETTLE,
+                [
+                    (
+                        s.key, int(s.status), s.url,
+                        None if s.blob is None else self._sign(s.key, s.blob),
+                        s.http_status, s.error, s.attempts, now, now,
+                    )
+                    for s in batch.settlements
+                ],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)",
+                [(name, json.dumps(value)) for name, value in batch.cursors.items()],
+            )
+            self._add_counters(batch.counters)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO feeds (path, committed_offset) VALUES (?, ?)",
+                list(batch.feed_offsets.items()),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
+                [(name, json.dumps(value)) for name, value in batch.state.items()],
+            )
+            self._set_meta("updated_at", repr(now))
+
+    def _add_counters(self, deltas: dict[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            [(name, delta) for name, delta in deltas.items() if delta],
+        )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")
