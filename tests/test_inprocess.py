@@ -109,3 +109,36 @@ async def test_a_request_is_done_only_after_its_items_left_the_pipelines(tmp_pat
     with sqlite3.connect(tmp_path / "pages.sqlite") as db:
         statuses = dict(db.execute("SELECT url, status FROM requests"))
     assert statuses == {url: RequestStatus.DONE for url in urls}
+
+
+class SkipMetaSpider(scrapy.Spider):
+    name = "skipmeta"
+
+    def __init__(self, base, **kwargs):
+        super().__init__(**kwargs)
+        self.base = base
+
+    async def start(self):
+        yield scrapy.Request(f"{self.base}/slow/1/polled", meta={"checkpoint_skip": True})
+        yield scrapy.Request(f"{self.base}/slow/1/tracked")
+
+    def parse(self, response):
+        yield {"url": response.url}
+        if response.url.endswith("/polled"):
+            # a child of an untracked response, carrying its meta: tracked on its own
+            yield response.follow("child", meta=dict(response.meta, checkpoint_skip=False))
+
+
+@deferred_f_from_coro_f
+async def test_checkpoint_skip_meta_keeps_a_request_out_of_the_ledger(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    base = mockserver.url(f"{ns}")
+    crawler = get_crawler(SkipMetaSpider, {"ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path)})
+    await maybe_deferred_to_future(crawler.crawl(base=base))
+    assert crawler.stats.get_value("item_scraped_count") == 3
+    with sqlite3.connect(tmp_path / "skipmeta.sqlite") as db:
+        statuses = dict(db.execute("SELECT url, status FROM requests"))
+    assert statuses == {
+        f"{base}/slow/1/tracked": RequestStatus.DONE,
+        f"{base}/slow/1/child": RequestStatus.DONE,
+    }
