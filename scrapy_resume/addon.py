@@ -30,4 +30,5 @@ class Addon:
         storages = settings.getdict("FEED_STORAGES")
         for scheme in ("", "file"):  # plain paths have the scheme ""
             storages.setdefault(scheme, FEED_STORAGE_PATH)
-        settings.set("FEED_STORAGES", storages, priority=settings.getpriority("FEED_STORAGES") or "addon")
+        priority = settings.getpriority("FEED_STORAGES") or "addon"
+        settings.set("FEED_STORAGES", storages, priority=priority)

@@ -19,7 +19,7 @@ from scrapy.exceptions import UsageError
 
 from .config import CheckpointConfig
 from .sqlite_store import CheckpointStore, StageLock
-from .store import CheckpointCorrupt, RequestStatus, StageStatus, format_age
+from .store import CheckpointCorrupt, RequestStatus, StageStatus, format_age, format_time
 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
@@ -84,12 +84,6 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
 class CheckpointCommand(ScrapyCommand):
@@ -157,7 +151,7 @@ class CheckpointCommand(ScrapyCommand):
             [i["stage"], i["status"], i.get("done"), i.get("pending"), i.get("failed"),
              f"{i['percent_done']}%" if "percent_done" in i else None,
              f"{i['success_rate']}%" if i.get("success_rate") is not None else None,
-             i.get("items"), when(i.get("updated_at")),
+             i.get("items"), format_time(i.get("updated_at")),
              format_age(i["age_seconds"]) if "age_seconds" in i else None]
             for i in infos
         ]
@@ -217,10 +211,11 @@ class CheckpointCommand(ScrapyCommand):
             f"Stage {info['stage']} (spider {info['spider']}): {info['status']}",
             f"  {info['done']:,} done, {info['pending']:,} pending, {info['failed']:,} failed, "
             f"{info['dropped']:,} dropped: {info['percent_done']}% done, "
-            f"last update {when(info['updated_at'])} ({format_age(info['age_seconds'])} ago)",
+            f"last update {format_time(info['updated_at'])} "
+            f"({format_age(info['age_seconds'])} ago)",
             "",
             table(["run", "mode", "started", "ended", "close reason"], [
-                [n, r["mode"], when(r["started_at"]), when(r["ended_at"]),
+                [n, r["mode"], format_time(r["started_at"]), format_time(r["ended_at"]),
                  r["close_reason"] or "(crashed or running)"]
                 for n, r in enumerate(info["runs"], start=1)
             ]),

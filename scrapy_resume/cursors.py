@@ -45,7 +45,8 @@ class Checkpoint:
         try:
             json.dumps(value)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"cursor {name!r}: {value!r} cannot be stored as JSON ({exc})") from None
+            message = f"cursor {name!r}: {value!r} cannot be stored as JSON ({exc})"
+            raise ValueError(message) from None
         if self._runtime is None:
             self._memory[name] = value
         else:

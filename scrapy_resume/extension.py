@@ -19,6 +19,7 @@ from scrapy.utils.defer import deferred_from_coro
 from .config import CheckpointConfig
 from .enabling import half_enabled_message, has_component, missing_lines
 from .feeds import FeedChanged, check_feeds, truncate_to_committed
+from .middleware import describe_error
 from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
 from .sqlite_store import CheckpointStore, StageLock
@@ -128,7 +129,7 @@ class CheckpointExtension:
     def spider_error(self, failure: Any, response: Any, spider: Any = None) -> None:
         tracker = self.runtime.tracker_for(response)
         if tracker is not None:
-            tracker.failed_with(f"{failure.type.__name__}: {failure.value}")
+            tracker.failed_with(describe_error(failure))
 
     # opening
 
@@ -347,7 +348,7 @@ class CheckpointExtension:
         logger.info(
             "Checkpoint of stage %s saved (%s). %s",
             self.stage,
-            summary.describe().replace(f"status {summary.status}", f"status {status}"),
+            summary.describe(status),
             "Resume with -s CHECKPOINT_RESUME=1." if status == StageStatus.PAUSED else "",
             extra={"spider": spider},
         )

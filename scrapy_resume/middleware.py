@@ -64,7 +64,8 @@ class CheckpointMiddleware:
         runtime = self.runtime
         if runtime is None or not runtime.active or KEY_META not in request.meta:
             return
-        status = RequestStatus.DROPPED if isinstance(exception, IgnoreRequest) else RequestStatus.FAILED
+        ignored = isinstance(exception, IgnoreRequest)
+        status = RequestStatus.DROPPED if ignored else RequestStatus.FAILED
         error = describe_error(exception)
         if request.errback is None:
             runtime.settle_without_output(request, status, error)

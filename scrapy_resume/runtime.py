@@ -154,7 +154,8 @@ class CheckpointRuntime:
                     continue
                 request.meta[KEY_META] = key
                 request.meta[ORIGIN_META] = (RESTORED, 0)
-                request.meta.pop("retry_times", None)  # a failed request being retried starts afresh
+                # a failed request being retried gets its retries afresh
+                request.meta.pop("retry_times", None)
                 self.stats.inc_value("checkpoint/restored")
                 yield request
         if self.recovering and self.active:

@@ -350,7 +350,8 @@ class CheckpointStore(BaseCheckpointStore):
 
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
         """Every request of the stage as ``(key, status, url)``, in discovery order."""
-        for key, status, url in self._db.execute("SELECT key, status, url FROM requests ORDER BY id"):
+        query = "SELECT key, status, url FROM requests ORDER BY id"
+        for key, status, url in self._db.execute(query):
             yield bytes(key), RequestStatus(status), url
 
     def cursors(self) -> dict[str, Any]:
@@ -364,7 +365,8 @@ class CheckpointStore(BaseCheckpointStore):
 
     def state(self) -> dict[str, Any]:
         return {
-            name: json.loads(value) for name, value in self._db.execute("SELECT name, value FROM state")
+            name: json.loads(value)
+            for name, value in self._db.execute("SELECT name, value FROM state")
         }
 
     def commit(self, batch: CommitBatch) -> None:

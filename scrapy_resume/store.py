@@ -117,14 +117,22 @@ class StageSummary:
     def total(self) -> int:
         return self.pending + self.done + self.failed + self.dropped
 
-    def describe(self) -> str:
+    def describe(self, status: str | None = None) -> str:
+        """One line for the log; ``status`` overrides the stored one (a stage being closed)."""
         age = max(0.0, time.time() - self.updated_at)
-        updated = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.updated_at))
+        updated = format_time(self.updated_at)
         return (
-            f"status {self.status}, {self.done:,} done, {self.pending:,} pending, "
+            f"status {status or self.status}, {self.done:,} done, {self.pending:,} pending, "
             f"{self.failed:,} failed, {self.dropped:,} dropped; last update {updated} "
             f"({format_age(age)} ago)"
         )
+
+
+def format_time(timestamp: float | None) -> str:
+    """``2026-11-23 05:03:49`` in local time, or ``-``."""
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
 def format_age(seconds: float) -> str:
