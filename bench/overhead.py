@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +80,24 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     return {"elapsed": elapsed, "wall": wall, "items": items, "commit_share": commit_share}
 
 
+def samples(raw: Path) -> Iterator[tuple[list[str], int]]:
+    """``(frames, count)`` for each stack of a ``py-spy record -f raw`` file."""
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if count.isdigit():
+            yield stack.split(";"), int(count)
+
+
+def fingerprint_share(raw: Path) -> float:
+    """Share of samples computing request fingerprints, whoever asked for them."""
+    total = fingerprinting = 0
+    for frames, count in samples(raw):
+        total += count
+        if any("RequestFingerprinter.fingerprint" in frame for frame in frames):
+            fingerprinting += count
+    return fingerprinting / total if total else 0.0
+
+
 def cpu_share(raw: Path) -> tuple[float, float, int]:
     """Shares of samples inside scrapy_resume's own work, and the sample count.
 
@@ -86,12 +105,8 @@ def cpu_share(raw: Path) -> tuple[float, float, int]:
     fingerprint per request, so the dupefilter would otherwise compute it.
     """
     ours = fingerprinting = total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        total += int(count)
-        frames = stack.split(";")
+    for frames, count in samples(raw):
+        total += count
         inner = [i for i, frame in enumerate(frames) if "scrapy_resume" in frame]
         if not inner:
             continue
@@ -99,9 +114,9 @@ def cpu_share(raw: Path) -> tuple[float, float, int]:
         below = frames[inner[-1] + 1:]
         if below and function_name(deepest) in PASS_THROUGH:
             continue  # the spider's (or Scrapy's) own work, pulled through our wrapper
-        ours += int(count)
+        ours += count
         if below and "fingerprint" in below[0]:
-            fingerprinting += int(count)
+            fingerprinting += count
     if not total:
         return 0.0, 0.0, 0
     return ours / total, (ours - fingerprinting) / total, total
@@ -131,12 +146,17 @@ def main() -> None:
                 results[variant].append(result)
                 print(f"round {round_ + 1} {variant:>10}: {result['elapsed']:.2f}s crawl, "
                       f"{result['wall']:.2f}s wall", flush=True)
-        share = share_without_fingerprints = samples = None
+        share = share_without_fingerprints = sample_count = None
         if not args.no_profile and shutil.which("py-spy"):
             raw = tmp / "profile.txt"
             crawl("checkpoint", base, "profiled", args.pages, args.fanout, tmp / "profiled",
                   profile_to=raw)
-            share, share_without_fingerprints, samples = cpu_share(raw)
+            share, share_without_fingerprints, sample_count = cpu_share(raw)
+            # fingerprints are computed in plain Scrapy too, by the dupefilter
+            plain_raw = tmp / "plain-profile.txt"
+            crawl("plain", base, "profiled-plain", args.pages, args.fanout,
+                  tmp / "profiled-plain", profile_to=plain_raw)
+            fingerprints = (fingerprint_share(plain_raw), fingerprint_share(raw))
     finally:
         site.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,11 +174,21 @@ def main() -> None:
     print(f"time in checkpoint commits: median {statistics.median(commit_shares):.2%} of the "
           f"crawl time (checkpoint/commit_seconds)")
     if share is not None:
-        print(f"CPU samples inside scrapy_resume: {share:.2%} of {samples} (py-spy, 250 Hz); "
+        print(f"CPU samples inside scrapy_resume: {share:.2%} of {sample_count} (py-spy, 250 Hz); "
               f"{share_without_fingerprints:.2%} without the fingerprinting the dupefilter "
-              f"would do anyway")
+              f"would do anyway (fingerprinting, all callers: {fingerprints[0]:.2%} of a plain "
+              f"crawl's samples, {fingerprints[1]:.2%} of the checkpointed one's)")
     elif not args.no_profile:
         print("py-spy not found: pip install py-spy for the CPU-share figure")
+    ratio = {v: statistics.median(r["elapsed"] / p["elapsed"]
+                                  for r, p in zip(results[v], results["plain"]))
+             for v in ("checkpoint", "jobdir")}
+    cpu = "n/a" if share is None else f"{share:.2%} ({share_without_fingerprints:.2%} excl. " \
+        "fingerprinting)"
+    print(f"SUMMARY pages={args.pages} links={args.fanout} rounds={args.pairs}: "
+          f"crawl-time ratio {ratio['checkpoint']:.3f} (JOBDIR {ratio['jobdir']:.3f}), "
+          f"pages/min {1 / ratio['checkpoint']:.1%} of plain, "
+          f"commits {statistics.median(commit_shares):.2%} of crawl time, CPU share {cpu}")
 
 
 if __name__ == "__main__":

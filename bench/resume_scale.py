@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from hashlib import sha1
 from pathlib import Path
 
@@ -133,12 +134,36 @@ def main() -> None:
     finally:
         site.terminate()
 
+    index_mb, set_mb = finished_index_memory(path)
     per_done = size / args.done if args.done else 0.0
     print(f"resume of {args.done:,} done + {args.pending:,} pending:")
     print(f"  process start to first request: {first:.2f}s (target < 3 s)")
     print(f"  peak RSS of the crawl process:  {peak_mb:.0f} MB (target < 400 MB)")
     print(f"  stage file: {size / 1e6:.1f} MB, {per_done:.1f} B per done request, "
           f"{per_done - mean_url:.1f} B beyond its {mean_url:.0f}-byte URL (target <= 64)")
+    print(f"  finished-key index: {index_mb:.1f} MB (a Python set of the same keys: "
+          f"{set_mb:.1f} MB)")
+    print(f"SUMMARY done={args.done} pending={args.pending}: first request {first:.2f}s, "
+          f"peak RSS {peak_mb:.0f} MB, {per_done - mean_url:.1f} B per done request beyond "
+          f"its URL, finished-key index {index_mb:.1f} MB vs set {set_mb:.1f} MB")
+
+
+def finished_index_memory(path: Path) -> tuple[float, float]:
+    """MB held by the resume's finished-key index, and by a set of the same keys."""
+    store = CheckpointStore(path)
+    tracemalloc.start()
+    index = store.finished_index()
+    index_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    with sqlite3.connect(path) as db:
+        keys = [bytes(key) for (key,) in db.execute("SELECT key FROM requests WHERE status = 1")]
+    tracemalloc.start()
+    as_set = set(keys)
+    set_bytes = tracemalloc.get_traced_memory()[0] + sum(sys.getsizeof(k) for k in keys)
+    tracemalloc.stop()
+    assert len(index) == len(as_set)
+    store.close()
+    return index_bytes / 1e6, set_bytes / 1e6
 
 
 if __name__ == "__main__":

@@ -49,8 +49,14 @@ class BatchBuilder:
             self.loose.append(record)  # from start() or outside any callback
         self.uncommitted[record.key] = record
 
-    def drop_new_request(self, record: RequestRecord) -> None:
+    def drop_new_request(self, record: RequestRecord, parent: OutputTracker | None) -> None:
+        """The dupefilter refused the request just passed to :meth:`new_request`."""
+        # Most links of a broad crawl end here: forget them at once, at O(1).
+        siblings = parent.children if parent is not None else self.loose
+        if siblings and siblings[-1] is record:
+            siblings.pop()
         record.dropped = True
+        record.request = None
         self.uncommitted.pop(record.key, None)
 
     def completed(self, tracker: OutputTracker) -> None:

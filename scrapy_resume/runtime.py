@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.exceptions import IgnoreRequest
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.request import request_from_dict
@@ -26,6 +26,7 @@ from .store import (
     BaseCheckpointStore,
     CheckpointTampered,
     CommitBatch,
+    FinishedIndex,
     RequestStatus,
     StageStatus,
 )
@@ -101,9 +102,10 @@ class CheckpointRuntime:
         self.recovering = False  # replaying the frontier of a crashed run
         self.settled_this_run = 0  # committed settlements: the progress line's rate
         self.last_commit = 0.0
-        # keys settled before this run (never fetched again) and those we
-        # already reported as skipped, so a re-discovery counts once
-        self.finished: set[bytes] = set()
+        # keys settled before this run (never fetched again; a compact index,
+        # not a set: a stage may hold millions) and those we already reported
+        # as skipped, so a re-discovery counts once
+        self.finished: FinishedIndex | frozenset[bytes] = frozenset()
         self.skipped: set[bytes] = set()
         # the frontier found at start: key -> already scheduled in this run?
         self.frontier: dict[bytes, bool] = {}
@@ -114,18 +116,17 @@ class CheckpointRuntime:
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file
         self.start_items = StartItems()
         self.batches = BatchBuilder(crawler)
-        self._last_scheduled: tuple[Request, RequestRecord] | None = None
+        self._last_scheduled: tuple[Request, RequestRecord, OutputTracker | None] | None = None
 
     # starting and restoring
 
     def start(self, store: BaseCheckpointStore) -> None:
         self.store = store
-        self.finished = set(store.finished_keys())
+        retry_failed = self.config.retry_failed
+        self.finished = store.finished_index(include_failed=not retry_failed)
         self.frontier = dict.fromkeys(store.pending_keys(), False)
-        if self.config.retry_failed:  # failed requests go back into the frontier
-            for key in store.failed_keys():
-                self.finished.discard(key)
-                self.frontier[key] = False
+        if retry_failed:  # failed requests go back into the frontier
+            self.frontier.update(dict.fromkeys(store.failed_keys(), False))
         self.cursor_values = store.cursors()
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
@@ -133,12 +134,18 @@ class CheckpointRuntime:
         self.active = True
 
     async def restored_requests(self) -> AsyncIterator[Request]:
-        """The frontier of earlier runs, oldest first, streamed in batches."""
+        """The frontier of earlier runs, oldest first, streamed in batches.
+
+        Scrapy pulls start() output as fast as it comes, so a frontier of
+        100,000 requests would sit in the scheduler's memory at once. Like
+        Scrapy's documented lazy start(), wait while no request can be sent.
+        """
         assert self.store is not None
         spider = self.crawler.spider
         batches = self.store.iter_pending(include_failed=self.config.retry_failed)
         while (batch := next_batch(batches, spider)) is not None:
             for key, blob in batch:
+                await self._room_to_send()
                 if self.frontier.get(key, True):
                     continue  # a re-discovered copy is already scheduled
                 try:
@@ -161,6 +168,12 @@ class CheckpointRuntime:
         if self.recovering and self.active:
             self.recovering = False
             self.store.set_status(StageStatus.RUNNING)
+
+    async def _room_to_send(self) -> None:
+        """The "Delaying start request iteration" recipe of Scrapy's documentation."""
+        wait_for = getattr(self.crawler.signals, "wait_for", None)  # Scrapy 2.13 has none
+        if wait_for is not None and self.crawler.engine.needs_backout():
+            await wait_for(signals.scheduler_empty)
 
     # scheduling
 
@@ -188,7 +201,7 @@ class CheckpointRuntime:
             return
         key = self._key_for(request, parent, ordinal)
         meta[KEY_META] = key
-        if key in self.finished:
+        if key in self.skipped or key in self.finished:
             if key not in self.skipped:
                 self.skipped.add(key)
                 self.batches.count("skipped")
@@ -200,8 +213,9 @@ class CheckpointRuntime:
             self.frontier[key] = True  # this copy stands in for the stored one
             return
         record = RequestRecord(key, request)
-        self.batches.new_request(record, parent if isinstance(parent, OutputTracker) else None)
-        self._last_scheduled = (request, record)
+        tracker = parent if isinstance(parent, OutputTracker) else None
+        self.batches.new_request(record, tracker)
+        self._last_scheduled = (request, record, tracker)
 
     def on_request_dropped(self, request: Request) -> None:
         # Sent right after request_scheduled for the same request, when the
@@ -211,7 +225,7 @@ class CheckpointRuntime:
             return
         if last is not None and last[0] is request:
             # a new request duplicating one already in the ledger: nothing to write
-            self.batches.drop_new_request(last[1])
+            self.batches.drop_new_request(last[1], last[2])
             return
         key = request.meta.get(KEY_META)
         if key is not None:

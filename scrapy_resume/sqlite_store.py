@@ -12,7 +12,9 @@ import json
 import os
 import secrets
 import sqlite3
+import sys
 import time
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +26,13 @@ from .store import (
     CheckpointLocked,
     CheckpointTampered,
     CommitBatch,
+    FinishedIndex,
     RequestStatus,
     StageStatus,
     StageSummary,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StageLock:
@@ -73,36 +76,88 @@ class StageLock:
         return None
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+# The ledger keeps one small row per request, keyed by the request key
+# (WITHOUT ROWID: the key is stored once, as the primary key, not again in a
+# UNIQUE index), about 58 bytes beyond the URL. A pending or failed request's
+# serialized form, the bulky part, sits in ``frontier`` until it is done, so
+# done rows never carry it and freed frontier pages are reused.
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
+""",
+    """
 CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    key BLOB NOT NULL UNIQUE,
+    key BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL,
     status INTEGER NOT NULL,
     url TEXT NOT NULL,
-    request BLOB,
     http_status INTEGER,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_pending ON requests(id) WHERE status = 0;
-CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID
+""",
+    """
+CREATE TABLE IF NOT EXISTS frontier (
+    seq INTEGER PRIMARY KEY,
+    key BLOB NOT NULL,
+    request BLOB NOT NULL
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS status_counts (status INTEGER PRIMARY KEY, n INTEGER NOT NULL)
+""",
+    """
+INSERT OR IGNORE INTO status_counts (status, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0)
+""",
+    """
+CREATE TRIGGER IF NOT EXISTS requests_counted_insert AFTER INSERT ON requests BEGIN
+    UPDATE status_counts SET n = n + 1 WHERE status = new.status;
+END
+""",
+    """
+CREATE TRIGGER IF NOT EXISTS requests_counted_update AFTER UPDATE OF status ON requests
+WHEN old.status != new.status BEGIN
+    UPDATE status_counts SET n = n - 1 WHERE status = old.status;
+    UPDATE status_counts SET n = n + 1 WHERE status = new.status;
+END
+""",
+    """
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL)
+""",
+    """
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
+""",
+    """
+CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL)
+""",
+    """
+CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)
+""",
+    """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     mode TEXT NOT NULL,
     started_at REAL NOT NULL,
     ended_at REAL,
     close_reason TEXT
-);
+)
+""",
+)
+
+_ADD_PENDING = """
+INSERT OR IGNORE INTO requests (key, seq, status, url, attempts, created_at, updated_at)
+VALUES (?, ?, 0, ?, 0, ?, ?)
+"""
+# only for the rows the statement above inserted: a known key keeps its state
+_ADD_TO_FRONTIER = """
+INSERT INTO frontier (seq, key, request)
+SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM requests WHERE key = ?2 AND seq = ?1)
 """
 
 _SETTLE = """
-INSERT INTO requests (key, status, url, request, http_status, error, attempts, created_at,
+INSERT INTO requests (key, seq, status, url, http_status, error, attempts, created_at,
                       updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
@@ -110,9 +165,13 @@ ON CONFLICT (key) DO UPDATE SET
     http_status = excluded.http_status,
     error = excluded.error,
     attempts = requests.attempts + excluded.attempts,
-    request = CASE WHEN excluded.status = 2 THEN coalesce(excluded.request, requests.request)
-                   ELSE NULL END,
     updated_at = excluded.updated_at
+"""
+# a done or dropped request leaves the frontier; a failed one stays, to be retried
+_LEAVE_FRONTIER = "DELETE FROM frontier WHERE seq = (SELECT seq FROM requests WHERE key = ?)"
+_KEEP_FAILED = """
+INSERT OR REPLACE INTO frontier (seq, key, request)
+SELECT seq, key, ?2 FROM requests WHERE key = ?1
 """
 
 #: The secret that signs stored requests, one per checkpoint directory.
@@ -224,9 +283,8 @@ class CheckpointStore(BaseCheckpointStore):
     def initialize(self, stage: str, spider: str) -> None:
         now = time.time()
         with self._transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+            for statement in _SCHEMA:
+                self._db.execute(statement)
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                 [
@@ -245,9 +303,8 @@ class CheckpointStore(BaseCheckpointStore):
     def summary(self) -> StageSummary:
         with self._reading():
             meta = self._meta()
-            by_status = dict(
-                self._db.execute("SELECT status, count(*) FROM requests GROUP BY status")
-            )
+            # kept up to date by triggers, so a summary never scans the ledger
+            by_status = dict(self._db.execute("SELECT status, n FROM status_counts"))
             counters = self.counters()
         return StageSummary(
             stage=meta["stage"],
@@ -296,12 +353,35 @@ class CheckpointStore(BaseCheckpointStore):
 
     # the ledger
 
-    def finished_keys(self) -> Iterator[bytes]:
-        for (key,) in self._db.execute("SELECT key FROM requests WHERE status != 0"):
-            yield bytes(key)
+    def _settled_statuses(self, include_failed: bool) -> str:
+        return "(1, 2, 3)" if include_failed else "(1, 3)"
+
+    def finished_index(self, *, include_failed: bool = True) -> FinishedIndex:
+        # One query returns every key's first 8 bytes as one hex string: building
+        # the index takes C-speed work only (about 0.5 s for 1M keys).
+        statuses = self._settled_statuses(include_failed)
+        with self._reading():
+            (hex_prefixes,) = self._db.execute(
+                "SELECT group_concat(substr(hex(key) || '0000000000000000', 1, 16), '') "
+                f"FROM requests WHERE status IN {statuses}"
+            ).fetchone()
+        prefixes = array("Q", bytes.fromhex(hex_prefixes or ""))
+        if sys.byteorder == "little":
+            prefixes.byteswap()  # the bytes are big-endian: sorted bytes, sorted integers
+        return FinishedIndex(
+            prefixes, lambda key: self.is_finished(key, include_failed=include_failed)
+        )
+
+    def is_finished(self, key: bytes, *, include_failed: bool = True) -> bool:
+        statuses = self._settled_statuses(include_failed)
+        row = self._db.execute(
+            f"SELECT 1 FROM requests WHERE key = ? AND status IN {statuses}", (key,)
+        ).fetchone()
+        return row is not None
 
     def pending_keys(self) -> Iterator[bytes]:
-        for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 0"):
+        query = "SELECT f.key FROM frontier f JOIN requests r ON r.key = f.key WHERE r.status = 0"
+        for (key,) in self._db.execute(query):
             yield bytes(key)
 
     def failed_keys(self) -> Iterator[bytes]:
@@ -312,16 +392,17 @@ class CheckpointStore(BaseCheckpointStore):
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:
         statuses = "(0, 2)" if include_failed else "(0)"
-        last_id = 0
+        query = (
+            "SELECT f.seq, f.key, f.request, r.url FROM frontier f JOIN requests r "
+            f"ON r.key = f.key WHERE f.seq > ? AND r.status IN {statuses} ORDER BY f.seq LIMIT ?"
+        )
+        last_seq = 0
         while True:
-            rows = self._db.execute(
-                f"SELECT id, key, request, url FROM requests WHERE status IN {statuses} "
-                f"AND request IS NOT NULL AND id > ? ORDER BY id LIMIT ?",
-                (last_id, batch_size),
-            ).fetchall()
+            with self._reading():
+                rows = self._db.execute(query, (last_seq, batch_size)).fetchall()
             if not rows:
                 return
-            last_id = rows[-1][0]
+            last_seq = rows[-1][0]
             yield [
                 (bytes(key), self._verified(bytes(key), bytes(blob), url))
                 for _, key, blob, url in rows
@@ -336,7 +417,7 @@ class CheckpointStore(BaseCheckpointStore):
     ) -> Iterator[dict[str, Any]]:
         columns = ("url", "status", "http_status", "error", "attempts", "created_at", "updated_at")
         where = "" if status is None else f"WHERE status = {int(status)}"
-        order = "updated_at DESC, id DESC" if newest_first else "id"
+        order = "updated_at DESC, seq DESC" if newest_first else "seq"
         query = f"SELECT {', '.join(columns)} FROM requests {where} ORDER BY {order} LIMIT ?"
         for row in self._db.execute(query, (limit,)):
             record = dict(zip(columns, row))
@@ -350,7 +431,7 @@ class CheckpointStore(BaseCheckpointStore):
 
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
         """Every request of the stage as ``(key, status, url)``, in discovery order."""
-        query = "SELECT key, status, url FROM requests ORDER BY id"
+        query = "SELECT key, status, url FROM requests ORDER BY seq"
         for key, status, url in self._db.execute(query):
             yield bytes(key), RequestStatus(status), url
 
@@ -369,23 +450,42 @@ class CheckpointStore(BaseCheckpointStore):
             for name, value in self._db.execute("SELECT name, value FROM state")
         }
 
+    def _take_seq(self, count: int) -> int:
+        """Reserve ``count`` discovery numbers (inside the commit's transaction)."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()
+        first = int(row[0]) if row else 1
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta (name, value) VALUES ('next_seq', ?)", (first + count,)
+        )
+        return first
+
     def commit(self, batch: CommitBatch) -> None:
-        now = time.time()
+        now = int(time.time())
         with self._transaction():
+            seq = self._take_seq(len(batch.new_requests) + len(batch.settlements))
+            new_rows = []
+            for r in batch.new_requests:
+                new_rows.append((r.key, seq, r.url, self._sign(r.key, r.blob)))
+                seq += 1
+            self._db.executemany(_ADD_PENDING, [(k, n, u, now, now) for k, n, u, _ in new_rows])
+            self._db.executemany(_ADD_TO_FRONTIER, [(n, k, b) for k, n, _, b in new_rows])
+            settled = []
+            for s in batch.settlements:
+                settled.append(
+                    (s.key, seq, int(s.status), s.url, s.http_status, s.error, s.attempts, now, now)
+                )
+                seq += 1
+            self._db.executemany(_SETTLE, settled)
             self._db.executemany(
-                "INSERT OR IGNORE INTO requests (key, status, url, request, created_at, "
-                "updated_at) VALUES (?, 0, ?, ?, ?, ?)",
-                [(r.key, r.url, self._sign(r.key, r.blob), now, now) for r in batch.new_requests],
+                _LEAVE_FRONTIER,
+                [(s.key,) for s in batch.settlements if s.status != RequestStatus.FAILED],
             )
             self._db.executemany(
-                _SETTLE,
+                _KEEP_FAILED,
                 [
-                    (
-                        s.key, int(s.status), s.url,
-                        None if s.blob is None else self._sign(s.key, s.blob),
-                        s.http_status, s.error, s.attempts, now, now,
-                    )
+                    (s.key, self._sign(s.key, s.blob))
                     for s in batch.settlements
+                    if s.status == RequestStatus.FAILED and s.blob is not None
                 ],
             )
             self._db.executemany(
@@ -401,7 +501,7 @@ class CheckpointStore(BaseCheckpointStore):
                 "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
                 [(name, json.dumps(value)) for name, value in batch.state.items()],
             )
-            self._set_meta("updated_at", repr(now))
+            self._set_meta("updated_at", repr(time.time()))
 
     def _add_counters(self, deltas: dict[str, int]) -> None:
         self._db.executemany(

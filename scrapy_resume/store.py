@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -128,6 +130,35 @@ class StageSummary:
         )
 
 
+class FinishedIndex:
+    """Answers "was this key settled before this run?" for millions of keys.
+
+    A Python set of 20-byte keys costs about 90 bytes a key. This holds the
+    first 8 bytes of each key as a sorted array of 64-bit integers (8 bytes a
+    key) and searches it by bisection; a prefix match is confirmed with the
+    store, so the answer is exact.
+    """
+
+    def __init__(self, prefixes: Iterable[int], confirm: Callable[[bytes], bool]):
+        self.prefixes = array("Q", sorted(prefixes))
+        self.confirm = confirm
+
+    @staticmethod
+    def prefix(key: bytes) -> int:
+        return int.from_bytes(key[:8] if len(key) >= 8 else key.ljust(8, b"\0"), "big")
+
+    def __len__(self) -> int:
+        return len(self.prefixes)
+
+    def __contains__(self, key: bytes) -> bool:
+        prefixes = self.prefixes
+        if not prefixes:
+            return False
+        value = self.prefix(key)
+        index = bisect_left(prefixes, value)
+        return index < len(prefixes) and prefixes[index] == value and self.confirm(key)
+
+
 def format_time(timestamp: float | None) -> str:
     """``2026-11-23 05:03:49`` in local time, or ``-``."""
     if timestamp is None:
@@ -167,8 +198,12 @@ class BaseCheckpointStore(ABC):
     def end_run(self, run_id: int, reason: str) -> None: ...
 
     @abstractmethod
-    def finished_keys(self) -> Iterator[bytes]:
-        """Keys that are done, failed or dropped: never fetched again by a resume."""
+    def finished_index(self, *, include_failed: bool = True) -> FinishedIndex:
+        """Keys that are done or dropped (and failed, unless they are being retried):
+        never fetched again by a resume."""
+
+    @abstractmethod
+    def is_finished(self, key: bytes, *, include_failed: bool = True) -> bool: ...
 
     @abstractmethod
     def pending_keys(self) -> Iterator[bytes]: ...

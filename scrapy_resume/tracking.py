@@ -118,7 +118,8 @@ class OutputTracker:
 
     def output_settled(self) -> None:
         self.in_flight -= 1
-        if self.in_flight == 0:
+        # while a chain is open, its end will check: no need to schedule one per output
+        if self.in_flight == 0 and self.open_chains == 0:
             self.runtime.check_later(self)
 
     def failed_with(self, error: str) -> None:

@@ -211,7 +211,7 @@ def test_a_forged_stored_request_is_refused_and_never_loaded(tmp_path, mockserve
     with sqlite3.connect(crawl.store_path("graph")) as db:
         (count,) = db.execute("SELECT count(*) FROM requests WHERE status = 0").fetchone()
         assert count > 0
-        db.execute("UPDATE requests SET request = ? WHERE status = 0", (b"\0" * 32 + evil,))
+        db.execute("UPDATE frontier SET request = ?", (b"\0" * 32 + evil,))
     before = mockserver.hits(ns)
     refused = crawl.run(CHECKPOINT_RESUME="1")
     assert refused.finish_reason == "checkpoint_tampered"

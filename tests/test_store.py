@@ -42,8 +42,24 @@ def test_settled_requests_are_never_turned_back_to_pending(store):
     assert [(k, s) for k, s, _ in store.ledger()] == [
         (b"a", RequestStatus.DONE), (b"b", RequestStatus.PENDING)
     ]
-    assert list(store.finished_keys()) == [b"a"]
+    finished = store.finished_index()
+    assert len(finished) == 1 and b"a" in finished and b"b" not in finished
     assert list(store.pending_keys()) == [b"b"]
+
+
+def test_the_finished_index_is_exact_for_keys_sharing_a_prefix(store):
+    done = [b"12345678-done", b"short", b"", b"\xff" * 20]
+    store.commit(CommitBatch(
+        new_requests=[pending(b"12345678-pending")],
+        settlements=[Settlement(k, RequestStatus.DONE, "u") for k in done]
+        + [Settlement(b"12345678-failed", RequestStatus.FAILED, "u", blob=b"x")],
+    ))
+    finished = store.finished_index()
+    assert all(key in finished for key in done)
+    assert b"12345678-pending" not in finished  # same 8-byte prefix, not settled
+    assert b"12345678-failed" in finished and b"shorter" not in finished
+    being_retried = store.finished_index(include_failed=False)
+    assert b"12345678-failed" not in being_retried and b"12345678-done" in being_retried
 
 
 def test_failed_requests_keep_their_serialized_request(store, tmp_path):
@@ -53,8 +69,8 @@ def test_failed_requests_keep_their_serialized_request(store, tmp_path):
         Settlement(b"b", RequestStatus.DONE, "http://x/b", http_status=200),
     ]))
     with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
-        rows = dict(db.execute("SELECT key, request FROM requests"))
-    assert rows[b"b"] is None  # done requests drop their blob
+        rows = dict(db.execute("SELECT key, request FROM frontier"))
+    assert b"b" not in rows  # done requests leave the frontier, with their blob
     assert rows[b"a"][32:] == b"blob-a"  # failed ones keep it, after its 32-byte signature
     failed = [key for batch in store.iter_pending(include_failed=True) for key, _ in batch]
     assert failed == [b"a"] and list(store.iter_pending()) == []
@@ -79,6 +95,17 @@ def test_counters_accumulate_and_summary_counts_statuses(store):
     assert (summary.pending, summary.done, summary.failed, summary.total) == (1, 1, 0, 2)
     assert summary.counters == {"runs": 1, "items": 5, "done": 1}
     assert "1 done, 1 pending" in summary.describe()
+    # status counts follow every transition, including a failure retried into done
+    store.commit(CommitBatch(settlements=[
+        Settlement(b"b", RequestStatus.FAILED, "u", blob=b"x"),
+        Settlement(b"c", RequestStatus.DROPPED, "u"),
+    ]))
+    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"c")]))  # known: ignored
+    summary = store.summary()
+    assert (summary.pending, summary.done, summary.failed, summary.dropped) == (0, 1, 1, 1)
+    store.commit(CommitBatch(settlements=[Settlement(b"b", RequestStatus.DONE, "u")]))
+    summary = store.summary()
+    assert (summary.pending, summary.done, summary.failed, summary.dropped) == (0, 2, 0, 1)
 
 
 def test_files_are_private(tmp_path, store):
@@ -114,14 +141,14 @@ def test_move_aside_keeps_the_wal_with_its_database(tmp_path):
 def test_a_forged_request_is_refused_before_it_is_unpickled(store, tmp_path):
     store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")]))
     with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
-        signed = db.execute("SELECT request FROM requests WHERE key = ?", (b"a",)).fetchone()[0]
-        db.execute("UPDATE requests SET request = ? WHERE key = ?", (signed[:32] + b"evil", b"a"))
+        signed = db.execute("SELECT request FROM frontier WHERE key = ?", (b"a",)).fetchone()[0]
+        db.execute("UPDATE frontier SET request = ? WHERE key = ?", (signed[:32] + b"evil", b"a"))
     with pytest.raises(CheckpointTampered, match="http://x/a"):
         store.verify_frontier()
     # a blob signed for another key cannot be swapped in either
     with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
-        other = db.execute("SELECT request FROM requests WHERE key = ?", (b"b",)).fetchone()[0]
-        db.execute("UPDATE requests SET request = ? WHERE key = ?", (other, b"a"))
+        other = db.execute("SELECT request FROM frontier WHERE key = ?", (b"b",)).fetchone()[0]
+        db.execute("UPDATE frontier SET request = ? WHERE key = ?", (other, b"a"))
     with pytest.raises(CheckpointTampered):
         list(store.iter_pending())
 
