@@ -156,7 +156,7 @@ def finished_index_memory(path: Path) -> tuple[float, float]:
     index_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     with sqlite3.connect(path) as db:
-        keys = [bytes(key) for (key,) in db.execute("SELECT key FROM requests WHERE status = 1")]
+        keys = [bytes(key) for (key,) in db.execute("SELECT key FROM requests WHERE status != 0")]
     tracemalloc.start()
     as_set = set(keys)
     set_bytes = tracemalloc.get_traced_memory()[0] + sum(sys.getsizeof(k) for k in keys)

@@ -26,7 +26,6 @@ from .sqlite_store import CheckpointStore, StageLock
 from .store import (
     CheckpointCorrupt,
     CheckpointLocked,
-    CheckpointTampered,
     CommitBatch,
     RequestStatus,
     StageStatus,
@@ -262,7 +261,8 @@ class CheckpointExtension:
         return "resume", summary
 
     def _check_resume(self, config: dict, spider: Spider, summary: StageSummary) -> None:
-        """Before a resume: same crawl, no forged request, feeds as committed."""
+        """Before a resume: same crawl, feeds as committed. (Each stored request is
+        verified as it is restored, before it is unpickled.)"""
         assert self.store is not None
         recorded = self.store.state().get("config", config)
         changed = differences(recorded, config)
@@ -282,16 +282,6 @@ class CheckpointExtension:
                 self.stage, format_age(age_days * 86400), self.config.stale_days,
                 extra={"spider": spider},
             )
-        try:
-            self.store.verify_frontier(include_failed=self.config.retry_failed)
-        except CheckpointTampered as exc:
-            raise Refusal(
-                "checkpoint_tampered",
-                f"Stage {self.stage}: {exc}. It was not signed by this checkpoint directory's "
-                f"secret, so it was not loaded: a checkpoint holds pickled requests, which are "
-                f"code. Never resume a checkpoint from an untrusted source. To start over: "
-                f"-s CHECKPOINT_RESET=1.",
-            ) from None
         try:
             truncate_to_committed(self.store.feed_offsets())
         except FeedChanged as exc:

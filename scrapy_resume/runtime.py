@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
-from scrapy.exceptions import IgnoreRequest
-from scrapy.utils.defer import deferred_from_coro
+from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.utils.request import request_from_dict
 
 from .batching import BatchBuilder
@@ -26,7 +25,7 @@ from .store import (
     BaseCheckpointStore,
     CheckpointTampered,
     CommitBatch,
-    FinishedIndex,
+    KeyIndex,
     RequestStatus,
     StageStatus,
 )
@@ -66,16 +65,18 @@ MAX_BATCH = 5000
 
 
 def next_batch(batches: Any, spider: Any) -> list[tuple[bytes, bytes]] | None:
-    """The next batch of the stored frontier; a forged request closes the spider."""
+    """The next batch of the stored frontier; a forged request stops the crawl."""
     try:
         return next(batches, None)
     except CheckpointTampered as exc:
         logger.error(
-            "Refusing to restore %s: never resume a checkpoint from an untrusted source. "
-            "Start the stage over with -s CHECKPOINT_RESET=1.", exc, extra={"spider": spider},
+            "%s. It was not signed by this checkpoint directory's secret, so it was not "
+            "loaded: a checkpoint holds pickled requests, which are code. Never resume a "
+            "checkpoint from an untrusted source. To start over: -s CHECKPOINT_RESET=1.",
+            exc, extra={"spider": spider},
         )
-        deferred_from_coro(close_spider(spider.crawler, "checkpoint_tampered"))
-        return None
+        # raised from start() (our process_start), CloseSpider ends start() and the crawl
+        raise CloseSpider("checkpoint_tampered") from None
 
 
 async def close_spider(crawler: Crawler, reason: str) -> None:
@@ -102,13 +103,14 @@ class CheckpointRuntime:
         self.recovering = False  # replaying the frontier of a crashed run
         self.settled_this_run = 0  # committed settlements: the progress line's rate
         self.last_commit = 0.0
-        # keys settled before this run (never fetched again; a compact index,
-        # not a set: a stage may hold millions) and those we already reported
-        # as skipped, so a re-discovery counts once
-        self.finished: FinishedIndex | frozenset[bytes] = frozenset()
+        # Keys settled before this run (never fetched again), and the frontier
+        # found at start: compact indexes, not sets, as a stage may hold millions.
+        self.finished: KeyIndex | frozenset[bytes] = frozenset()
+        self.frontier: KeyIndex | frozenset[bytes] = frozenset()
+        # frontier keys scheduled in this run, by a restored or a re-discovered
+        # copy, whichever came first; finished keys already counted as skipped
+        self.claimed: set[bytes] = set()
         self.skipped: set[bytes] = set()
-        # the frontier found at start: key -> already scheduled in this run?
-        self.frontier: dict[bytes, bool] = {}
         self.trackers: dict[int, OutputTracker] = {}
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.counter_totals: dict[str, int] = {}
@@ -122,11 +124,9 @@ class CheckpointRuntime:
 
     def start(self, store: BaseCheckpointStore) -> None:
         self.store = store
-        retry_failed = self.config.retry_failed
+        retry_failed = self.config.retry_failed  # failed requests go back into the frontier
         self.finished = store.finished_index(include_failed=not retry_failed)
-        self.frontier = dict.fromkeys(store.pending_keys(), False)
-        if retry_failed:  # failed requests go back into the frontier
-            self.frontier.update(dict.fromkeys(store.failed_keys(), False))
+        self.frontier = store.frontier_index(include_failed=retry_failed)
         self.cursor_values = store.cursors()
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
@@ -146,7 +146,7 @@ class CheckpointRuntime:
         while (batch := next_batch(batches, spider)) is not None:
             for key, blob in batch:
                 await self._room_to_send()
-                if self.frontier.get(key, True):
+                if key in self.claimed:
                     continue  # a re-discovered copy is already scheduled
                 try:
                     request = request_from_dict(pickle.loads(blob), spider=spider)
@@ -195,9 +195,9 @@ class CheckpointRuntime:
             return
         if parent == RESTORED:
             key = meta[KEY_META]
-            if self.frontier.get(key):
+            if key in self.claimed:
                 raise IgnoreRequest("already scheduled in this run")
-            self.frontier[key] = True
+            self.claimed.add(key)
             return
         key = self._key_for(request, parent, ordinal)
         meta[KEY_META] = key
@@ -206,11 +206,10 @@ class CheckpointRuntime:
                 self.skipped.add(key)
                 self.batches.count("skipped")
             raise IgnoreRequest("already done in an earlier run")
-        in_frontier = self.frontier.get(key)
-        if in_frontier is not None:
-            if in_frontier:
-                raise IgnoreRequest("already scheduled in this run")
-            self.frontier[key] = True  # this copy stands in for the stored one
+        if key in self.claimed:
+            raise IgnoreRequest("already scheduled in this run")
+        if key in self.frontier:
+            self.claimed.add(key)  # this copy stands in for the stored one
             return
         record = RequestRecord(key, request)
         tracker = parent if isinstance(parent, OutputTracker) else None

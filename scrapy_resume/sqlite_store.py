@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from .store import (
     CheckpointLocked,
     CheckpointTampered,
     CommitBatch,
-    FinishedIndex,
+    KeyIndex,
     RequestStatus,
     StageStatus,
     StageSummary,
@@ -353,45 +353,57 @@ class CheckpointStore(BaseCheckpointStore):
 
     # the ledger
 
-    def _settled_statuses(self, include_failed: bool) -> str:
-        return "(1, 2, 3)" if include_failed else "(1, 3)"
+    @staticmethod
+    def _statuses(*, settled: bool, include_failed: bool) -> str:
+        if settled:
+            return "(1, 2, 3)" if include_failed else "(1, 3)"
+        return "(0, 2)" if include_failed else "(0)"
 
-    def finished_index(self, *, include_failed: bool = True) -> FinishedIndex:
-        # One query returns every key's first 8 bytes as one hex string: building
-        # the index takes C-speed work only (about 0.5 s for 1M keys).
-        statuses = self._settled_statuses(include_failed)
+    def _key_index(self, query: str, confirm: Callable[[bytes], bool]) -> KeyIndex:
+        # One query returns every key's first 8 bytes as one hex string, in key
+        # order: building the index is C-speed work (about 0.4 s for 1M keys).
         with self._reading():
             (hex_prefixes,) = self._db.execute(
-                "SELECT group_concat(substr(hex(key) || '0000000000000000', 1, 16), '') "
-                f"FROM requests WHERE status IN {statuses}"
+                "SELECT group_concat(prefix, '') FROM (SELECT "
+                f"substr(hex(key) || '0000000000000000', 1, 16) AS prefix {query} ORDER BY key)"
             ).fetchone()
         prefixes = array("Q", bytes.fromhex(hex_prefixes or ""))
         if sys.byteorder == "little":
             prefixes.byteswap()  # the bytes are big-endian: sorted bytes, sorted integers
-        return FinishedIndex(
-            prefixes, lambda key: self.is_finished(key, include_failed=include_failed)
+        return KeyIndex(prefixes, confirm)
+
+    def finished_index(self, *, include_failed: bool = True) -> KeyIndex:
+        statuses = self._statuses(settled=True, include_failed=include_failed)
+        return self._key_index(
+            f"FROM requests WHERE status IN {statuses}",
+            lambda key: self.is_finished(key, include_failed=include_failed),
         )
 
     def is_finished(self, key: bytes, *, include_failed: bool = True) -> bool:
-        statuses = self._settled_statuses(include_failed)
-        row = self._db.execute(
-            f"SELECT 1 FROM requests WHERE key = ? AND status IN {statuses}", (key,)
-        ).fetchone()
-        return row is not None
+        return self._has_status(key, self._statuses(settled=True, include_failed=include_failed))
+
+    def frontier_index(self, *, include_failed: bool = False) -> KeyIndex:
+        # every stored request (failed ones too); the confirmation checks the status
+        return self._key_index(
+            "FROM frontier", lambda key: self.is_pending(key, include_failed=include_failed)
+        )
+
+    def is_pending(self, key: bytes, *, include_failed: bool = False) -> bool:
+        return self._has_status(key, self._statuses(settled=False, include_failed=include_failed))
+
+    def _has_status(self, key: bytes, statuses: str) -> bool:
+        query = f"SELECT 1 FROM requests WHERE key = ? AND status IN {statuses}"
+        return self._db.execute(query, (key,)).fetchone() is not None
 
     def pending_keys(self) -> Iterator[bytes]:
         query = "SELECT f.key FROM frontier f JOIN requests r ON r.key = f.key WHERE r.status = 0"
         for (key,) in self._db.execute(query):
             yield bytes(key)
 
-    def failed_keys(self) -> Iterator[bytes]:
-        for (key,) in self._db.execute("SELECT key FROM requests WHERE status = 2"):
-            yield bytes(key)
-
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:
-        statuses = "(0, 2)" if include_failed else "(0)"
+        statuses = self._statuses(settled=False, include_failed=include_failed)
         query = (
             "SELECT f.seq, f.key, f.request, r.url FROM frontier f JOIN requests r "
             f"ON r.key = f.key WHERE f.seq > ? AND r.status IN {statuses} ORDER BY f.seq LIMIT ?"
@@ -407,10 +419,6 @@ class CheckpointStore(BaseCheckpointStore):
                 (bytes(key), self._verified(bytes(key), bytes(blob), url))
                 for _, key, blob, url in rows
             ]
-
-    def verify_frontier(self, *, include_failed: bool = False) -> None:
-        for _ in self.iter_pending(5000, include_failed=include_failed):
-            pass
 
     def ledger_rows(
         self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1

@@ -12,7 +12,9 @@ import time
 from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
+from itertools import islice
+from operator import le
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -130,17 +132,19 @@ class StageSummary:
         )
 
 
-class FinishedIndex:
-    """Answers "was this key settled before this run?" for millions of keys.
+class KeyIndex:
+    """Answers "is this key in that set?" (settled before this run, in the stored
+    frontier) for millions of keys, exactly, in 8 bytes a key.
 
     A Python set of 20-byte keys costs about 90 bytes a key. This holds the
-    first 8 bytes of each key as a sorted array of 64-bit integers (8 bytes a
-    key) and searches it by bisection; a prefix match is confirmed with the
-    store, so the answer is exact.
+    first 8 bytes of each key as a sorted array of 64-bit integers and searches
+    it by bisection; a prefix match is confirmed with the store.
     """
 
-    def __init__(self, prefixes: Iterable[int], confirm: Callable[[bytes], bool]):
-        self.prefixes = array("Q", sorted(prefixes))
+    def __init__(self, prefixes: array, confirm: Callable[[bytes], bool]):
+        if not all(map(le, prefixes, islice(prefixes, 1, None))):
+            prefixes = array("Q", sorted(prefixes))
+        self.prefixes = prefixes
         self.confirm = confirm
 
     @staticmethod
@@ -198,7 +202,7 @@ class BaseCheckpointStore(ABC):
     def end_run(self, run_id: int, reason: str) -> None: ...
 
     @abstractmethod
-    def finished_index(self, *, include_failed: bool = True) -> FinishedIndex:
+    def finished_index(self, *, include_failed: bool = True) -> KeyIndex:
         """Keys that are done or dropped (and failed, unless they are being retried):
         never fetched again by a resume."""
 
@@ -206,10 +210,14 @@ class BaseCheckpointStore(ABC):
     def is_finished(self, key: bytes, *, include_failed: bool = True) -> bool: ...
 
     @abstractmethod
-    def pending_keys(self) -> Iterator[bytes]: ...
+    def frontier_index(self, *, include_failed: bool = False) -> KeyIndex:
+        """Keys a resume restores: pending, and failed ones when they are retried."""
 
     @abstractmethod
-    def failed_keys(self) -> Iterator[bytes]: ...
+    def is_pending(self, key: bytes, *, include_failed: bool = False) -> bool: ...
+
+    @abstractmethod
+    def pending_keys(self) -> Iterator[bytes]: ...
 
     @abstractmethod
     def iter_pending(
@@ -219,10 +227,6 @@ class BaseCheckpointStore(ABC):
 
         Raises CheckpointTampered for a request whose signature does not verify.
         """
-
-    @abstractmethod
-    def verify_frontier(self, *, include_failed: bool = False) -> None:
-        """Raise CheckpointTampered if any request a resume would restore fails verification."""
 
     @abstractmethod
     def ledger_rows(
