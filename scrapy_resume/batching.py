@@ -12,29 +12,32 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .store import CommitBatch, NewRequest, RequestStatus, Settlement
+from .tracking import KEY_META
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
     from .feeds import FeedStage
-    from .tracking import OutputTracker, RequestRecord, StartItems
+    from .tracking import OutputTracker, StartItems
 
 logger = logging.getLogger(__name__)
 
 
 class BatchBuilder:
-    def __init__(self, crawler: Crawler):
+    def __init__(self, crawler: Crawler, settled_before: Callable[[bytes], bool]):
         self.crawler = crawler
-        self.loose: list[RequestRecord] = []  # new requests with no parent response
+        self.settled_before = settled_before  # is this key settled in an earlier commit?
+        # New requests (their ledger key in meta) with no parent response: from
+        # start(), or from outside any callback. Children wait in their parent.
+        self.loose: list[Request] = []
         self.ready: list[OutputTracker] = []  # completed, waiting for the next commit
-        # new requests not in a batch yet; a child's record learns there when
-        # its own settlement was committed first
-        self.uncommitted: dict[bytes, RequestRecord] = {}
         self.waiting_parents: dict[bytes, OutputTracker] = {}  # child key -> parent
+        self.settled_in_batch: set[bytes] = set()  # while a batch is being built
         self.loose_cursors: dict[str, Any] = {}
         self.loose_feed_bytes: list[tuple[FeedStage, bytes]] = []
         self.counter_deltas: dict[str, int] = {}
@@ -42,22 +45,18 @@ class BatchBuilder:
 
     # what happened since the last commit
 
-    def new_request(self, record: RequestRecord, parent: OutputTracker | None) -> None:
+    def new_request(self, request: Request, parent: OutputTracker | None) -> None:
         if parent is not None:
-            parent.children.append(record)  # committed with the parent's completion
+            parent.children.append(request)  # committed with the parent's completion
         else:
-            self.loose.append(record)  # from start() or outside any callback
-        self.uncommitted[record.key] = record
+            self.loose.append(request)
 
-    def drop_new_request(self, record: RequestRecord, parent: OutputTracker | None) -> None:
+    def drop_new_request(self, request: Request, parent: OutputTracker | None) -> None:
         """The dupefilter refused the request just passed to :meth:`new_request`."""
         # Most links of a broad crawl end here: forget them at once, at O(1).
         siblings = parent.children if parent is not None else self.loose
-        if siblings and siblings[-1] is record:
+        if siblings and siblings[-1] is request:
             siblings.pop()
-        record.dropped = True
-        record.request = None
-        self.uncommitted.pop(record.key, None)
 
     def completed(self, tracker: OutputTracker) -> None:
         self.ready.append(tracker)
@@ -83,12 +82,13 @@ class BatchBuilder:
     def build(self, start_items: StartItems) -> CommitBatch:
         batch = CommitBatch()
         loose, self.loose = self.loose, []
-        for record in loose:
-            self._add_new_request(batch, record)
+        for request in loose:
+            self._add_new_request(batch, request)
         while self.ready:  # a settlement can unblock a parent: it joins this batch
             ready, self.ready = self.ready, []
             for tracker in ready:
                 self._add_completed(batch, tracker)
+        self.settled_in_batch.clear()
         batch.cursors.update(self.loose_cursors)
         self.loose_cursors = {}
         loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
@@ -103,12 +103,15 @@ class BatchBuilder:
 
     def _add_completed(self, batch: CommitBatch, tracker: OutputTracker) -> None:
         children, tracker.children = tracker.children, []
-        for record in children:
-            if not self._add_new_request(batch, record) and not record.settled:
+        for request in children:
+            if not self._add_new_request(batch, request):
+                key = request.meta[KEY_META]
+                if key in self.settled_in_batch or self.settled_before(key):
+                    continue  # the child has finished already
                 # The child exists only in memory: this request stays not-done
                 # until the child has finished, so a crash re-runs it.
                 tracker.blocked_on += 1
-                self.waiting_parents[record.key] = tracker
+                self.waiting_parents[key] = tracker
         if tracker.blocked_on:
             return
         request = tracker.request
@@ -138,25 +141,19 @@ class BatchBuilder:
 
     def _settlement_committed(self, key: bytes) -> None:
         """``key`` is settled in this batch: unblock a parent waiting for it."""
-        record = self.uncommitted.get(key)
-        if record is not None:
-            record.settled = True
+        self.settled_in_batch.add(key)
         parent = self.waiting_parents.pop(key, None)
         if parent is not None:
             parent.blocked_on -= 1
             if parent.blocked_on == 0:
                 self.ready.append(parent)
 
-    def _add_new_request(self, batch: CommitBatch, record: RequestRecord) -> bool:
+    def _add_new_request(self, batch: CommitBatch, request: Request) -> bool:
         """Serialize a new request into the batch; False if it cannot be serialized."""
-        self.uncommitted.pop(record.key, None)
-        request, record.request = record.request, None
-        if record.dropped or request is None:
-            return True
         blob = self.serialize(request, warn=True)
         if blob is None:
             return False
-        batch.new_requests.append(NewRequest(record.key, request.url, blob))
+        batch.new_requests.append(NewRequest(request.meta[KEY_META], request.url, blob))
         return True
 
     def serialize(self, request: Request, *, warn: bool) -> bytes | None:

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import pickle
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
@@ -29,19 +29,26 @@ from .store import (
     RequestStatus,
     StageStatus,
 )
-from .tracking import ORIGIN_META, OutputTracker, RequestRecord, StartItems
+from .tracking import KEY_META, ORIGIN_META, OutputTracker, StartItems
 
 if TYPE_CHECKING:
     from .feeds import FeedStage
 
-try:
-    from scrapy.utils.asyncio import call_later
-except ImportError:  # Scrapy 2.13
+def soon_caller() -> Callable[..., Any]:
+    """``call_soon(func, *args)`` on the running reactor, looked up once: Scrapy's
+    ``call_later`` checks which reactor runs on every call, and we call it
+    once per response."""
+    try:
+        from scrapy.utils.asyncio import is_asyncio_available
+    except ImportError:  # Scrapy 2.13
+        from scrapy.utils.reactor import is_asyncio_reactor_installed as is_asyncio_available
+    if is_asyncio_available():
+        import asyncio
 
-    def call_later(delay: float, func: Any, *args: Any) -> Any:  # type: ignore[misc]
-        from twisted.internet import reactor
+        return asyncio.get_event_loop().call_soon
+    from twisted.internet import reactor
 
-        return reactor.callLater(delay, func, *args)
+    return lambda func, *args: reactor.callLater(0, func, *args)
 
 
 if TYPE_CHECKING:
@@ -49,9 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The ledger key of a logical request. Set when it is first scheduled, copied
-#: by Scrapy to its retries and redirects. Read it, never set it.
-KEY_META = "checkpoint_key"
 #: ``meta["checkpoint_skip"] = True``: do not checkpoint this request at all.
 SKIP_META = "checkpoint_skip"
 
@@ -117,16 +121,18 @@ class CheckpointRuntime:
         self.feeds: list[FeedStage] = []
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file
         self.start_items = StartItems()
-        self.batches = BatchBuilder(crawler)
-        self._last_scheduled: tuple[Request, RequestRecord, OutputTracker | None] | None = None
+        self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
+        self._last_scheduled: tuple[Request, OutputTracker | None] | None = None
 
     # starting and restoring
 
     def start(self, store: BaseCheckpointStore) -> None:
         self.store = store
         retry_failed = self.config.retry_failed  # failed requests go back into the frontier
-        self.finished = store.finished_index(include_failed=not retry_failed)
-        self.frontier = store.frontier_index(include_failed=retry_failed)
+        # an empty index (a fresh stage) is a frozenset: the cheapest "not in"
+        self.finished = store.finished_index(include_failed=not retry_failed) or frozenset()
+        self.frontier = store.frontier_index(include_failed=retry_failed) or frozenset()
+        self.call_soon = soon_caller()
         self.cursor_values = store.cursors()
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
@@ -178,6 +184,7 @@ class CheckpointRuntime:
     # scheduling
 
     def on_request_scheduled(self, request: Request) -> None:
+        self._last_scheduled = None
         if not self.active:
             return
         meta = request.meta
@@ -211,10 +218,9 @@ class CheckpointRuntime:
         if key in self.frontier:
             self.claimed.add(key)  # this copy stands in for the stored one
             return
-        record = RequestRecord(key, request)
         tracker = parent if isinstance(parent, OutputTracker) else None
-        self.batches.new_request(record, tracker)
-        self._last_scheduled = (request, record, tracker)
+        self.batches.new_request(request, tracker)
+        self._last_scheduled = (request, tracker)
 
     def on_request_dropped(self, request: Request) -> None:
         # Sent right after request_scheduled for the same request, when the
@@ -224,7 +230,7 @@ class CheckpointRuntime:
             return
         if last is not None and last[0] is request:
             # a new request duplicating one already in the ledger: nothing to write
-            self.batches.drop_new_request(last[1], last[2])
+            self.batches.drop_new_request(request, last[1])
             return
         key = request.meta.get(KEY_META)
         if key is not None:
@@ -289,7 +295,7 @@ class CheckpointRuntime:
         # and a recovery chain started right after this one, run first.
         if not tracker.check_scheduled and not tracker.settled:
             tracker.check_scheduled = True
-            call_later(0, self._check, tracker)
+            self.call_soon(self._check, tracker)
 
     def _check(self, tracker: OutputTracker) -> None:
         tracker.check_scheduled = False
@@ -300,6 +306,10 @@ class CheckpointRuntime:
             self.batches.completed(tracker)
             if self.batches.waiting >= MAX_BATCH:
                 self.commit()
+
+    def _settled_before(self, key: bytes) -> bool:
+        """Is ``key`` settled in the store (before this run, or committed in it)?"""
+        return self.store is not None and self.store.is_finished(key)
 
     def settle_without_output(self, request: Request, status: RequestStatus, error: str) -> None:
         """A request that ends with no callback output: a download error, no errback."""

@@ -29,22 +29,14 @@ from .store import RequestStatus
 if TYPE_CHECKING:
     from .runtime import CheckpointRuntime
 
+#: The ledger key of a logical request. Set when it is first scheduled, copied
+#: by Scrapy to its retries and redirects. Read it, never set it.
+KEY_META = "checkpoint_key"
+
 #: Internal tag on a request between its creation and ``request_scheduled``:
 #: ``(origin, ordinal)``. Popped when the request is scheduled, so that retries
 #: (which copy meta) never see it and it is never serialized.
 ORIGIN_META = "_checkpoint_origin"
-
-
-class RequestRecord:
-    """A request first seen in this run, waiting to be written as pending."""
-
-    __slots__ = ("dropped", "key", "request", "settled")
-
-    def __init__(self, key: bytes, request: Request):
-        self.key = key
-        self.request: Request | None = request
-        self.dropped = False
-        self.settled = False
 
 
 class OutputTracker:
@@ -96,7 +88,7 @@ class OutputTracker:
         self.open_chains = 0
         self.in_flight = 0
         self.ordinal = 0
-        self.children: list[RequestRecord] = []
+        self.children: list[Request] = []  # new requests, committed with this one
         self.cursors: dict[str, Any] = {}
         self.items = 0
         self.feed_bytes: list[tuple[Any, bytes]] = []  # (FeedStage, exported bytes) of its items

@@ -44,3 +44,16 @@ def test_parent_is_done_once_its_unserializable_child_is(tmp_path, mockserver):
         f"{base}/slow/10/child": RequestStatus.DONE,
     }
     assert sorted(item["page"] for item in crawl.items()) == ["child", "parent", "sibling"]
+
+
+def test_a_parent_is_not_held_by_an_unserializable_child_that_finished_first(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    base = mockserver.url(ns)
+    # the child (10 ms) is done and committed while the parent's callback runs on for 2 s
+    crawl = Crawl(tmp_path, "lambdas", args={"base": base, "linger": "2"})
+    result = crawl.run()
+    assert result.finish_reason == "finished"
+    assert result.stats["checkpoint/unserializable"] == 1
+    assert set(crawl.ledger("lambdas").values()) == {RequestStatus.DONE}
+    assert result.stats["checkpoint/commits"] >= 2  # the child was committed before the parent
+    assert sorted(item["page"] for item in crawl.items()) == ["child", "parent", "sibling"]
