@@ -1,4 +1,5 @@
-"""The main job: discovery -> validation against the local demo shop, interrupted and resumed.
+"""The main job: discovery -> validation -> enrichment against the local demo shop,
+each stage interrupted and resumed.
 
     python example_project/run_demo.py
 
@@ -7,7 +8,9 @@
    kill or a power cut would, then resumes it with CHECKPOINT_RESUME=1;
 3. runs the validation stage over discovery's output, stops it with SIGTERM
    (a graceful Ctrl+C), then resumes it;
-4. prints what each stage's checkpoint holds and checks the result.
+4. runs the enrichment stage (plain asyncio with a StageTracker, no Scrapy)
+   over validation's output, kills it with SIGKILL, then resumes it;
+5. prints what each stage's checkpoint holds and checks the result.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "output"
 sys.path.insert(0, str(HERE))
 
-from demo.site import CATEGORIES, PAGES, PER_PAGE, product_status
+from demo.site import CATEGORIES, PAGES, PER_PAGE, product_price, product_status
 
 from scrapy_resume import CheckpointStore
 
@@ -64,6 +67,37 @@ def stage_summary(stage: str) -> str:
         store.close()
 
 
+def enrichment_done() -> int:
+    path = OUTPUT / "checkpoints" / "enrichment.sqlite"
+    if not path.exists():
+        return 0
+    store = CheckpointStore(path)
+    try:
+        return store.summary().done
+    finally:
+        store.close()
+
+
+def run_enrichment(url: str, at: int) -> None:
+    cmd = [sys.executable, "enrich.py", "--site", url]
+    print(f"$ python enrich.py --site {url}", flush=True)
+    first_log = OUTPUT / "enrichment-1.log"
+    first = subprocess.Popen(cmd, cwd=HERE, stdout=first_log.open("w"), stderr=subprocess.STDOUT)
+    while first.poll() is None and enrichment_done() < at:
+        time.sleep(0.02)
+    if first.poll() is None:
+        first.send_signal(signal.SIGKILL)
+    first.wait(60)
+    print(f"  interrupted with SIGKILL; checkpoint: {stage_summary('enrichment')}")
+    print(f"$ python enrich.py --site {url} --resume", flush=True)
+    second_log = OUTPUT / "enrichment-2.log"
+    resumed = subprocess.run([*cmd, "--resume"], cwd=HERE, stdout=second_log.open("w"),
+                             stderr=subprocess.STDOUT, timeout=300)
+    print(f"  resumed; checkpoint: {stage_summary('enrichment')}")
+    if resumed.returncode != 0:
+        sys.exit(f"the resumed enrichment stage failed: see {second_log}")
+
+
 def run_stage(spider: str, args: list[str], feed: Path, at: int, sig: int) -> None:
     first_log = OUTPUT / f"{spider}-1.log"
     interrupt_when(scrapy_crawl(spider, *args, log=first_log), feed, at, sig)
@@ -97,15 +131,17 @@ def main() -> None:
         print("\nStage 2: validation")
         run_stage("validation", ["-a", f"input={discovered}", "-o", str(validated)], validated,
                   at=300, sig=signal.SIGTERM)
+        print("\nStage 3: enrichment (asyncio + StageTracker)")
+        run_enrichment(url, at=300)
     finally:
         site.terminate()
         site.wait(10)
     print("\n$ scrapy checkpoint list")
     subprocess.run([sys.executable, "-m", "scrapy.cmdline", "checkpoint", "list"], cwd=HERE)
-    report(discovered, validated, url)
+    report(discovered, validated, OUTPUT / "enriched.jsonl", url)
 
 
-def report(discovered: Path, validated: Path, url: str) -> None:
+def report(discovered: Path, validated: Path, enriched_file: Path, url: str) -> None:
     expected = {f"{url}/product/{p}" for p in range(len(CATEGORIES) * PAGES * PER_PAGE)}
     found = [item["url"] for item in lines(discovered)]
     checked = lines(validated)
@@ -114,15 +150,27 @@ def report(discovered: Path, validated: Path, url: str) -> None:
     for item in checked:
         statuses[item["status"]] = statuses.get(item["status"], 0) + 1
     wrong = [i for i in checked if i["status"] != product_status(int(i["url"].rsplit("/", 1)[1]))]
+    alive = sorted(i["url"] for i in checked if i["status"] == 200)
+    enriched = lines(enriched_file)
+    enriched_urls = [item["url"] for item in enriched]
+    mispriced = [
+        item for item in enriched
+        if item["price"] != product_price(int(item["url"].rsplit("/", 1)[1]))["price"]
+    ]
     print("\nResult")
     print(f"  discovery:  {len(set(found))} of {len(expected)} product URLs found "
           f"({len(found) - len(set(found))} duplicate lines in the feed)")
     print(f"  validation: {len(set(checked_urls))} URLs checked "
           f"({len(checked_urls) - len(set(checked_urls))} duplicate lines), statuses {statuses}")
+    print(f"  enrichment: {len(set(enriched_urls))} of {len(alive)} live products priced "
+          f"({len(enriched_urls) - len(set(enriched_urls))} duplicate lines, "
+          f"{len(mispriced)} wrong prices)")
     ok = (
         sorted(found) == sorted(expected)  # every product URL, each exactly once
         and sorted(checked_urls) == sorted(expected)
         and not wrong
+        and sorted(enriched_urls) == alive
+        and not mispriced
     )
     print(f"\n{'OK: nothing lost, nothing duplicated across the interruptions.' if ok else 'FAILED'}")
     sys.exit(0 if ok else 1)

@@ -10,6 +10,7 @@ from .feeds import ResumableFileFeedStorage
 from .middleware import CheckpointMiddleware
 from .spidermiddleware import CheckpointSpiderMiddleware
 from .sqlite_store import CheckpointStore
+from .stage import CheckpointRefused
 from .store import (
     BaseCheckpointStore,
     CheckpointCorrupt,
@@ -17,6 +18,7 @@ from .store import (
     CheckpointTampered,
     RequestStatus,
 )
+from .tracker import StageTracker
 
 __all__ = [
     "Addon",
@@ -30,9 +32,11 @@ __all__ = [
     "CheckpointMiddleware",
     "CheckpointSpiderMiddleware",
     "CheckpointStore",
+    "CheckpointRefused",
     "CheckpointTampered",
     "RequestStatus",
     "ResumableFileFeedStorage",
+    "StageTracker",
     "checkpoint",
 ]
 

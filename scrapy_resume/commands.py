@@ -23,7 +23,7 @@ from .store import CheckpointCorrupt, RequestStatus, StageStatus, format_age, fo
 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
-                 "updated_at")
+                 "updated_at", "info")
 
 
 class CommandError(Exception):
@@ -44,6 +44,11 @@ def open_store(path: Path) -> CheckpointStore:
         return CheckpointStore(path)
     except CheckpointCorrupt as exc:
         raise CommandError(str(exc)) from None
+
+
+def owner_label(owner: str) -> str:
+    """``spider discovery``, or ``StageTracker`` for a tracker's stage."""
+    return owner.strip("()") if owner.startswith("(") else f"spider {owner}"
 
 
 def stage_info(path: Path) -> dict[str, Any]:
@@ -201,14 +206,19 @@ class CheckpointCommand(ScrapyCommand):
             )
         finally:
             store.close()
-        info["resume_command"] = f"scrapy crawl {info['spider']} -s CHECKPOINT_RESUME=1"
+        commands = state.get("commands", {})
+        info["resume_command"] = commands.get(
+            "resume", f"scrapy crawl {info['spider']} -s CHECKPOINT_RESUME=1"
+        )
         if info["failed"]:
-            info["retry_command"] = info["resume_command"] + " -s CHECKPOINT_RETRY_FAILED=1"
+            info["retry_command"] = commands.get(
+                "retry", info["resume_command"] + " -s CHECKPOINT_RETRY_FAILED=1"
+            )
         self._emit(opts, info, self._show_text(info))
 
     def _show_text(self, info: dict[str, Any]) -> str:
         lines = [
-            f"Stage {info['stage']} (spider {info['spider']}): {info['status']}",
+            f"Stage {info['stage']} ({owner_label(info['spider'])}): {info['status']}",
             f"  {info['done']:,} done, {info['pending']:,} pending, {info['failed']:,} failed, "
             f"{info['dropped']:,} dropped: {info['percent_done']}% done, "
             f"last update {format_time(info['updated_at'])} "
@@ -258,6 +268,8 @@ class CheckpointCommand(ScrapyCommand):
                     for row in store.ledger_rows(status):
                         row = {"stage": path.stem, **row}
                         if writer is not None:
+                            if row["info"] is not None:
+                                row["info"] = json.dumps(row["info"])
                             writer.writerow(row)
                         else:
                             out.write(json.dumps(row) + "\n")

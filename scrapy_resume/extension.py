@@ -8,8 +8,6 @@ ever deleted: a reset moves the old file aside.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
@@ -22,17 +20,14 @@ from .feeds import FeedChanged, check_feeds, truncate_to_committed
 from .middleware import describe_error
 from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
-from .sqlite_store import CheckpointStore, StageLock
+from .sqlite_store import CheckpointStore
+from .stage import CheckpointRefused, HowTo, NothingToDo, OpenedStage, open_stage
 from .store import (
-    CheckpointCorrupt,
-    CheckpointLocked,
-    CommitBatch,
     RequestStatus,
     StageStatus,
     StageSummary,
-    format_age,
 )
-from .validation import crawl_config, differences, missing_input_files
+from .validation import crawl_config
 
 try:
     from scrapy.utils.asyncio import create_looping_call
@@ -44,14 +39,6 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
-
-
-class Refusal(Exception):
-    """The stage must not run; ``reason`` becomes the spider's close reason."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 class HttpErrorPolicy:
@@ -88,11 +75,10 @@ class CheckpointExtension:
         self.crawler = crawler
         self.config = config
         self.runtime = CheckpointRuntime(crawler, config)
+        self.opened: OpenedStage | None = None  # the locked stage, while it runs
         self.store: CheckpointStore | None = None
         self.stage = ""
-        self.run_id = 0
         self.timer: Any = None
-        self.lock: StageLock | None = None
         self.progress: Progress | None = None
         self.progress_timer: Any = None
         self.http_errors = HttpErrorPolicy(crawler)
@@ -135,7 +121,7 @@ class CheckpointExtension:
     def spider_opened(self, spider: Spider) -> None:
         try:
             self._open(spider)
-        except Refusal as refusal:
+        except CheckpointRefused as refusal:
             self._release()
             logger.error("%s", refusal, extra={"spider": spider})
             raise CloseSpider(refusal.reason) from None
@@ -156,36 +142,29 @@ class CheckpointExtension:
     def _open(self, spider: Spider) -> None:
         self._check_setup(spider)
         self.stage = self.config.stage_name(spider.name)
-        path = self.config.stage_path(spider.name)
-        self.lock = StageLock(path)
-        try:
-            self.lock.acquire()
-        except CheckpointLocked as exc:
-            self.lock = None
-            raise Refusal(
-                "checkpoint_locked",
-                f"Stage {self.stage} is being crawled by another process (pid {exc.pid}): "
-                f"{exc}. Wait for it to finish, or stop it first (one process per stage).",
-            ) from None
-        mode, summary = self._choose_mode(path, spider)
         config = crawl_config(spider, self.crawler.settings, self.config.input_files)
-        if mode == "fresh":
-            missing = missing_input_files(config)
-            if missing:
-                raise Refusal(
-                    "checkpoint_misconfigured",
-                    f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
-                )
-            self.store = CheckpointStore(path, fsync=self.config.fsync)
-            self.store.initialize(self.stage, spider.name)
-            self.store.commit(CommitBatch(state={"config": config}))
-        else:
-            assert summary is not None
-            self._check_resume(config, spider, summary)
-        assert self.store is not None
-        self.run_id = self.store.begin_run(mode)
-        self.runtime.recovering = mode == "recover"
-        self.store.set_status(StageStatus.RECOVERING if mode == "recover" else StageStatus.RUNNING)
+        command = f"scrapy crawl {spider.name}"
+        how = HowTo(
+            resume=f"{command} -s CHECKPOINT_RESUME=1",
+            reset=f"{command} -s CHECKPOINT_RESET=1",
+            reset_option="-s CHECKPOINT_RESET=1",
+            retry=f"{command} -s CHECKPOINT_RESUME=1 -s CHECKPOINT_RETRY_FAILED=1",
+        )
+        try:
+            self.opened = open_stage(
+                self.config, self.stage, spider.name, config, how, {"spider": spider}
+            )
+        except NothingToDo:
+            raise CloseSpider("finished") from None
+        self.store = self.opened.store
+        summary = self.opened.summary
+        if summary is not None:
+            try:
+                truncate_to_committed(self.store.feed_offsets())
+            except FeedChanged as exc:
+                raise CheckpointRefused("checkpoint_feed_changed", str(exc)) from None
+        self.opened.begin()
+        self.runtime.recovering = self.opened.mode == "recover"
         self.runtime.start(self.store)
         if summary is not None:  # counted before this run: the same requests
             logger.info(
@@ -196,7 +175,7 @@ class CheckpointExtension:
 
     def _check_setup(self, spider: Spider) -> None:
         if self.crawler.settings.get("JOBDIR"):
-            raise Refusal(
+            raise CheckpointRefused(
                 "checkpoint_jobdir_conflict",
                 "JOBDIR and CHECKPOINT_ENABLED are two recovery systems that would fight over "
                 "the same crawl. scrapy-resume replaces JOBDIR: remove the JOBDIR setting "
@@ -204,96 +183,12 @@ class CheckpointExtension:
             )
         missing = missing_lines(self.crawler.settings)
         if missing:
-            raise Refusal("checkpoint_misconfigured", half_enabled_message(missing))
+            raise CheckpointRefused("checkpoint_misconfigured", half_enabled_message(missing))
         problems, warnings = check_feeds(self.crawler.settings)
         if problems:
-            raise Refusal("checkpoint_feed_unsupported", "\n".join(problems))
+            raise CheckpointRefused("checkpoint_feed_unsupported", "\n".join(problems))
         for warning in warnings:
             logger.warning("%s", warning, extra={"spider": spider})
-
-    def _choose_mode(self, path: Path, spider: Spider) -> tuple[str, StageSummary | None]:
-        """fresh, resume or recover, with the existing stage's summary; or a refusal.
-
-        The summary counts every request (one scan of the ledger): it is read once."""
-        if not CheckpointStore.exists(path):
-            if self.config.resume:
-                logger.info(
-                    "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh "
-                    "crawl", self.stage, path, extra={"spider": spider},
-                )
-            return "fresh", None
-        if self.config.reset:
-            backup = CheckpointStore.move_aside(path)
-            logger.warning(
-                "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
-                self.stage, backup, extra={"spider": spider},
-            )
-            return "fresh", None
-        try:
-            self.store = CheckpointStore(path, fsync=self.config.fsync)
-            summary = self.store.summary()
-        except CheckpointCorrupt as exc:
-            raise Refusal(
-                "checkpoint_corrupt",
-                f"The checkpoint of stage {self.stage} cannot be read ({exc}). It was left "
-                f"untouched. To start this stage over, run again with -s CHECKPOINT_RESET=1 "
-                f"(the broken file is moved aside, not deleted).",
-            ) from None
-        if not self.config.resume:
-            raise Refusal("checkpoint_exists", self._exists_message(path, summary))
-        if summary.status == StageStatus.COMPLETED:
-            if self.config.retry_failed and summary.failed:
-                return "resume", summary  # the crawl finished; now only its failures are retried
-            self._release()
-            logger.info(
-                "Stage %s is already completed (%s): nothing to do. "
-                "Use -s CHECKPOINT_RESET=1 to crawl it again from scratch.",
-                self.stage, summary.describe(), extra={"spider": spider},
-            )
-            raise CloseSpider("finished")
-        if summary.status in (StageStatus.RUNNING, StageStatus.RECOVERING):
-            logger.warning(
-                "Stage %s was still %s when its last run stopped: that run crashed or was "
-                "killed. Recovering from its last commit.",
-                self.stage, summary.status, extra={"spider": spider},
-            )
-            return "recover", summary
-        return "resume", summary
-
-    def _check_resume(self, config: dict, spider: Spider, summary: StageSummary) -> None:
-        """Before a resume: same crawl, feeds as committed. (Each stored request is
-        verified as it is restored, before it is unpickled.)"""
-        assert self.store is not None
-        recorded = self.store.state().get("config", config)
-        changed = differences(recorded, config)
-        if changed:
-            raise Refusal(
-                "checkpoint_config_changed",
-                f"Stage {self.stage} was started with another configuration:\n"
-                + "".join(f"    {line}\n" for line in changed)
-                + "Resume with the same arguments, settings and input files, or start the "
-                "stage over with -s CHECKPOINT_RESET=1.",
-            )
-        age_days = (time.time() - summary.updated_at) / 86400
-        if age_days > self.config.stale_days:
-            logger.warning(
-                "The checkpoint of stage %s was last updated %s ago (more than "
-                "CHECKPOINT_STALE_DAYS=%s): the site may have changed since.",
-                self.stage, format_age(age_days * 86400), self.config.stale_days,
-                extra={"spider": spider},
-            )
-        try:
-            truncate_to_committed(self.store.feed_offsets())
-        except FeedChanged as exc:
-            raise Refusal("checkpoint_feed_changed", str(exc)) from None
-
-    def _exists_message(self, path: Any, summary: StageSummary) -> str:
-        return (
-            f"Stage {self.stage} already has a checkpoint at {path}: {summary.describe()}.\n"
-            f"    to continue it:   scrapy crawl {summary.spider} -s CHECKPOINT_RESUME=1\n"
-            f"    to start over:    scrapy crawl {summary.spider} -s CHECKPOINT_RESET=1 "
-            f"(the old checkpoint is kept as a backup)"
-        )
 
     # committing
 
@@ -332,8 +227,8 @@ class CheckpointExtension:
             status = StageStatus.COMPLETED
         else:
             status = StageStatus.PAUSED
-        self.store.set_status(status)
-        self.store.end_run(self.run_id, reason)
+        assert self.opened is not None
+        self.opened.end(reason, status)
         self._publish_stats(summary)
         logger.info(
             "Checkpoint of stage %s saved (%s). %s",
@@ -353,9 +248,7 @@ class CheckpointExtension:
 
     def _release(self) -> None:
         """Close the store and let another process have the stage."""
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
+        if self.opened is not None:
+            self.opened.release()
+            self.opened = None
+        self.store = None

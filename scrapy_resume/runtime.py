@@ -12,7 +12,7 @@ import hashlib
 import logging
 import pickle
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
@@ -116,6 +116,7 @@ class CheckpointRuntime:
         self.claimed: set[bytes] = set()
         self.skipped: set[bytes] = set()
         self.trackers: dict[int, OutputTracker] = {}
+        self.stored_frontier: Iterator[list[tuple[bytes, bytes]]] = iter(())
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.counter_totals: dict[str, int] = {}
         self.feeds: list[FeedStage] = []
@@ -133,6 +134,8 @@ class CheckpointRuntime:
         self.finished = store.finished_index(include_failed=not retry_failed) or frozenset()
         self.frontier = store.frontier_index(include_failed=retry_failed) or frozenset()
         self.call_soon = soon_caller()
+        # the frontier of earlier runs, as it is now: restored lazily, later
+        self.stored_frontier = store.iter_pending(include_failed=retry_failed)
         self.cursor_values = store.cursors()
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
@@ -148,8 +151,7 @@ class CheckpointRuntime:
         """
         assert self.store is not None
         spider = self.crawler.spider
-        batches = self.store.iter_pending(include_failed=self.config.retry_failed)
-        while (batch := next_batch(batches, spider)) is not None:
+        while (batch := next_batch(self.stored_frontier, spider)) is not None:
             for key, blob in batch:
                 await self._room_to_send()
                 if key in self.claimed:
@@ -184,6 +186,7 @@ class CheckpointRuntime:
     # scheduling
 
     def on_request_scheduled(self, request: Request) -> None:
+        # Runs for every request a callback yields, duplicates included: keep it lean.
         self._last_scheduled = None
         if not self.active:
             return
@@ -195,8 +198,9 @@ class CheckpointRuntime:
             parent, ordinal = None, 0  # injected with engine.crawl() from outside a callback
         else:
             parent, ordinal = origin
-            if isinstance(parent, OutputTracker):
-                parent.output_settled()
+        tracker = parent if type(parent) is OutputTracker else None
+        if tracker is not None:
+            tracker.output_settled()
         if meta.get(SKIP_META):
             meta.pop(KEY_META, None)  # may be inherited from response.meta
             return
@@ -206,10 +210,12 @@ class CheckpointRuntime:
                 raise IgnoreRequest("already scheduled in this run")
             self.claimed.add(key)
             return
-        key = self._key_for(request, parent, ordinal)
+        key = self.fingerprint(request)
+        if request.dont_filter:
+            key = self._dont_filter_key(key, parent, ordinal)
         meta[KEY_META] = key
         if key in self.skipped or key in self.finished:
-            if key not in self.skipped:
+            if key not in self.skipped:  # count each one once
                 self.skipped.add(key)
                 self.batches.count("skipped")
             raise IgnoreRequest("already done in an earlier run")
@@ -218,7 +224,6 @@ class CheckpointRuntime:
         if key in self.frontier:
             self.claimed.add(key)  # this copy stands in for the stored one
             return
-        tracker = parent if isinstance(parent, OutputTracker) else None
         self.batches.new_request(request, tracker)
         self._last_scheduled = (request, tracker)
 
@@ -238,13 +243,11 @@ class CheckpointRuntime:
             # restored request fetched meanwhile by another one): it ends here
             self._settle_now(key, request, RequestStatus.DROPPED, "filtered as a duplicate")
 
-    def _key_for(self, request: Request, parent: Any, ordinal: int) -> bytes:
-        fingerprint = self.fingerprint(request)
-        if not request.dont_filter:
-            return fingerprint
-        # dont_filter asks for a fetch even if the fingerprint was seen: key it
-        # by where it came from, so the same parent regenerates the same key.
-        if isinstance(parent, OutputTracker):
+    @staticmethod
+    def _dont_filter_key(fingerprint: bytes, parent: Any, ordinal: int) -> bytes:
+        """dont_filter asks for a fetch even if the fingerprint was seen: key such a
+        request by where it came from, so the same parent regenerates the same key."""
+        if type(parent) is OutputTracker:
             base = parent.key + parent.namespace
         elif parent == START:
             base = b"start"

@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS requests (
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    info TEXT
 ) WITHOUT ROWID
 """,
     """
@@ -150,7 +151,8 @@ _ADD_PENDING = """
 INSERT OR IGNORE INTO requests (key, seq, status, url, attempts, created_at, updated_at)
 VALUES (?, ?, 0, ?, 0, ?, ?)
 """
-# only for the rows the statement above inserted: a known key keeps its state
+# only for the rows the statement above inserted (when it ignored some): a
+# known key keeps its state
 _ADD_TO_FRONTIER = """
 INSERT INTO frontier (seq, key, request)
 SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM requests WHERE key = ?2 AND seq = ?1)
@@ -158,14 +160,15 @@ SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM requests WHERE key = ?2 AND seq = 
 
 _SETTLE = """
 INSERT INTO requests (key, seq, status, url, http_status, error, attempts, created_at,
-                      updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      updated_at, info)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
     status = excluded.status,
     http_status = excluded.http_status,
     error = excluded.error,
     attempts = requests.attempts + excluded.attempts,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    info = excluded.info
 """
 # a done or dropped request leaves the frontier; a failed one stays, to be retried
 _LEAVE_FRONTIER = "DELETE FROM frontier WHERE seq = (SELECT seq FROM requests WHERE key = ?)"
@@ -209,6 +212,7 @@ class CheckpointStore(BaseCheckpointStore):
         except OSError:
             pass
         self._secret_bytes: bytes | None = None  # loaded when first needed
+        self._next_seq: int | None = None  # the next discovery number, once read
         fresh = not self.path.exists()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -403,18 +407,27 @@ class CheckpointStore(BaseCheckpointStore):
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:
+        # the frontier as it is now: requests this run adds later are not restored
+        with self._reading():
+            (last,) = self._db.execute("SELECT coalesce(max(seq), 0) FROM frontier").fetchone()
+        return self._pending_batches(batch_size, include_failed, last)
+
+    def _pending_batches(
+        self, batch_size: int, include_failed: bool, last: int
+    ) -> Iterator[list[tuple[bytes, bytes]]]:
         statuses = self._statuses(settled=False, include_failed=include_failed)
         query = (
             "SELECT f.seq, f.key, f.request, r.url FROM frontier f JOIN requests r "
-            f"ON r.key = f.key WHERE f.seq > ? AND r.status IN {statuses} ORDER BY f.seq LIMIT ?"
+            f"ON r.key = f.key WHERE f.seq > ? AND f.seq <= ? AND r.status IN {statuses} "
+            "ORDER BY f.seq LIMIT ?"
         )
-        last_seq = 0
+        seq = 0
         while True:
             with self._reading():
-                rows = self._db.execute(query, (last_seq, batch_size)).fetchall()
+                rows = self._db.execute(query, (seq, last, batch_size)).fetchall()
             if not rows:
                 return
-            last_seq = rows[-1][0]
+            seq = rows[-1][0]
             yield [
                 (bytes(key), self._verified(bytes(key), bytes(blob), url))
                 for _, key, blob, url in rows
@@ -423,13 +436,16 @@ class CheckpointStore(BaseCheckpointStore):
     def ledger_rows(
         self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
     ) -> Iterator[dict[str, Any]]:
-        columns = ("url", "status", "http_status", "error", "attempts", "created_at", "updated_at")
+        columns = (
+            "url", "status", "http_status", "error", "attempts", "created_at", "updated_at", "info"
+        )
         where = "" if status is None else f"WHERE status = {int(status)}"
         order = "updated_at DESC, seq DESC" if newest_first else "seq"
         query = f"SELECT {', '.join(columns)} FROM requests {where} ORDER BY {order} LIMIT ?"
         for row in self._db.execute(query, (limit,)):
             record = dict(zip(columns, row))
             record["status"] = RequestStatus(record["status"]).name.lower()
+            record["info"] = None if record["info"] is None else json.loads(record["info"])
             yield record
 
     def runs(self) -> list[dict[str, Any]]:
@@ -459,42 +475,59 @@ class CheckpointStore(BaseCheckpointStore):
         }
 
     def _take_seq(self, count: int) -> int:
-        """Reserve ``count`` discovery numbers (inside the commit's transaction)."""
-        row = self._db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()
-        first = int(row[0]) if row else 1
+        """Reserve ``count`` discovery numbers (inside the commit's transaction). The
+        stage lock makes this the only writer, so the counter is read only once."""
+        if self._next_seq is None:
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'next_seq'").fetchone()
+            self._next_seq = int(row[0]) if row else 1
+        first = self._next_seq
         self._db.execute(
             "INSERT OR REPLACE INTO meta (name, value) VALUES ('next_seq', ?)", (first + count,)
         )
+        self._next_seq = first + count
         return first
 
     def commit(self, batch: CommitBatch) -> None:
+        try:
+            self._commit(batch)
+        except BaseException:
+            self._next_seq = None  # rolled back: read the counter again
+            raise
+
+    def _commit(self, batch: CommitBatch) -> None:
         now = int(time.time())
         with self._transaction():
             seq = self._take_seq(len(batch.new_requests) + len(batch.settlements))
             new_rows = []
             for r in batch.new_requests:
-                new_rows.append((r.key, seq, r.url, self._sign(r.key, r.blob)))
+                new_rows.append((r.key, seq, r.url, r.blob))
                 seq += 1
-            self._db.executemany(_ADD_PENDING, [(k, n, u, now, now) for k, n, u, _ in new_rows])
-            self._db.executemany(_ADD_TO_FRONTIER, [(n, k, b) for k, n, _, b in new_rows])
+            added = self._db.executemany(
+                _ADD_PENDING, [(k, n, u, now, now) for k, n, u, _ in new_rows]
+            ).rowcount
+            # usually every key was new: then no need to check which rows went in
+            self._db.executemany(
+                "INSERT INTO frontier (seq, key, request) VALUES (?, ?, ?)"
+                if added == len(new_rows) else _ADD_TO_FRONTIER,
+                [(n, k, self._sign(k, b)) for k, n, _, b in new_rows if b is not None],
+            )
             settled = []
             for s in batch.settlements:
-                settled.append(
-                    (s.key, seq, int(s.status), s.url, s.http_status, s.error, s.attempts, now, now)
-                )
+                info = None if s.info is None else json.dumps(s.info, default=str)
+                settled.append((
+                    s.key, seq, int(s.status), s.url, s.http_status, s.error, s.attempts, now,
+                    now, info,
+                ))
                 seq += 1
             self._db.executemany(_SETTLE, settled)
+            failed = [s for s in batch.settlements if s.status == RequestStatus.FAILED]
             self._db.executemany(
                 _LEAVE_FRONTIER,
                 [(s.key,) for s in batch.settlements if s.status != RequestStatus.FAILED],
             )
             self._db.executemany(
                 _KEEP_FAILED,
-                [
-                    (s.key, self._sign(s.key, s.blob))
-                    for s in batch.settlements
-                    if s.status == RequestStatus.FAILED and s.blob is not None
-                ],
+                [(s.key, self._sign(s.key, s.blob)) for s in failed if s.blob is not None],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)",

@@ -70,7 +70,7 @@ class NewRequest:
 
     key: bytes
     url: str
-    blob: bytes
+    blob: bytes | None  # the serialized request; None for a StageTracker's item
 
 
 @dataclass
@@ -84,6 +84,7 @@ class Settlement:
     error: str | None = None
     blob: bytes | None = None  # kept for failed requests, so they can be retried
     attempts: int = 1  # downloads in this run, retries included
+    info: dict[str, Any] | None = None  # what a StageTracker recorded with done(key, **info)
 
 
 @dataclass
@@ -223,7 +224,8 @@ class BaseCheckpointStore(ABC):
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:
-        """Stream the frontier as batches of ``(key, serialized request)``, oldest first.
+        """Stream the frontier as batches of ``(key, serialized request)``, oldest first:
+        the requests stored when it is called, not those added while it streams.
 
         Raises CheckpointTampered for a request whose signature does not verify.
         """

@@ -144,7 +144,9 @@ class OutputTracker:
 
     def _close_chain(self) -> None:
         self.open_chains -= 1
-        self.runtime.check_later(self)
+        # with outputs still in flight, the last one to settle will check
+        if self.in_flight == 0:
+            self.runtime.check_later(self)
 
     def wrap(self, output: Any) -> Any:
         """Wrap whatever an errback returned, the way Scrapy will consume it."""

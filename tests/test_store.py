@@ -85,6 +85,14 @@ def test_pending_streams_in_discovery_order_and_in_batches(store):
     assert [key for batch in batches for key, _ in batch] == keys[:3] + keys[4:]
 
 
+def test_the_frontier_streams_as_it_was_when_asked_for(store):
+    # a resume restores the earlier runs' frontier; what this run adds is its own
+    store.commit(CommitBatch(new_requests=[pending(b"old1"), pending(b"old2")]))
+    batches = store.iter_pending(batch_size=1)
+    store.commit(CommitBatch(new_requests=[pending(b"new")]))
+    assert [key for batch in batches for key, _ in batch] == [b"old1", b"old2"]
+
+
 def test_counters_accumulate_and_summary_counts_statuses(store):
     store.begin_run("fresh")
     store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")], counters={"items": 3}))
@@ -100,7 +108,8 @@ def test_counters_accumulate_and_summary_counts_statuses(store):
         Settlement(b"b", RequestStatus.FAILED, "u", blob=b"x"),
         Settlement(b"c", RequestStatus.DROPPED, "u"),
     ]))
-    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"c")]))  # known: ignored
+    store.commit(CommitBatch(new_requests=[pending(k) for k in (b"a", b"b", b"c")]))  # known
+    assert [key for batch in store.iter_pending(include_failed=True) for key, _ in batch] == [b"b"]
     summary = store.summary()
     assert (summary.pending, summary.done, summary.failed, summary.dropped) == (0, 1, 1, 1)
     store.commit(CommitBatch(settlements=[Settlement(b"b", RequestStatus.DONE, "u")]))

@@ -2,11 +2,13 @@
 
 Run ``python -m demo.site``: it prints its URL, then serves until killed.
 5 categories x 20 listing pages x 10 products; some products answer 404 or
-500, the way real sites do.
+500, the way real sites do. ``/api/price/<product>`` answers JSON, for the
+enrichment stage.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 from twisted.internet import reactor
@@ -16,11 +18,17 @@ CATEGORIES = ["books", "garden", "kitchen", "music", "toys"]
 PAGES = 20
 PER_PAGE = 10
 LISTING_DELAY = 0.03  # seconds: slow enough for the demo to interrupt a crawl
+API_DELAY = 0.02
 
 
 def product_ids(category: str, page: int) -> range:
     first = (CATEGORIES.index(category) * PAGES + page - 1) * PER_PAGE
     return range(first, first + PER_PAGE)
+
+
+def product_price(product: int) -> dict:
+    return {"product": product, "price": round(5 + (product * 7919) % 9500 / 100, 2),
+            "stock": (product * 31) % 17}
 
 
 def product_status(product: int) -> int:
@@ -49,6 +57,10 @@ class Shop(resource.Resource):
             product = int(parts[1])
             request.setResponseCode(product_status(product))
             return f"<html><h1>Product {product}</h1></html>".encode()
+        if parts[:2] == ["api", "price"] and len(parts) == 3 and parts[2].isdigit():
+            body = json.dumps(product_price(int(parts[2]))).encode()
+            request.setHeader(b"content-type", b"application/json")
+            return self.later(request, body, API_DELAY)
         request.setResponseCode(404)
         return b"not found"
 
@@ -59,12 +71,17 @@ class Shop(resource.Resource):
         )
         more = f'<a class="next" href="?page={page + 1}">next</a>' if page < PAGES else ""
         body = f"<html><h1>{category} {page}</h1>{products}{more}</html>".encode()
+        return self.later(request, body, LISTING_DELAY)
+
+    @staticmethod
+    def later(request, body: bytes, delay: float):
+        """Answer after ``delay`` seconds, like a real server under load."""
 
         def answer():
             request.write(body)
             request.finish()
 
-        call = reactor.callLater(LISTING_DELAY, answer)
+        call = reactor.callLater(delay, answer)
         request.notifyFinish().addErrback(lambda _: call.cancel())
         return server.NOT_DONE_YET
 

@@ -1,0 +1,219 @@
+"""Opening a stage, the same way for spiders and for StageTrackers.
+
+Lock the stage, choose how to run it (fresh, resume or recover), refuse what
+must not run with a reason and a message that says what to type next, and
+check that a resume runs with the configuration the stage started with.
+Nothing already saved is deleted: a reset moves the old file aside.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import CheckpointConfig
+from .sqlite_store import CheckpointStore, StageLock
+from .store import (
+    CheckpointCorrupt,
+    CheckpointLocked,
+    CommitBatch,
+    StageStatus,
+    StageSummary,
+    format_age,
+)
+from .validation import differences, missing_input_files
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointRefused(Exception):
+    """The stage must not run. ``reason`` names why (a spider's close reason);
+    the message says what to do next."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class NothingToDo(Exception):
+    """Resuming a completed stage with no failure to retry."""
+
+    def __init__(self, summary: StageSummary):
+        super().__init__(f"already completed ({summary.describe()}): nothing to do")
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class HowTo:
+    """How the user asks for each mode, quoted in messages."""
+
+    resume: str  # e.g. "scrapy crawl NAME -s CHECKPOINT_RESUME=1"
+    reset: str  # e.g. "scrapy crawl NAME -s CHECKPOINT_RESET=1"
+    reset_option: str  # e.g. "-s CHECKPOINT_RESET=1"
+    retry: str  # e.g. "scrapy crawl NAME -s CHECKPOINT_RESUME=1 -s CHECKPOINT_RETRY_FAILED=1"
+
+
+@dataclass
+class OpenedStage:
+    """A locked stage and its store, ready to run."""
+
+    stage: str
+    store: CheckpointStore
+    lock: StageLock
+    mode: str  # fresh, resume or recover
+    summary: StageSummary | None  # before this run; None when fresh
+    run_id: int = field(default=0)
+
+    def begin(self) -> None:
+        self.run_id = self.store.begin_run(self.mode)
+        recovering = self.mode == "recover"
+        self.store.set_status(StageStatus.RECOVERING if recovering else StageStatus.RUNNING)
+
+    def end(self, reason: str, status: str) -> None:
+        self.store.set_status(status)
+        self.store.end_run(self.run_id, reason)
+
+    def release(self) -> None:
+        """Close the store and let another process have the stage."""
+        self.store.close()
+        self.lock.release()
+
+
+def open_stage(
+    config: CheckpointConfig,
+    stage: str,
+    owner: str,
+    run_config: dict,
+    how: HowTo,
+    log_extra: dict[str, Any] | None = None,
+) -> OpenedStage:
+    """Lock and open ``stage`` for ``owner`` (a spider name, or a tracker's label).
+
+    Raises CheckpointRefused, or NothingToDo for a completed stage; the stage
+    is unlocked again in both cases.
+    """
+    extra = log_extra or {}
+    path = config.stage_path(stage)
+    lock = StageLock(path)
+    try:
+        lock.acquire()
+    except CheckpointLocked as exc:
+        raise CheckpointRefused(
+            "checkpoint_locked",
+            f"Stage {stage} is being run by another process (pid {exc.pid}): {exc}. Wait "
+            f"for it to finish, or stop it first (one process per stage).",
+        ) from None
+    store = None
+    try:
+        store, mode, summary = _choose_mode(config, stage, path, how, extra)
+        if mode == "fresh":
+            missing = missing_input_files(run_config)
+            if missing:
+                raise CheckpointRefused(
+                    "checkpoint_misconfigured",
+                    f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
+                )
+            store = CheckpointStore(path, fsync=config.fsync)
+            store.initialize(stage, owner)
+            store.commit(CommitBatch(state={"config": run_config}))
+        else:
+            assert store is not None and summary is not None
+            _check_resume(config, stage, store, summary, run_config, how, extra)
+        # quoted by `scrapy checkpoint show`
+        store.commit(CommitBatch(state={"commands": {"resume": how.resume, "retry": how.retry}}))
+    except BaseException:
+        if store is not None:
+            store.close()
+        lock.release()
+        raise
+    return OpenedStage(stage, store, lock, mode, summary)
+
+
+def _choose_mode(
+    config: CheckpointConfig, stage: str, path: Path, how: HowTo, extra: dict
+) -> tuple[CheckpointStore | None, str, StageSummary | None]:
+    if not CheckpointStore.exists(path):
+        if config.resume:
+            logger.info(
+                "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh "
+                "crawl", stage, path, extra=extra,
+            )
+        return None, "fresh", None
+    if config.reset:
+        backup = CheckpointStore.move_aside(path)
+        logger.warning(
+            "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
+            stage, backup, extra=extra,
+        )
+        return None, "fresh", None
+    store = None
+    try:
+        store = CheckpointStore(path, fsync=config.fsync)
+        summary = store.summary()
+    except CheckpointCorrupt as exc:
+        if store is not None:
+            store.close()
+        raise CheckpointRefused(
+            "checkpoint_corrupt",
+            f"The checkpoint of stage {stage} cannot be read ({exc}). It was left untouched. "
+            f"To start this stage over, run again with {how.reset_option} (the broken file "
+            f"is moved aside, not deleted).",
+        ) from None
+    try:
+        if not config.resume:
+            raise CheckpointRefused(
+                "checkpoint_exists",
+                f"Stage {stage} already has a checkpoint at {path}: {summary.describe()}.\n"
+                f"    to continue it:   {how.resume}\n"
+                f"    to start over:    {how.reset} (the old checkpoint is kept as a backup)",
+            )
+        if summary.status == StageStatus.COMPLETED:
+            if config.retry_failed and summary.failed:
+                return store, "resume", summary  # finished; now only its failures are retried
+            logger.info(
+                "Stage %s is already completed (%s): nothing to do. Use %s to run it again "
+                "from scratch.", stage, summary.describe(), how.reset_option, extra=extra,
+            )
+            raise NothingToDo(summary)
+    except BaseException:
+        store.close()
+        raise
+    if summary.status in (StageStatus.RUNNING, StageStatus.RECOVERING):
+        logger.warning(
+            "Stage %s was still %s when its last run stopped: that run crashed or was "
+            "killed. Recovering from its last commit.", stage, summary.status, extra=extra,
+        )
+        return store, "recover", summary
+    return store, "resume", summary
+
+
+def _check_resume(
+    config: CheckpointConfig,
+    stage: str,
+    store: CheckpointStore,
+    summary: StageSummary,
+    run_config: dict,
+    how: HowTo,
+    extra: dict,
+) -> None:
+    """Same configuration as when the stage started; warn when it is old."""
+    recorded = store.state().get("config", run_config)
+    changed = differences(recorded, run_config)
+    if changed:
+        raise CheckpointRefused(
+            "checkpoint_config_changed",
+            f"Stage {stage} was started with another configuration:\n"
+            + "".join(f"    {line}\n" for line in changed)
+            + f"Resume with the same arguments, settings and input files, or start the "
+            f"stage over with {how.reset_option}.",
+        )
+    age_days = (time.time() - summary.updated_at) / 86400
+    if age_days > config.stale_days:
+        logger.warning(
+            "The checkpoint of stage %s was last updated %s ago (more than "
+            "CHECKPOINT_STALE_DAYS=%s): the site may have changed since.",
+            stage, format_age(age_days * 86400), config.stale_days, extra=extra,
+        )
