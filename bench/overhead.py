@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,15 +99,35 @@ def fingerprint_share(raw: Path) -> float:
     return fingerprinting / total if total else 0.0
 
 
-def cpu_share(raw: Path) -> tuple[float, float, int]:
-    """Shares of samples inside scrapy_resume's own work, and the sample count.
+@dataclass
+class CpuShare:
+    """Samples of one profiled crawl, and which of them were scrapy_resume's."""
 
-    The second share leaves out request fingerprinting: Scrapy caches the
-    fingerprint per request, so the dupefilter would otherwise compute it.
+    total: int = 0
+    ours: int = 0  # everything below a scrapy_resume frame, but pass-through
+    fingerprinting: int = 0  # of ours: fingerprints the dupefilter would compute anyway
+    importing: int = 0  # of ours: importing the package, once, at start-up
+
+    @property
+    def overhead(self) -> float:
+        """The headline figure: our own work during the crawl."""
+        return (self.ours - self.fingerprinting - self.importing) / self.total
+
+    def share(self, count: int) -> float:
+        return count / self.total
+
+
+def cpu_share(raw: Path) -> CpuShare:
+    """Classify the samples of a ``py-spy record -f raw`` file.
+
+    Request fingerprints are cached per request by Scrapy, so the ones we
+    compute first are not computed again by the dupefilter (a plain crawl
+    spends as much on them: the bench prints both). Imports happen once, before
+    the crawl.
     """
-    ours = fingerprinting = total = 0
+    result = CpuShare()
     for frames, count in samples(raw):
-        total += count
+        result.total += count
         inner = [i for i, frame in enumerate(frames) if "scrapy_resume" in frame]
         if not inner:
             continue
@@ -114,12 +135,12 @@ def cpu_share(raw: Path) -> tuple[float, float, int]:
         below = frames[inner[-1] + 1:]
         if below and function_name(deepest) in PASS_THROUGH:
             continue  # the spider's (or Scrapy's) own work, pulled through our wrapper
-        ours += count
+        result.ours += count
         if below and "fingerprint" in below[0]:
-            fingerprinting += count
-    if not total:
-        return 0.0, 0.0, 0
-    return ours / total, (ours - fingerprinting) / total, total
+            result.fingerprinting += count
+        elif function_name(deepest) == "<module>":
+            result.importing += count
+    return result
 
 
 def main() -> None:
@@ -146,12 +167,12 @@ def main() -> None:
                 results[variant].append(result)
                 print(f"round {round_ + 1} {variant:>10}: {result['elapsed']:.2f}s crawl, "
                       f"{result['wall']:.2f}s wall", flush=True)
-        share = share_without_fingerprints = sample_count = None
+        profile = None
         if not args.no_profile and shutil.which("py-spy"):
             raw = tmp / "profile.txt"
             crawl("checkpoint", base, "profiled", args.pages, args.fanout, tmp / "profiled",
                   profile_to=raw)
-            share, share_without_fingerprints, sample_count = cpu_share(raw)
+            profile = cpu_share(raw)
             # fingerprints are computed in plain Scrapy too, by the dupefilter
             plain_raw = tmp / "plain-profile.txt"
             crawl("plain", base, "profiled-plain", args.pages, args.fanout,
@@ -173,18 +194,19 @@ def main() -> None:
     commit_shares = [r["commit_share"] for r in results["checkpoint"]]
     print(f"time in checkpoint commits: median {statistics.median(commit_shares):.2%} of the "
           f"crawl time (checkpoint/commit_seconds)")
-    if share is not None:
-        print(f"CPU samples inside scrapy_resume: {share:.2%} of {sample_count} (py-spy, 250 Hz); "
-              f"{share_without_fingerprints:.2%} without the fingerprinting the dupefilter "
-              f"would do anyway (fingerprinting, all callers: {fingerprints[0]:.2%} of a plain "
-              f"crawl's samples, {fingerprints[1]:.2%} of the checkpointed one's)")
+    if profile is not None:
+        print(f"CPU samples inside scrapy_resume during the crawl: {profile.overhead:.2%} of "
+              f"{profile.total} (py-spy, 250 Hz). Not counted: request fingerprinting "
+              f"{profile.share(profile.fingerprinting):.2%} (the dupefilter would do it: it "
+              f"takes {fingerprints[0]:.2%} of a plain crawl's samples, "
+              f"{fingerprints[1]:.2%} of this one's, all callers), importing the package "
+              f"{profile.share(profile.importing):.2%} (once, at start-up)")
     elif not args.no_profile:
         print("py-spy not found: pip install py-spy for the CPU-share figure")
     ratio = {v: statistics.median(r["elapsed"] / p["elapsed"]
                                   for r, p in zip(results[v], results["plain"]))
              for v in ("checkpoint", "jobdir")}
-    cpu = "n/a" if share is None else f"{share:.2%} ({share_without_fingerprints:.2%} excl. " \
-        "fingerprinting)"
+    cpu = "n/a" if profile is None else f"{profile.overhead:.2%}"
     print(f"SUMMARY pages={args.pages} links={args.fanout} rounds={args.pairs}: "
           f"crawl-time ratio {ratio['checkpoint']:.3f} (JOBDIR {ratio['jobdir']:.3f}), "
           f"pages/min {1 / ratio['checkpoint']:.1%} of plain, "

@@ -23,12 +23,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from scrapy.exporters import (
-    CsvItemExporter,
-    JsonLinesItemExporter,
-    MarshalItemExporter,
-    PickleItemExporter,
-)
 from scrapy.extensions.feedexport import FileFeedStorage
 from scrapy.utils.misc import load_object
 from w3lib.url import file_uri_to_path
@@ -43,18 +37,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Exporters whose files stay valid when cut at any record boundary.
-RECORD_EXPORTERS = (
-    CsvItemExporter, JsonLinesItemExporter, MarshalItemExporter, PickleItemExporter
-)
-
-
 def is_record_format(settings: BaseSettings, fmt: Any) -> bool:
+    """Do files of this format stay valid when cut at any record boundary?"""
+    # imported here: FeedExporter has loaded them by then (importing them costs ~70 ms)
+    from scrapy.exporters import (
+        CsvItemExporter,
+        JsonLinesItemExporter,
+        MarshalItemExporter,
+        PickleItemExporter,
+    )
+
     try:
         exporter = load_object(settings.getwithbase("FEED_EXPORTERS")[fmt])
     except (KeyError, ImportError, NameError, ValueError):
         return False  # Scrapy itself reports unknown formats
-    return isinstance(exporter, type) and issubclass(exporter, RECORD_EXPORTERS)
+    record_exporters = (
+        CsvItemExporter, JsonLinesItemExporter, MarshalItemExporter, PickleItemExporter
+    )
+    return isinstance(exporter, type) and issubclass(exporter, record_exporters)
 
 
 class FeedChanged(Exception):

@@ -76,6 +76,14 @@ class CheckpointSpiderMiddleware:
         self, response: Response, result: AsyncIterator[Any], spider: Any = None
     ) -> AsyncIterator[Any]:
         tracker = self.runtime.tracker_for(response) if self.runtime else None
-        outputs = result if tracker is None else tracker.aiterate(result)
-        async for output in outputs:
-            yield output
+        if tracker is None:
+            async for output in result:
+                yield output
+            return
+        # tracker.aiterate() inlined: one async generator per output hop, not two
+        tracker.open_chains += 1
+        try:
+            async for output in result:
+                yield tracker.tag(output)
+        finally:
+            tracker.close_chain()

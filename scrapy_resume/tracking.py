@@ -132,7 +132,7 @@ class OutputTracker:
             for item in output:
                 yield self.tag(item)
         finally:
-            self._close_chain()
+            self.close_chain()
 
     async def aiterate(self, output: AsyncIterable[Any]) -> AsyncIterator[Any]:
         self.open_chains += 1
@@ -140,9 +140,9 @@ class OutputTracker:
             async for item in output:
                 yield self.tag(item)
         finally:
-            self._close_chain()
+            self.close_chain()
 
-    def _close_chain(self) -> None:
+    def close_chain(self) -> None:
         self.open_chains -= 1
         # with outputs still in flight, the last one to settle will check
         if self.in_flight == 0:
@@ -164,7 +164,7 @@ class OutputTracker:
         try:
             return self.wrap(await awaitable)
         finally:
-            self._close_chain()
+            self.close_chain()
 
 
 class StartItems:
