@@ -85,6 +85,25 @@ def test_pending_streams_in_discovery_order_and_in_batches(store):
     assert [key for batch in batches for key, _ in batch] == keys[:3] + keys[4:]
 
 
+def test_a_request_found_and_finished_in_one_batch_is_written_once(store, tmp_path):
+    store.commit(CommitBatch(
+        new_requests=[pending(b"a"), pending(b"b"), pending(b"c")],
+        settlements=[
+            Settlement(b"a", RequestStatus.DONE, "http://x/redirected", http_status=200),
+            Settlement(b"b", RequestStatus.FAILED, "http://x/b", error="E", blob=b"retry-b"),
+        ],
+    ))
+    assert [(k, s) for k, s, _ in store.ledger()] == [
+        (b"b", RequestStatus.FAILED), (b"c", RequestStatus.PENDING), (b"a", RequestStatus.DONE)
+    ]
+    assert [row["url"] for row in store.ledger_rows()][-1] == "http://x/a"  # as discovered
+    summary = store.summary()
+    assert (summary.pending, summary.done, summary.failed) == (1, 1, 1)
+    with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
+        frontier = dict(db.execute("SELECT key, request FROM frontier"))
+    assert sorted(frontier) == [b"b", b"c"] and frontier[b"b"][32:] == b"retry-b"
+
+
 def test_the_frontier_streams_as_it_was_when_asked_for(store):
     # a resume restores the earlier runs' frontier; what this run adds is its own
     store.commit(CommitBatch(new_requests=[pending(b"old1"), pending(b"old2")]))
