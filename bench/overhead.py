@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -69,16 +70,21 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     if profile_to is not None:
         cmd = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(profile_to), "--", *cmd]
     started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU time of the crawl process: unlike wall time, not inflated by other tenants
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stats = json.loads(stats_file.read_text())
     items = sum(1 for _ in (workdir / "items.jsonl").open())
     if items < pages:
         raise SystemExit(f"{variant}: only {items} items for {pages} pages")
     elapsed = float(stats["elapsed_time_seconds"])
     commit_share = float(stats.get("checkpoint/commit_seconds", 0)) / elapsed
-    return {"elapsed": elapsed, "wall": wall, "items": items, "commit_share": commit_share}
+    return {"elapsed": elapsed, "wall": wall, "cpu": cpu, "items": items,
+            "commit_share": commit_share}
 
 
 def samples(raw: Path) -> Iterator[tuple[list[str], int]]:
@@ -166,7 +172,7 @@ def main() -> None:
                                tmp / f"{variant}-{round_}")
                 results[variant].append(result)
                 print(f"round {round_ + 1} {variant:>10}: {result['elapsed']:.2f}s crawl, "
-                      f"{result['wall']:.2f}s wall", flush=True)
+                      f"{result['wall']:.2f}s wall, {result['cpu']:.2f}s CPU", flush=True)
         profile = None
         if not args.no_profile and shutil.which("py-spy"):
             raw = tmp / "profile.txt"
@@ -187,9 +193,12 @@ def main() -> None:
     for variant in ("checkpoint", "jobdir"):
         ratios = [r["elapsed"] / p["elapsed"] for r, p in zip(results[variant], results["plain"])]
         walls = [r["wall"] / p["wall"] for r, p in zip(results[variant], results["plain"])]
+        cpus = [r["cpu"] / p["cpu"] for r, p in zip(results[variant], results["plain"])]
         print(f"{variant:>10} / plain: median crawl-time ratio {statistics.median(ratios):.3f} "
               f"(pairs {min(ratios):.3f}..{max(ratios):.3f}); "
               f"median wall ratio {statistics.median(walls):.3f}; "
+              f"median CPU-time ratio {statistics.median(cpus):.3f} "
+              f"(pairs {min(cpus):.3f}..{max(cpus):.3f}); "
               f"pages per minute {1 / statistics.median(ratios):.1%} of plain")
     commit_shares = [r["commit_share"] for r in results["checkpoint"]]
     print(f"time in checkpoint commits: median {statistics.median(commit_shares):.2%} of the "
@@ -206,10 +215,14 @@ def main() -> None:
     ratio = {v: statistics.median(r["elapsed"] / p["elapsed"]
                                   for r, p in zip(results[v], results["plain"]))
              for v in ("checkpoint", "jobdir")}
+    cpu_ratio = statistics.median(
+        r["cpu"] / p["cpu"] for r, p in zip(results["checkpoint"], results["plain"])
+    )
     cpu = "n/a" if profile is None else f"{profile.overhead:.2%}"
     print(f"SUMMARY pages={args.pages} links={args.fanout} rounds={args.pairs}: "
           f"crawl-time ratio {ratio['checkpoint']:.3f} (JOBDIR {ratio['jobdir']:.3f}), "
           f"pages/min {1 / ratio['checkpoint']:.1%} of plain, "
+          f"CPU-time ratio {cpu_ratio:.3f}, "
           f"commits {statistics.median(commit_shares):.2%} of crawl time, CPU share {cpu}")
 
 
