@@ -31,7 +31,25 @@ _EXPORTS = {
     "checkpoint": ".cursors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Addon",
+    "BaseCheckpointStore",
+    "Checkpoint",
+    "CheckpointConfig",
+    "CheckpointConfigError",
+    "CheckpointCorrupt",
+    "CheckpointExtension",
+    "CheckpointLocked",
+    "CheckpointMiddleware",
+    "CheckpointRefused",
+    "CheckpointSpiderMiddleware",
+    "CheckpointStore",
+    "CheckpointTampered",
+    "RequestStatus",
+    "ResumableFileFeedStorage",
+    "StageTracker",
+    "checkpoint",
+]
 
 __version__ = "0.1.0"
 

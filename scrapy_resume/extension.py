@@ -101,9 +101,10 @@ class CheckpointExtension:
         # after every extension, so its handler runs after FeedExporter's write
         return extension
 
-    # signal handlers: thin, the runtime does the work
+    # Signal handlers: thin, the runtime does the work. They take **signal_args
+    # (spider, signal, sender): Scrapy's dispatcher then skips filtering them out.
 
-    def response_received(self, response: Any, request: Any, spider: Any = None) -> None:
+    def response_received(self, response: Any, request: Any, **signal_args: Any) -> None:
         request = response.request or request
         tracker = self.runtime.open_tracker(response, request, http_status=response.status)
         if tracker is not None and request.errback is None and self.http_errors.ignores(response):
@@ -111,7 +112,7 @@ class CheckpointExtension:
             tracker.status = RequestStatus.FAILED
             tracker.error = f"HttpError: Ignoring non-200 response ({response.status})"
 
-    def spider_error(self, failure: Any, response: Any, spider: Any = None) -> None:
+    def spider_error(self, failure: Any, response: Any, **signal_args: Any) -> None:
         tracker = self.runtime.tracker_for(response)
         if tracker is not None:
             tracker.failed_with(describe_error(failure))

@@ -185,8 +185,9 @@ class CheckpointRuntime:
 
     # scheduling
 
-    def on_request_scheduled(self, request: Request) -> None:
-        # Runs for every request a callback yields, duplicates included: keep it lean.
+    def on_request_scheduled(self, request: Request, **signal_args: Any) -> None:
+        # Runs for every request a callback yields, duplicates included: keep it lean
+        # (**signal_args too: the dispatcher then passes spider, signal... unfiltered).
         self._last_scheduled = None
         if not self.active:
             return
@@ -227,7 +228,7 @@ class CheckpointRuntime:
         self.batches.new_request(request, tracker)
         self._last_scheduled = (request, tracker)
 
-    def on_request_dropped(self, request: Request) -> None:
+    def on_request_dropped(self, request: Request, **signal_args: Any) -> None:
         # Sent right after request_scheduled for the same request, when the
         # dupefilter refuses it.
         last, self._last_scheduled = self._last_scheduled, None

@@ -39,10 +39,10 @@ class CheckpointSpiderMiddleware:
             crawler.signals.connect(middleware.item_not_scraped, signal=signals.item_error)
         return middleware
 
-    def item_scraped(self, item: Any, response: Any, spider: Any = None) -> None:
+    def item_scraped(self, item: Any, response: Any, **signal_args: Any) -> None:
         self.runtime.on_item_scraped(item, response)
 
-    def item_not_scraped(self, item: Any, response: Any, spider: Any = None, **kwargs: Any) -> None:
+    def item_not_scraped(self, item: Any, response: Any, **signal_args: Any) -> None:
         self.runtime.on_item_not_scraped(item, response)
 
     async def process_start(self, start: AsyncIterator[Any]) -> AsyncIterator[Any]:
