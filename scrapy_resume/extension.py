@@ -76,12 +76,15 @@ class CheckpointExtension:
         self.config = config
         self.runtime = CheckpointRuntime(crawler, config)
         self.opened: OpenedStage | None = None  # the locked stage, while it runs
-        self.store: CheckpointStore | None = None
         self.stage = ""
         self.timer: Any = None
         self.progress: Progress | None = None
         self.progress_timer: Any = None
         self.http_errors = HttpErrorPolicy(crawler)
+
+    @property
+    def store(self) -> CheckpointStore | None:
+        return self.opened.store if self.opened is not None else None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CheckpointExtension:
@@ -157,7 +160,6 @@ class CheckpointExtension:
             )
         except NothingToDo:
             raise CloseSpider("finished") from None
-        self.store = self.opened.store
         summary = self.opened.summary
         if summary is not None:
             try:
@@ -252,4 +254,3 @@ class CheckpointExtension:
         if self.opened is not None:
             self.opened.release()
             self.opened = None
-        self.store = None

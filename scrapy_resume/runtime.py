@@ -32,7 +32,10 @@ from .store import (
 from .tracking import KEY_META, ORIGIN_META, OutputTracker, StartItems
 
 if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
     from .feeds import FeedStage
+
 
 def soon_caller() -> Callable[..., Any]:
     """``call_soon(func, *args)`` on the running reactor, looked up once: Scrapy's
@@ -50,9 +53,6 @@ def soon_caller() -> Callable[..., Any]:
 
     return lambda func, *args: reactor.callLater(0, func, *args)
 
-
-if TYPE_CHECKING:
-    from scrapy.crawler import Crawler
 
 logger = logging.getLogger(__name__)
 

@@ -266,13 +266,16 @@ class CheckpointStore(BaseCheckpointStore):
             self._secret_bytes = load_or_create_secret(self.path.parent)
         return self._secret_bytes
 
+    def _mac(self, key: bytes, blob: bytes) -> bytes:
+        """Binds the blob to its ledger key: a valid blob cannot be moved to another row."""
+        return hmac.new(self._secret, key + blob, hashlib.sha256).digest()
+
     def _sign(self, key: bytes, blob: bytes) -> bytes:
-        return hmac.new(self._secret, key + blob, hashlib.sha256).digest() + blob
+        return self._mac(key, blob) + blob
 
     def _verified(self, key: bytes, stored: bytes, url: str) -> bytes:
         mac, blob = stored[:32], stored[32:]
-        expected = hmac.new(self._secret, key + blob, hashlib.sha256).digest()
-        if not hmac.compare_digest(mac, expected):
+        if not hmac.compare_digest(mac, self._mac(key, blob)):
             raise CheckpointTampered(key, url)
         return blob
 
@@ -402,11 +405,6 @@ class CheckpointStore(BaseCheckpointStore):
     def _has_status(self, key: bytes, statuses: str) -> bool:
         query = f"SELECT 1 FROM requests WHERE key = ? AND status IN {statuses}"
         return self._db.execute(query, (key,)).fetchone() is not None
-
-    def pending_keys(self) -> Iterator[bytes]:
-        query = "SELECT f.key FROM frontier f JOIN requests r ON r.key = f.key WHERE r.status = 0"
-        for (key,) in self._db.execute(query):
-            yield bytes(key)
 
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False

@@ -218,9 +218,6 @@ class BaseCheckpointStore(ABC):
     def is_pending(self, key: bytes, *, include_failed: bool = False) -> bool: ...
 
     @abstractmethod
-    def pending_keys(self) -> Iterator[bytes]: ...
-
-    @abstractmethod
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:

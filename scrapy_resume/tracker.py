@@ -36,7 +36,7 @@ from scrapy.settings import Settings
 from .config import CheckpointConfig
 from .stage import HowTo, NothingToDo, OpenedStage, open_stage
 from .store import CommitBatch, KeyIndex, NewRequest, RequestStatus, Settlement, StageStatus
-from .validation import file_digest
+from .validation import input_file_digests
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ class StageTracker:
     The arguments mirror the settings: ``dir`` (CHECKPOINT_DIR), ``resume``,
     ``reset``, ``retry_failed``, ``input_files``, ``commit_interval``,
     ``fsync``, ``stale_days``. A commit also happens once ``commit_every``
-    outcomes are waiting, which bounds what a crash can repeat. ``config`` is any JSON-able dict that must be
-    the same on a resume (like a spider's arguments). ``resume_command``,
+    outcomes are waiting, which bounds what a crash can repeat. ``config`` is
+    any JSON-able dict that must be the same on a resume (like a spider's
+    arguments). ``resume_command``,
     ``reset_command`` and ``retry_command`` say how to run this step again
     (e.g. ``python enrich.py --resume``), quoted by refusals and by
     ``scrapy checkpoint show``; by default they show the constructor call.
@@ -135,9 +136,7 @@ class StageTracker:
     def open(self) -> StageTracker:
         run_config = {
             "arguments": self.user_config,
-            "input_files": {
-                str(Path(p).resolve()): file_digest(p) for p in self.config.input_files
-            },
+            "input_files": input_file_digests(self.config.input_files),
         }
         try:
             self.opened = open_stage(self.config, self.stage, TRACKER_OWNER, run_config, self.how)
@@ -192,7 +191,9 @@ class StageTracker:
 
     # handing out items
 
-    def pending(self, items: Iterable[Any], key: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    def pending(
+        self, items: Iterable[Any], key: Callable[[Any], Any] | None = None
+    ) -> Iterator[Any]:
         """The items not done yet (failed ones too, with ``retry_failed``), in order.
 
         ``key(item)`` names an item in the ledger (default: the item itself).
@@ -272,9 +273,7 @@ class StageTracker:
         self._batch.settlements.append(
             Settlement(lkey, status, label, error=error, info=info or None)
         )
-        counters = self._batch.counters
-        name = status.name.lower()
-        counters[name] = counters.get(name, 0) + 1
+        self.count(status.name.lower())
         self.commit_if_due()
 
     def set_cursor(self, name: str, value: Any) -> None:

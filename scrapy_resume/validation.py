@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from scrapy import Spider
     from scrapy.settings import BaseSettings
 
@@ -70,11 +72,16 @@ def file_digest(path: str) -> str | None:
     return digest.hexdigest()
 
 
+def input_file_digests(paths: Iterable[str]) -> dict[str, str | None]:
+    """SHA-256 of each input file, by absolute path (None: missing)."""
+    return {str(Path(p).resolve()): file_digest(p) for p in paths}
+
+
 def crawl_config(spider: Spider, settings: BaseSettings, input_files: tuple[str, ...]) -> dict:
     return {
         "arguments": spider_arguments(spider),
         "settings": {name: _plain(settings.get(name)) for name in CRAWL_SHAPING_SETTINGS},
-        "input_files": {str(Path(p).resolve()): file_digest(p) for p in input_files},
+        "input_files": input_file_digests(input_files),
     }
 
 

@@ -19,6 +19,10 @@ def store(tmp_path):
     store.close()
 
 
+def frontier_keys(store: CheckpointStore) -> list[bytes]:
+    return [key for batch in store.iter_pending() for key, _ in batch]
+
+
 def pending(key: bytes) -> NewRequest:
     return NewRequest(key, f"http://x/{key.decode()}", b"blob-" + key)
 
@@ -44,7 +48,7 @@ def test_settled_requests_are_never_turned_back_to_pending(store):
     ]
     finished = store.finished_index()
     assert len(finished) == 1 and b"a" in finished and b"b" not in finished
-    assert list(store.pending_keys()) == [b"b"]
+    assert frontier_keys(store) == [b"b"]
 
 
 def test_the_finished_index_is_exact_for_keys_sharing_a_prefix(store):
@@ -161,7 +165,7 @@ def test_move_aside_keeps_the_wal_with_its_database(tmp_path):
     backup = CheckpointStore.move_aside(path)
     assert not path.exists() and backup.exists()
     reopened = CheckpointStore(backup)
-    assert list(reopened.pending_keys()) == [b"a"]
+    assert frontier_keys(reopened) == [b"a"]
     reopened.close()
     store.close()
 
