@@ -50,6 +50,27 @@ def _get_file_list(settings: BaseSettings, name: str) -> tuple[str, ...]:
         ) from None
 
 
+def _get_backend(settings: BaseSettings) -> str:
+    """"" (SQLite, the default), or a Redis URL whose client is installed."""
+    raw = settings.get("CHECKPOINT_BACKEND") or ""
+    value = str(raw).strip()
+    if value in ("", "sqlite"):
+        return ""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise CheckpointConfigError(
+            f"CHECKPOINT_BACKEND={raw!r} is not a backend. Leave it unset for the SQLite file "
+            f"per stage, or give a Redis URL such as redis://127.0.0.1:6379/0."
+        )
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise CheckpointConfigError(
+            "CHECKPOINT_BACKEND names a Redis server, but the redis client is not installed: "
+            "pip install 'scrapy-resume[redis]'."
+        ) from None
+    return value
+
+
 @dataclass(frozen=True)
 class CheckpointConfig:
     """The package's settings, validated. Build it with :meth:`from_settings`."""
@@ -65,6 +86,8 @@ class CheckpointConfig:
     input_files: tuple[str, ...] = ()
     progress_interval: float = 60.0
     stale_days: float = 7.0
+    backend: str = ""  # "" is the embedded SQLite file; "redis://HOST:PORT/DB" a shared store
+    lease_seconds: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -87,6 +110,8 @@ class CheckpointConfig:
             input_files=_get_file_list(settings, "CHECKPOINT_INPUT_FILES"),
             progress_interval=_get_positive_float(settings, "CHECKPOINT_PROGRESS_INTERVAL", 60.0),
             stale_days=_get_positive_float(settings, "CHECKPOINT_STALE_DAYS", 7.0, unit="days"),
+            backend=_get_backend(settings),
+            lease_seconds=_get_positive_float(settings, "CHECKPOINT_LEASE_SECONDS", 300.0),
         )
 
     def stage_name(self, spider_name: str) -> str:

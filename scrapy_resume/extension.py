@@ -20,9 +20,9 @@ from .feeds import FeedChanged, check_feeds, truncate_to_committed
 from .middleware import describe_error
 from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
-from .sqlite_store import CheckpointStore
 from .stage import CheckpointRefused, HowTo, NothingToDo, OpenedStage, open_stage
 from .store import (
+    BaseCheckpointStore,
     RequestStatus,
     StageStatus,
     StageSummary,
@@ -83,7 +83,7 @@ class CheckpointExtension:
         self.http_errors = HttpErrorPolicy(crawler)
 
     @property
-    def store(self) -> CheckpointStore | None:
+    def store(self) -> BaseCheckpointStore | None:
         return self.opened.store if self.opened is not None else None
 
     @classmethod

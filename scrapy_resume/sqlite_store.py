@@ -6,11 +6,8 @@ This is the only module that speaks SQL.
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import hmac
 import json
 import os
-import secrets
 import sqlite3
 import sys
 import time
@@ -20,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .signing import RequestSigner
 from .store import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
-    CheckpointTampered,
     CommitBatch,
     KeyIndex,
     RequestStatus,
@@ -177,26 +174,6 @@ INSERT OR REPLACE INTO frontier (seq, key, request)
 SELECT seq, key, ?2 FROM requests WHERE key = ?1
 """
 
-#: The secret that signs stored requests, one per checkpoint directory.
-SECRET_FILE = "checkpoint.secret"
-
-
-def load_or_create_secret(directory: Path) -> bytes:
-    path = directory / SECRET_FILE
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes()
-    secret = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
-    return secret
-
-
 class CheckpointStore(BaseCheckpointStore):
     """The embedded default: one SQLite file per stage, in WAL mode.
 
@@ -211,7 +188,7 @@ class CheckpointStore(BaseCheckpointStore):
             os.chmod(self.path.parent, 0o700)
         except OSError:
             pass
-        self._secret_bytes: bytes | None = None  # loaded when first needed
+        self.signer = RequestSigner(self.path.parent)  # a checkpoint holds pickles: signed
         self._next_seq: int | None = None  # the next discovery number, once read
         fresh = not self.path.exists()
         try:
@@ -257,27 +234,6 @@ class CheckpointStore(BaseCheckpointStore):
             yield
         except sqlite3.DatabaseError as exc:
             raise CheckpointCorrupt(f"{self.path} is damaged: {exc}") from exc
-
-    # signed request blobs: a checkpoint holds pickles, so it must not be forged
-
-    @property
-    def _secret(self) -> bytes:
-        if self._secret_bytes is None:
-            self._secret_bytes = load_or_create_secret(self.path.parent)
-        return self._secret_bytes
-
-    def _mac(self, key: bytes, blob: bytes) -> bytes:
-        """Binds the blob to its ledger key: a valid blob cannot be moved to another row."""
-        return hmac.new(self._secret, key + blob, hashlib.sha256).digest()
-
-    def _sign(self, key: bytes, blob: bytes) -> bytes:
-        return self._mac(key, blob) + blob
-
-    def _verified(self, key: bytes, stored: bytes, url: str) -> bytes:
-        mac, blob = stored[:32], stored[32:]
-        if not hmac.compare_digest(mac, self._mac(key, blob)):
-            raise CheckpointTampered(key, url)
-        return blob
 
     def _check_schema(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
@@ -431,7 +387,7 @@ class CheckpointStore(BaseCheckpointStore):
                 return
             seq = rows[-1][0]
             yield [
-                (bytes(key), self._verified(bytes(key), bytes(blob), url))
+                (bytes(key), self.signer.verified(bytes(key), bytes(blob), url))
                 for _, key, blob, url in rows
             ]
 
@@ -521,7 +477,7 @@ class CheckpointStore(BaseCheckpointStore):
             self._db.executemany(
                 "INSERT INTO frontier (seq, key, request) VALUES (?, ?, ?)"
                 if added == len(new_rows) else _ADD_TO_FRONTIER,
-                [(n, k, self._sign(k, b)) for k, n, _, b in new_rows if b is not None],
+                [(n, k, self.signer.sign(k, b)) for k, n, _, b in new_rows if b is not None],
             )
             settled = []
             for s in batch.settlements:
@@ -540,7 +496,7 @@ class CheckpointStore(BaseCheckpointStore):
             )
             self._db.executemany(
                 _KEEP_FAILED,
-                [(s.key, self._sign(s.key, s.blob)) for s in failed if s.blob is not None],
+                [(s.key, self.signer.sign(s.key, s.blob)) for s in failed if s.blob is not None],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)",

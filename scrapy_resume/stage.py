@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .config import CheckpointConfig
-from .sqlite_store import CheckpointStore, StageLock
+from .backends import Lock, StageBackend, backend_for
 from .store import (
+    BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
     CommitBatch,
@@ -61,8 +61,9 @@ class OpenedStage:
     """A locked stage and its store, ready to run."""
 
     stage: str
-    store: CheckpointStore
-    lock: StageLock
+    store: BaseCheckpointStore
+    lock: Lock
+    backend: StageBackend
     mode: str  # fresh, resume or recover
     summary: StageSummary | None  # before this run; None when fresh
     run_id: int = field(default=0)
@@ -80,6 +81,7 @@ class OpenedStage:
         """Close the store and let another process have the stage."""
         self.store.close()
         self.lock.release()
+        self.backend.close()
 
 
 def open_stage(
@@ -96,11 +98,12 @@ def open_stage(
     is unlocked again in both cases.
     """
     extra = log_extra or {}
-    path = config.stage_path(stage)
-    lock = StageLock(path)
+    backend = backend_for(config)
+    lock = backend.lock(stage)
     try:
         lock.acquire()
     except CheckpointLocked as exc:
+        backend.close()
         raise CheckpointRefused(
             "checkpoint_locked",
             f"Stage {stage} is being run by another process (pid {exc.pid}): {exc}. Wait "
@@ -108,7 +111,7 @@ def open_stage(
         ) from None
     store = None
     try:
-        store, mode, summary = _choose_mode(config, stage, path, how, extra)
+        store, mode, summary = _choose_mode(config, stage, backend, how, extra)
         if mode == "fresh":
             missing = missing_input_files(run_config)
             if missing:
@@ -116,7 +119,7 @@ def open_stage(
                     "checkpoint_misconfigured",
                     f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
                 )
-            store = CheckpointStore(path, fsync=config.fsync)
+            store = backend.open(stage)
             store.initialize(stage, owner)
             store.commit(CommitBatch(state={"config": run_config}))
         else:
@@ -128,14 +131,16 @@ def open_stage(
         if store is not None:
             store.close()
         lock.release()
+        backend.close()
         raise
-    return OpenedStage(stage, store, lock, mode, summary)
+    return OpenedStage(stage, store, lock, backend, mode, summary)
 
 
 def _choose_mode(
-    config: CheckpointConfig, stage: str, path: Path, how: HowTo, extra: dict
-) -> tuple[CheckpointStore | None, str, StageSummary | None]:
-    if not CheckpointStore.exists(path):
+    config: CheckpointConfig, stage: str, backend: StageBackend, how: HowTo, extra: dict
+) -> tuple[BaseCheckpointStore | None, str, StageSummary | None]:
+    path = backend.location(stage)
+    if not backend.exists(stage):
         if config.resume:
             logger.info(
                 "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh "
@@ -143,7 +148,7 @@ def _choose_mode(
             )
         return None, "fresh", None
     if config.reset:
-        backup = CheckpointStore.move_aside(path)
+        backup = backend.move_aside(stage)
         logger.warning(
             "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
             stage, backup, extra=extra,
@@ -151,7 +156,7 @@ def _choose_mode(
         return None, "fresh", None
     store = None
     try:
-        store = CheckpointStore(path, fsync=config.fsync)
+        store = backend.open(stage)
         summary = store.summary()
     except CheckpointCorrupt as exc:
         if store is not None:
@@ -193,7 +198,7 @@ def _choose_mode(
 def _check_resume(
     config: CheckpointConfig,
     stage: str,
-    store: CheckpointStore,
+    store: BaseCheckpointStore,
     summary: StageSummary,
     run_config: dict,
     how: HowTo,

@@ -2,8 +2,9 @@
 
 Components talk to a :class:`BaseCheckpointStore` in terms of the ledger:
 pending requests, settled requests, cursors, counters, feed offsets, the
-stage record and its runs. The SQLite backend is in :mod:`.sqlite_store`;
-a Redis backend for multi-worker crawls is planned behind the same interface.
+stage record and its runs. The SQLite backend is in :mod:`.sqlite_store`,
+the Redis backend for multi-worker crawls in :mod:`.redis_store`; where a
+stage lives, and how it is locked, is a :class:`~.backends.StageBackend`.
 """
 
 from __future__ import annotations
@@ -97,11 +98,13 @@ class CommitBatch:
     counters: dict[str, int] = field(default_factory=dict)
     feed_offsets: dict[str, int] = field(default_factory=dict)  # path -> bytes committed
     state: dict[str, Any] = field(default_factory=dict)  # the package's own resumable state
+    # leases on shared-queue requests this batch settles (Redis backend, scrapy-redis)
+    released_leases: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.new_requests or self.settlements or self.cursors or self.counters
-            or self.feed_offsets or self.state
+            or self.feed_offsets or self.state or self.released_leases
         )
 
 
@@ -181,7 +184,7 @@ def format_age(seconds: float) -> str:
 
 
 class BaseCheckpointStore(ABC):
-    """What the components need from a backend. A Redis backend comes later."""
+    """What the components need from a backend, in terms of the ledger."""
 
     @abstractmethod
     def initialize(self, stage: str, spider: str) -> None:

@@ -11,7 +11,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scrapy_resume import CheckpointStore, RequestStatus
+from scrapy_resume import BaseCheckpointStore, CheckpointStore, RequestStatus
+from scrapy_resume.backends import RedisBackend
 
 REPO = Path(__file__).resolve().parent.parent
 SPIDERS = Path(__file__).resolve().parent / "spiders"
@@ -55,8 +56,10 @@ class Crawl:
         feed: str | None = "items.jsonl",
         more_feeds: tuple[str, ...] = (),
         overwrite: bool = False,
+        backend: str = "",
     ):
         self.workdir = workdir
+        self.backend = backend  # "" for SQLite files, else a Redis URL
         self.spider_file = SPIDERS / f"{spider}.py"
         self.args = args or {}
         self.settings = {
@@ -65,6 +68,7 @@ class Crawl:
             "CHECKPOINT_DIR": str(workdir / "checkpoints"),
             "CHECKPOINT_COMMIT_INTERVAL": "0.2",
             **ENABLING[enable],
+            **({"CHECKPOINT_BACKEND": backend} if backend else {}),
             **(settings or {}),
         }
         self.feed = workdir / feed if feed else None
@@ -118,16 +122,21 @@ class Crawl:
     def store_path(self, stage: str) -> Path:
         return self.workdir / "checkpoints" / f"{stage}.sqlite"
 
+    def open_store(self, stage: str) -> BaseCheckpointStore:
+        if not self.backend:
+            return CheckpointStore(self.store_path(stage))
+        return RedisBackend(self.backend, self.workdir / "checkpoints").open(stage)
+
     def ledger(self, stage: str) -> dict[str, RequestStatus]:
         """url -> status of every request the stage's checkpoint knows."""
-        store = CheckpointStore(self.store_path(stage))
+        store = self.open_store(stage)
         try:
             return {url: status for _, status, url in store.ledger()}
         finally:
             store.close()
 
     def summary(self, stage: str):
-        store = CheckpointStore(self.store_path(stage))
+        store = self.open_store(stage)
         try:
             return store.summary()
         finally:

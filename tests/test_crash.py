@@ -18,15 +18,20 @@ def page_path(ns: str, n: int) -> str:
     return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
 
 
-@pytest.mark.parametrize("enable", ["addon", "manual"])
+@pytest.mark.parametrize("enable, backend", [
+    ("addon", "sqlite"), ("manual", "sqlite"), ("addon", "redis")
+])
 def test_sigkill_then_resume_loses_nothing_and_refetches_nothing_done(
-    tmp_path, mockserver, enable
+    tmp_path, mockserver, enable, backend, request
 ):
     ns = mockserver.namespace()
+    # the Redis backend gets a database of its own: the stage is named after the spider
+    url = request.getfixturevalue("redis_server").url(db=1) if backend == "redis" else ""
     crawl = Crawl(
-        tmp_path, "graph", enable=enable, args={"start": mockserver.url(page_path(ns, 0))}
+        tmp_path, "graph", enable=enable, args={"start": mockserver.url(page_path(ns, 0))},
+        backend=url,
     )
-    rng = random.Random(f"sigkill-{enable}")
+    rng = random.Random(f"sigkill-{enable}-{backend}")
     runs = run_until_finished(
         crawl, mockserver, ns, rng, interruptions=[{"signal": "KILL"}] * KILLS, stage="graph"
     )

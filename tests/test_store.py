@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import uuid
 
 import pytest
 
 from scrapy_resume import CheckpointCorrupt, CheckpointStore, CheckpointTampered, RequestStatus
+from scrapy_resume.backends import RedisBackend, SqliteBackend
+from scrapy_resume.redis_store import RedisStore
 from scrapy_resume.store import CommitBatch, NewRequest, Settlement
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    """The ledger tests run against both backends: components never know which."""
+    if request.param == "sqlite":
+        backend = SqliteBackend(tmp_path / "ckpt")
+    else:
+        backend = RedisBackend(request.getfixturevalue("redis_server").url(), tmp_path / "ckpt")
+    stage = f"stage-{uuid.uuid4().hex[:8]}"
+    store = backend.open(stage)
+    store.initialize(stage, "spider")
+    yield store
+    store.close()
+    backend.remove(stage)
+    backend.close()
+
+
 @pytest.fixture
-def store(tmp_path):
+def sqlite_store(tmp_path):
     store = CheckpointStore(tmp_path / "ckpt" / "stage.sqlite")
     store.initialize("stage", "spider")
     yield store
@@ -21,6 +40,14 @@ def store(tmp_path):
 
 def frontier_keys(store: CheckpointStore) -> list[bytes]:
     return [key for batch in store.iter_pending() for key, _ in batch]
+
+
+def stored_requests(store) -> dict[bytes, bytes]:
+    """The signed serialized requests a store keeps, read behind its back."""
+    if isinstance(store, RedisStore):
+        return store.client.hgetall(store.keys.blobs)
+    with sqlite3.connect(store.path) as db:
+        return {bytes(k): bytes(v) for k, v in db.execute("SELECT key, request FROM frontier")}
 
 
 def pending(key: bytes) -> NewRequest:
@@ -72,8 +99,7 @@ def test_failed_requests_keep_their_serialized_request(store, tmp_path):
         Settlement(b"a", RequestStatus.FAILED, "http://x/a", error="TimeoutError: boom"),
         Settlement(b"b", RequestStatus.DONE, "http://x/b", http_status=200),
     ]))
-    with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
-        rows = dict(db.execute("SELECT key, request FROM frontier"))
+    rows = stored_requests(store)
     assert b"b" not in rows  # done requests leave the frontier, with their blob
     assert rows[b"a"][32:] == b"blob-a"  # failed ones keep it, after its 32-byte signature
     failed = [key for batch in store.iter_pending(include_failed=True) for key, _ in batch]
@@ -103,8 +129,7 @@ def test_a_request_found_and_finished_in_one_batch_is_written_once(store, tmp_pa
     assert [row["url"] for row in store.ledger_rows()][-1] == "http://x/a"  # as discovered
     summary = store.summary()
     assert (summary.pending, summary.done, summary.failed) == (1, 1, 1)
-    with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
-        frontier = dict(db.execute("SELECT key, request FROM frontier"))
+    frontier = stored_requests(store)
     assert sorted(frontier) == [b"b", b"c"] and frontier[b"b"][32:] == b"retry-b"
 
 
@@ -140,13 +165,13 @@ def test_counters_accumulate_and_summary_counts_statuses(store):
     assert (summary.pending, summary.done, summary.failed, summary.dropped) == (0, 2, 0, 1)
 
 
-def test_files_are_private(tmp_path, store):
+def test_files_are_private(tmp_path, sqlite_store):
     path = tmp_path / "ckpt" / "stage.sqlite"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
-def test_wrong_schema_version_is_corrupt_and_untouched(tmp_path, store):
+def test_wrong_schema_version_is_corrupt_and_untouched(tmp_path, sqlite_store):
     path = tmp_path / "ckpt" / "stage.sqlite"
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
@@ -170,29 +195,29 @@ def test_move_aside_keeps_the_wal_with_its_database(tmp_path):
     store.close()
 
 
-def test_a_forged_request_is_refused_before_it_is_unpickled(store, tmp_path):
-    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")]))
+def test_a_forged_request_is_refused_before_it_is_unpickled(sqlite_store, tmp_path):
+    sqlite_store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b")]))
     with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
         signed = db.execute("SELECT request FROM frontier WHERE key = ?", (b"a",)).fetchone()[0]
         db.execute("UPDATE frontier SET request = ? WHERE key = ?", (signed[:32] + b"evil", b"a"))
     with pytest.raises(CheckpointTampered, match="http://x/a"):
-        list(store.iter_pending())
+        list(sqlite_store.iter_pending())
     # a blob signed for another key cannot be swapped in either
     with sqlite3.connect(tmp_path / "ckpt" / "stage.sqlite") as db:
         other = db.execute("SELECT request FROM frontier WHERE key = ?", (b"b",)).fetchone()[0]
         db.execute("UPDATE frontier SET request = ? WHERE key = ?", (other, b"a"))
     with pytest.raises(CheckpointTampered):
-        list(store.iter_pending())
+        list(sqlite_store.iter_pending())
 
 
-def test_the_signing_secret_is_private_and_shared_by_the_stages(tmp_path, store):
+def test_the_signing_secret_is_private_and_shared_by_the_stages(tmp_path, sqlite_store):
     secret = tmp_path / "ckpt" / "checkpoint.secret"
     assert not secret.exists()  # made when a first request is signed
-    store.commit(CommitBatch(new_requests=[pending(b"a")]))
+    sqlite_store.commit(CommitBatch(new_requests=[pending(b"a")]))
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert len(secret.read_bytes()) == 32
     other = CheckpointStore(tmp_path / "ckpt" / "other.sqlite")
-    assert secret.read_bytes() == other._secret
+    assert secret.read_bytes() == other.signer.secret
     other.close()
 
 

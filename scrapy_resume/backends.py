@@ -1,0 +1,168 @@
+"""Where stages live: a directory of SQLite files (the default), or a Redis
+server (``CHECKPOINT_BACKEND = "redis://HOST:PORT/DB"``).
+
+A backend finds, opens, locks, backs up and lists stages; the store it opens
+speaks the ledger. Nothing outside this module and the two store modules knows
+which backend is in use.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .redis_store import (
+    NAMESPACE,
+    RedisStageLock,
+    RedisStore,
+    StageKeys,
+    client_for,
+    describe_url,
+    new_worker_id,
+)
+from .signing import RequestSigner
+from .sqlite_store import CheckpointStore, StageLock
+
+if TYPE_CHECKING:
+    from .config import CheckpointConfig
+    from .store import BaseCheckpointStore
+
+
+class Lock(Protocol):
+    def acquire(self) -> None: ...  # raises CheckpointLocked
+    def release(self) -> None: ...
+    def held_by_another(self) -> str | None: ...
+
+
+class StageBackend(ABC):
+    kind: str
+
+    @abstractmethod
+    def location(self, stage: str) -> str:
+        """Where the stage lives, for messages."""
+
+    @abstractmethod
+    def exists(self, stage: str) -> bool: ...
+
+    @abstractmethod
+    def open(self, stage: str) -> BaseCheckpointStore: ...
+
+    @abstractmethod
+    def lock(self, stage: str) -> Lock: ...
+
+    @abstractmethod
+    def move_aside(self, stage: str) -> str:
+        """Keep the stage as a backup under another name; returns where it went."""
+
+    @abstractmethod
+    def remove(self, stage: str) -> None: ...
+
+    @abstractmethod
+    def stages(self) -> list[str]:
+        """Every stage the backend holds (backups excluded), sorted."""
+
+    def close(self) -> None:
+        """Let go of connections."""
+
+
+class SqliteBackend(StageBackend):
+    """``DIR/STAGE.sqlite``, locked with a kernel lock beside it."""
+
+    kind = "sqlite"
+
+    def __init__(self, directory: Path, *, fsync: bool = False):
+        self.directory = directory
+        self.fsync = fsync
+
+    def path(self, stage: str) -> Path:
+        return self.directory / f"{stage}.sqlite"
+
+    def location(self, stage: str) -> str:
+        return str(self.path(stage))
+
+    def exists(self, stage: str) -> bool:
+        return self.path(stage).exists()
+
+    def open(self, stage: str) -> CheckpointStore:
+        return CheckpointStore(self.path(stage), fsync=self.fsync)
+
+    def lock(self, stage: str) -> StageLock:
+        return StageLock(self.path(stage))
+
+    def move_aside(self, stage: str) -> str:
+        return str(CheckpointStore.move_aside(self.path(stage)))
+
+    def remove(self, stage: str) -> None:
+        path = self.path(stage)
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+            file.unlink(missing_ok=True)
+
+    def stages(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(path.stem for path in self.directory.glob("*.sqlite"))
+
+
+class RedisBackend(StageBackend):
+    """Keys ``scrapy_resume:STAGE:*`` in one Redis database. The request-signing
+    secret stays in the local checkpoint directory: copy ``checkpoint.secret``
+    to every machine that runs a worker of the stage."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, directory: Path, *, lease_seconds: float = 300.0,
+                 worker_id: str | None = None):
+        self.url = url
+        self.directory = directory
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_id or new_worker_id()
+        self.client: Any = client_for(url)
+        self.described = describe_url(url)
+
+    def location(self, stage: str) -> str:
+        return f"{self.described} (stage {stage})"
+
+    def exists(self, stage: str) -> bool:
+        return bool(self.client.exists(StageKeys(stage).meta))
+
+    def open(self, stage: str) -> BaseCheckpointStore:
+        # a connection of its own: closing the store leaves the backend usable
+        return RedisStore(client_for(self.url), stage, RequestSigner(self.directory),
+                          self.location(stage))
+
+    def lock(self, stage: str) -> Lock:
+        return RedisStageLock(self.client, StageKeys(stage), self.lease_seconds, self.worker_id)
+
+    def move_aside(self, stage: str) -> str:
+        backup = f"{stage}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
+        counter = 1
+        while self.exists(backup):
+            backup = f"{stage}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{counter}"
+            counter += 1
+        for old, new in zip(StageKeys(stage).data(), StageKeys(backup).data()):
+            if self.client.exists(old):
+                self.client.rename(old, new)
+        return self.location(backup)
+
+    def remove(self, stage: str) -> None:
+        keys = StageKeys(stage)
+        self.client.delete(*keys.data(), keys.lock)
+
+    def stages(self) -> list[str]:
+        names = set()
+        for key in self.client.scan_iter(match=f"{NAMESPACE}:*:meta", count=1000):
+            stage = key.decode()[len(NAMESPACE) + 1:-len(":meta")]
+            if ".bak-" not in stage:
+                names.add(stage)
+        return sorted(names)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def backend_for(config: CheckpointConfig) -> StageBackend:
+    if config.backend:
+        return RedisBackend(config.backend, config.directory, lease_seconds=config.lease_seconds)
+    return SqliteBackend(config.directory, fsync=config.fsync)
