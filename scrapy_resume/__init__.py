@@ -25,6 +25,8 @@ _EXPORTS = {
     "CheckpointSpiderMiddleware": ".spidermiddleware",
     "CheckpointStore": ".sqlite_store",
     "CheckpointTampered": ".store",
+    "LeasedPriorityQueue": ".leases",
+    "RedisStore": ".redis_store",
     "RequestStatus": ".store",
     "ResumableFileFeedStorage": ".feeds",
     "StageTracker": ".tracker",
@@ -45,6 +47,8 @@ __all__ = [
     "CheckpointSpiderMiddleware",
     "CheckpointStore",
     "CheckpointTampered",
+    "LeasedPriorityQueue",
+    "RedisStore",
     "RequestStatus",
     "ResumableFileFeedStorage",
     "StageTracker",
@@ -72,7 +76,9 @@ if TYPE_CHECKING:
     from .cursors import Checkpoint, checkpoint
     from .extension import CheckpointExtension
     from .feeds import ResumableFileFeedStorage
+    from .leases import LeasedPriorityQueue
     from .middleware import CheckpointMiddleware
+    from .redis_store import RedisStore
     from .spidermiddleware import CheckpointSpiderMiddleware
     from .sqlite_store import CheckpointStore
     from .stage import CheckpointRefused

@@ -6,6 +6,7 @@ from scrapy.settings import BaseSettings
 
 from .enabling import FEED_STORAGE_PATH
 from .extension import CheckpointExtension
+from .leases import QUEUE_CLASS_PATH, uses_shared_queue
 from .middleware import CheckpointMiddleware
 from .spidermiddleware import CheckpointSpiderMiddleware
 
@@ -32,3 +33,6 @@ class Addon:
             storages.setdefault(scheme, FEED_STORAGE_PATH)
         priority = settings.getpriority("FEED_STORAGES") or "addon"
         settings.set("FEED_STORAGES", storages, priority=priority)
+        if uses_shared_queue(settings):
+            # scrapy-redis: a pop from the shared queue must also be a lease
+            settings.set("SCHEDULER_QUEUE_CLASS", QUEUE_CLASS_PATH, priority="addon")

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .leases import StageWorker
 from .redis_store import (
     NAMESPACE,
     RedisStageLock,
@@ -50,7 +51,9 @@ class StageBackend(ABC):
     def open(self, stage: str) -> BaseCheckpointStore: ...
 
     @abstractmethod
-    def lock(self, stage: str) -> Lock: ...
+    def lock(self, stage: str, *, shared: bool = False) -> Lock:
+        """One process per stage; ``shared``: a worker's membership of a stage
+        that several workers crawl together (scrapy-redis), on a shared backend."""
 
     @abstractmethod
     def move_aside(self, stage: str) -> str:
@@ -65,6 +68,10 @@ class StageBackend(ABC):
 
     def close(self) -> None:
         """Let go of connections."""
+
+    def durability_warning(self) -> str | None:
+        """What the crash-safety promise would not survive with this backend as set up."""
+        return None
 
 
 class SqliteBackend(StageBackend):
@@ -88,7 +95,9 @@ class SqliteBackend(StageBackend):
     def open(self, stage: str) -> CheckpointStore:
         return CheckpointStore(self.path(stage), fsync=self.fsync)
 
-    def lock(self, stage: str) -> StageLock:
+    def lock(self, stage: str, *, shared: bool = False) -> StageLock:
+        if shared:
+            raise ValueError("a SQLite checkpoint cannot be shared by several workers")
         return StageLock(self.path(stage))
 
     def move_aside(self, stage: str) -> str:
@@ -132,7 +141,9 @@ class RedisBackend(StageBackend):
         return RedisStore(client_for(self.url), stage, RequestSigner(self.directory),
                           self.location(stage))
 
-    def lock(self, stage: str) -> Lock:
+    def lock(self, stage: str, *, shared: bool = False) -> Lock:
+        if shared:
+            return StageWorker(self.client, StageKeys(stage), self.lease_seconds, self.worker_id)
         return RedisStageLock(self.client, StageKeys(stage), self.lease_seconds, self.worker_id)
 
     def move_aside(self, stage: str) -> str:
@@ -160,6 +171,27 @@ class RedisBackend(StageBackend):
 
     def close(self) -> None:
         self.client.close()
+
+    def durability_warning(self) -> str | None:
+        try:
+            appendonly = self.client.config_get("appendonly").get(b"appendonly", b"?")
+            save = self.client.config_get("save").get(b"save", b"")
+        except Exception:  # CONFIG is often disabled on managed servers: nothing to tell
+            return None
+        if appendonly == b"yes":
+            return None
+        if save:
+            return (
+                f"The Redis server at {self.described} runs without the append-only file "
+                f"(appendonly no), with snapshots only: if the server restarts, the checkpoint "
+                f"goes back to the last snapshot and may lose commits. Set appendonly yes "
+                f"(appendfsync everysec or always) for crash-safe checkpoints."
+            )
+        return (
+            f"The Redis server at {self.described} runs without persistence (appendonly no, "
+            f"no snapshots): if the server restarts, the checkpoint is gone. Set appendonly yes "
+            f"(appendfsync everysec or always) for crash-safe checkpoints."
+        )
 
 
 def backend_for(config: CheckpointConfig) -> StageBackend:

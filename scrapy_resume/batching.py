@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .store import CommitBatch, NewRequest, RequestStatus, Settlement
-from .tracking import KEY_META
+from .tracking import KEY_META, LEASE_META
 
 if TYPE_CHECKING:
     from scrapy import Request
@@ -43,6 +43,9 @@ class BatchBuilder:
         self.counter_deltas: dict[str, int] = {}
         self.warned_callbacks: set[str] = set()
         self.callbacks = CallbackNames()
+        # False on a shared scrapy-redis queue: the queue holds the serialized
+        # requests, the ledger only their keys and URLs
+        self.keep_blobs = True
 
     # what happened since the last commit
 
@@ -117,8 +120,12 @@ class BatchBuilder:
             return
         request = tracker.request
         blob = None
-        if tracker.status == RequestStatus.FAILED and request is not None:
-            blob = self.serialize(request, warn=False)  # kept, to be retried
+        if request is not None:
+            if tracker.status == RequestStatus.FAILED:
+                blob = self.serialize(request, warn=False)  # kept, to be retried
+            lease = request.meta.get(LEASE_META)
+            if lease is not None:  # taken from a shared queue: the lease ends with this commit
+                batch.released_leases.append(lease)
         batch.settlements.append(
             Settlement(
                 key=tracker.key,
@@ -151,6 +158,9 @@ class BatchBuilder:
 
     def _add_new_request(self, batch: CommitBatch, request: Request) -> bool:
         """Serialize a new request into the batch; False if it cannot be serialized."""
+        if not self.keep_blobs:
+            batch.new_requests.append(NewRequest(request.meta[KEY_META], request.url, None))
+            return True
         blob = self.serialize(request, warn=True)
         if blob is None:
             return False

@@ -11,12 +11,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
-from scrapy.exceptions import CloseSpider, NotConfigured
+from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
 from scrapy.utils.defer import deferred_from_coro
 
 from .config import CheckpointConfig
 from .enabling import half_enabled_message, has_component, missing_lines
 from .feeds import FeedChanged, check_feeds, truncate_to_committed
+from .leases import StageWorker, queue_key, shared_queue_problems, uses_shared_queue
 from .middleware import describe_error
 from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
@@ -81,6 +82,8 @@ class CheckpointExtension:
         self.progress: Progress | None = None
         self.progress_timer: Any = None
         self.http_errors = HttpErrorPolicy(crawler)
+        # several workers share a scrapy-redis queue: leases, no exclusive lock
+        self.shared = uses_shared_queue(crawler.settings)
 
     @property
     def store(self) -> BaseCheckpointStore | None:
@@ -100,6 +103,8 @@ class CheckpointExtension:
         connect(runtime.on_request_dropped, signal=signals.request_dropped)
         connect(extension.response_received, signal=signals.response_received)
         connect(extension.spider_error, signal=signals.spider_error)
+        if extension.shared:
+            connect(extension.spider_idle, signal=signals.spider_idle)
         # the item signals are connected by the spider middleware: it is built
         # after every extension, so its handler runs after FeedExporter's write
         return extension
@@ -156,10 +161,17 @@ class CheckpointExtension:
         )
         try:
             self.opened = open_stage(
-                self.config, self.stage, spider.name, config, how, {"spider": spider}
+                self.config, self.stage, spider.name, config, how, {"spider": spider},
+                shared=self.shared,
             )
-        except NothingToDo:
+        except NothingToDo as nothing:
+            # a worker killed after the others finished the stage: its feed still
+            # ends with bytes that were never committed
+            truncate_to_committed(nothing.feed_offsets)
             raise CloseSpider("finished") from None
+        warning = self.opened.backend.durability_warning()
+        if warning:
+            logger.warning("%s", warning, extra={"spider": spider})
         summary = self.opened.summary
         if summary is not None:
             try:
@@ -168,7 +180,10 @@ class CheckpointExtension:
                 raise CheckpointRefused("checkpoint_feed_changed", str(exc)) from None
         self.opened.begin()
         self.runtime.recovering = self.opened.mode == "recover"
-        self.runtime.start(self.store)
+        worker = self.opened.lock if self.shared else None
+        if worker is not None:
+            worker.queue_key = queue_key(self.crawler.settings, spider.name)  # type: ignore[attr-defined]
+        self.runtime.start(self.store, worker)  # type: ignore[arg-type]
         if summary is not None:  # counted before this run: the same requests
             logger.info(
                 "Resuming stage %s: %s done, %s failed, %s pending (retrying failed: %s)",
@@ -187,11 +202,39 @@ class CheckpointExtension:
         missing = missing_lines(self.crawler.settings)
         if missing:
             raise CheckpointRefused("checkpoint_misconfigured", half_enabled_message(missing))
+        if self.shared:
+            problems = shared_queue_problems(self.crawler.settings, self.config.backend)
+            if problems:
+                raise CheckpointRefused("checkpoint_misconfigured", "\n".join(problems))
         problems, warnings = check_feeds(self.crawler.settings)
         if problems:
             raise CheckpointRefused("checkpoint_feed_unsupported", "\n".join(problems))
         for warning in warnings:
             logger.warning("%s", warning, extra={"spider": spider})
+
+    # a shared queue
+
+    def spider_idle(self, spider: Spider) -> None:
+        """Out of work: stay open while any worker holds a lease; put the requests
+        of expired leases (dead workers) back in the queue."""
+        worker = self.runtime.worker
+        if worker is None or not self.runtime.active:
+            return
+        self.runtime.settle_complete_trackers()
+        self.runtime.commit()
+        stats = self.crawler.stats
+        stats.inc_value("checkpoint/leases_released_idle", worker.release_leftovers())
+        reclaimed = worker.reclaim_expired()
+        if reclaimed:
+            stats.inc_value("checkpoint/leases_reclaimed", reclaimed)
+            logger.info(
+                "Put %d request(s) of expired leases (a worker died) back in the queue",
+                reclaimed, extra={"spider": spider},
+            )
+        outstanding = worker.outstanding()
+        if reclaimed or outstanding or worker.queued():
+            logger.debug("Waiting: %d lease(s) outstanding", outstanding, extra={"spider": spider})
+            raise DontCloseSpider
 
     # committing
 
@@ -226,7 +269,9 @@ class CheckpointExtension:
         self.runtime.close_feeds()
         self.runtime.active = False
         summary = self.store.summary()
-        if reason == "finished" and summary.pending == 0:
+        if self.runtime.worker is not None:
+            status = self._shared_stage_status(reason, self.runtime.worker)
+        elif reason == "finished" and summary.pending == 0:
             status = StageStatus.COMPLETED
         else:
             status = StageStatus.PAUSED
@@ -241,6 +286,18 @@ class CheckpointExtension:
             extra={"spider": spider},
         )
         self._release()
+
+    def _shared_stage_status(self, reason: str, worker: StageWorker) -> str:
+        """The last worker to leave decides whether the stage is completed."""
+        requeued = worker.requeue_own()  # in flight at a forced close: back to the queue
+        if requeued:
+            self.crawler.stats.set_value("checkpoint/leases_requeued", requeued)
+        worker.release()  # deregistered first: of two last workers, one sees no other
+        if worker.live_workers():
+            return StageStatus.RUNNING
+        if reason == "finished" and not worker.outstanding() and not worker.queued():
+            return StageStatus.COMPLETED
+        return StageStatus.PAUSED
 
     def _publish_stats(self, summary: StageSummary) -> None:
         stats = self.crawler.stats

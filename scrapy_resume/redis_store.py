@@ -114,6 +114,16 @@ return seq
 """
 
 
+_CLAIM = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], '0') == 0 then return 0 end
+local seq = redis.call('HINCRBY', KEYS[1], 'next_seq', 1) - 1
+redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({seq, ARGV[2], false, false, 0, tonumber(ARGV[3]),
+  tonumber(ARGV[3]), false}))
+redis.call('HINCRBY', KEYS[4], '0', 1)
+return 1
+"""
+
+
 def client_for(url: str) -> Any:
     """A client for ``redis://HOST:PORT/DB`` (bytes in, bytes out)."""
     import redis
@@ -259,6 +269,7 @@ class RedisStore(BaseCheckpointStore):
         self.signer = signer
         self.path = location  # for messages: where this stage lives
         self._commit_script = client.register_script(_COMMIT)
+        self._claim_script = client.register_script(_CLAIM)
         if client.exists(self.keys.meta):
             self._check_schema()
 
@@ -280,6 +291,7 @@ class RedisStore(BaseCheckpointStore):
         pipe.hset(self.keys.meta, mapping={
             "schema_version": SCHEMA_VERSION, "stage": stage, "spider": spider,
             "status": StageStatus.INITIALIZED, "created_at": now, "updated_at": now,
+            "next_seq": 1,
         })
         pipe.hset(self.keys.counts, mapping={str(int(s)): 0 for s in RequestStatus})
         pipe.execute()
@@ -340,30 +352,36 @@ class RedisStore(BaseCheckpointStore):
             return frozenset({b"1", b"2", b"3"} if include_failed else {b"1", b"3"})
         return frozenset({b"0", b"2"} if include_failed else {b"0"})
 
-    def _status_index(self, statuses: frozenset[bytes], settled: bool, include_failed: bool) -> KeyIndex:
-        prefixes = array("Q")
-        for key, status in self.client.hscan_iter(self.keys.status, count=10000):
-            if status in statuses:
-                prefixes.append(KeyIndex.prefix(key))
-        if settled:
-            return KeyIndex(prefixes, lambda k: self.is_finished(k, include_failed=include_failed))
-        return KeyIndex(prefixes, lambda k: self.is_pending(k, include_failed=include_failed))
-
     def finished_index(self, *, include_failed: bool = True) -> KeyIndex:
         statuses = self._statuses(settled=True, include_failed=include_failed)
-        return self._status_index(statuses, True, include_failed)
+        prefixes = array("Q", (
+            KeyIndex.prefix(key)
+            for key, status in self.client.hscan_iter(self.keys.status, count=10000)
+            if status in statuses
+        ))
+        return KeyIndex(prefixes, lambda k: self.is_finished(k, include_failed=include_failed))
 
     def is_finished(self, key: bytes, *, include_failed: bool = True) -> bool:
         status = self.client.hget(self.keys.status, key)
         return status in self._statuses(settled=True, include_failed=include_failed)
 
     def frontier_index(self, *, include_failed: bool = False) -> KeyIndex:
-        statuses = self._statuses(settled=False, include_failed=include_failed)
-        return self._status_index(statuses, False, include_failed)
+        # every stored request (failed ones too); the confirmation checks the status
+        prefixes = array("Q", (
+            KeyIndex.prefix(key) for key in self.client.zrange(self.keys.frontier, 0, -1)
+        ))
+        return KeyIndex(prefixes, lambda k: self.is_pending(k, include_failed=include_failed))
 
     def is_pending(self, key: bytes, *, include_failed: bool = False) -> bool:
         status = self.client.hget(self.keys.status, key)
         return status in self._statuses(settled=False, include_failed=include_failed)
+
+    def claim(self, key: bytes, url: str) -> bool:
+        keys = self.keys
+        return bool(self._claim_script(
+            keys=[keys.meta, keys.status, keys.record, keys.counts],
+            args=[key, url, int(time.time())],
+        ))
 
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from .feeds import FeedStage
+    from .leases import StageWorker
 
 
 def soon_caller() -> Callable[..., Any]:
@@ -103,6 +104,8 @@ class CheckpointRuntime:
         self.stats = crawler.stats
         self.fingerprint = crawler.request_fingerprinter.fingerprint
         self.store: BaseCheckpointStore | None = None
+        # this process's leases, when several workers share a scrapy-redis queue
+        self.worker: StageWorker | None = None
         self.active = False  # True between a successful open and the close
         self.recovering = False  # replaying the frontier of a crashed run
         self.settled_this_run = 0  # committed settlements: the progress line's rate
@@ -127,8 +130,11 @@ class CheckpointRuntime:
 
     # starting and restoring
 
-    def start(self, store: BaseCheckpointStore) -> None:
+    def start(self, store: BaseCheckpointStore, worker: StageWorker | None = None) -> None:
         self.store = store
+        self.worker = worker
+        # on a shared queue, the queue holds the pending requests (and restores them)
+        self.batches.keep_blobs = worker is None
         retry_failed = self.config.retry_failed  # failed requests go back into the frontier
         # an empty index (a fresh stage) is a frozenset: the cheapest "not in"
         self.finished = store.finished_index(include_failed=not retry_failed) or frozenset()
@@ -169,6 +175,9 @@ class CheckpointRuntime:
                     continue
                 request.meta[KEY_META] = key
                 request.meta[ORIGIN_META] = (RESTORED, 0)
+                if self.worker is not None:
+                    # a failed request retried: the shared dupefilter has seen it
+                    request.dont_filter = True
                 # a failed request being retried gets its retries afresh
                 request.meta.pop("retry_times", None)
                 self.stats.inc_value("checkpoint/restored")
@@ -194,8 +203,10 @@ class CheckpointRuntime:
         meta = request.meta
         origin = meta.pop(ORIGIN_META, None)
         if origin is None:
-            if KEY_META in meta:
-                return  # a retry or redirect of a request we already track
+            if KEY_META in meta:  # a retry or redirect of a request we already track
+                if self.worker is not None:
+                    self.worker.rescheduled(request)  # its copy goes back in the shared queue
+                return
             parent, ordinal = None, 0  # injected with engine.crawl() from outside a callback
         else:
             parent, ordinal = origin
@@ -215,6 +226,11 @@ class CheckpointRuntime:
         if request.dont_filter:
             key = self._dont_filter_key(key, parent, ordinal)
         meta[KEY_META] = key
+        if parent == START and self.worker is not None:
+            # every worker's start() yields the start requests: the first one schedules them
+            if not self.store.claim(key, request.url):  # type: ignore[union-attr]
+                raise IgnoreRequest("scheduled by another worker or an earlier run")
+            return
         if key in self.skipped or key in self.finished:
             if key not in self.skipped:  # count each one once
                 self.skipped.add(key)
@@ -373,6 +389,8 @@ class CheckpointRuntime:
             return
         started = time.monotonic()
         batch = self.batches.build(self.start_items)
+        if self.worker is not None:
+            batch.released_leases.extend(self.worker.releases())
         # the items' bytes reach the feed files before "done" is written
         for stage in self.feeds:
             if stage.has_output:
@@ -380,6 +398,8 @@ class CheckpointRuntime:
         if not batch:
             return
         self.store.commit(batch)
+        if self.worker is not None:
+            self.worker.committed(batch.released_leases)
         self.settled_this_run += len(batch.settlements)
         self.last_commit = time.monotonic()
         for stage in self.feeds:

@@ -362,6 +362,12 @@ class CheckpointStore(BaseCheckpointStore):
         query = f"SELECT 1 FROM requests WHERE key = ? AND status IN {statuses}"
         return self._db.execute(query, (key,)).fetchone() is not None
 
+    def claim(self, key: bytes, url: str) -> bool:
+        now = int(time.time())
+        with self._transaction():
+            seq = self._take_seq(1)
+            return self._db.execute(_ADD_PENDING, (key, seq, url, now, now)).rowcount == 1
+
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:

@@ -41,9 +41,10 @@ class CheckpointRefused(Exception):
 class NothingToDo(Exception):
     """Resuming a completed stage with no failure to retry."""
 
-    def __init__(self, summary: StageSummary):
+    def __init__(self, summary: StageSummary, feed_offsets: dict[str, int]):
         super().__init__(f"already completed ({summary.describe()}): nothing to do")
         self.summary = summary
+        self.feed_offsets = feed_offsets  # the committed size of this process's feeds
 
 
 @dataclass(frozen=True)
@@ -91,15 +92,21 @@ def open_stage(
     run_config: dict,
     how: HowTo,
     log_extra: dict[str, Any] | None = None,
+    *,
+    shared: bool = False,
 ) -> OpenedStage:
     """Lock and open ``stage`` for ``owner`` (a spider name, or a tracker's label).
+
+    ``shared``: several workers crawl the stage together (scrapy-redis); instead
+    of locking it, this one joins it, and a stage other live workers are
+    running is joined as it is ("join" mode).
 
     Raises CheckpointRefused, or NothingToDo for a completed stage; the stage
     is unlocked again in both cases.
     """
     extra = log_extra or {}
     backend = backend_for(config)
-    lock = backend.lock(stage)
+    lock = backend.lock(stage, shared=shared)
     try:
         lock.acquire()
     except CheckpointLocked as exc:
@@ -111,7 +118,12 @@ def open_stage(
         ) from None
     store = None
     try:
-        store, mode, summary = _choose_mode(config, stage, backend, how, extra)
+        others = getattr(lock, "others", None)
+        joined = _join(config, stage, backend, others, how, extra) if others else None
+        if joined is not None:
+            store, mode, summary = joined
+        else:
+            store, mode, summary = _choose_mode(config, stage, backend, how, extra)
         if mode == "fresh":
             missing = missing_input_files(run_config)
             if missing:
@@ -182,7 +194,7 @@ def _choose_mode(
                 "Stage %s is already completed (%s): nothing to do. Use %s to run it again "
                 "from scratch.", stage, summary.describe(), how.reset_option, extra=extra,
             )
-            raise NothingToDo(summary)
+            raise NothingToDo(summary, store.feed_offsets())
     except BaseException:
         store.close()
         raise
@@ -193,6 +205,46 @@ def _choose_mode(
         )
         return store, "recover", summary
     return store, "resume", summary
+
+
+def _join(
+    config: CheckpointConfig, stage: str, backend: StageBackend, others: list[str], how: HowTo,
+    extra: dict,
+) -> tuple[BaseCheckpointStore, str, StageSummary] | None:
+    """Other workers are crawling the stage: this one joins them. None when
+    the stage is not running (the other workers are still opening it, or
+    refused): the usual rules apply then."""
+    if config.reset:
+        raise CheckpointRefused(
+            "checkpoint_locked",
+            f"Stage {stage} is being crawled by {len(others)} live worker(s) "
+            f"({', '.join(others)}): a reset would pull the checkpoint from under them. Stop "
+            f"them first, then run again with {how.reset_option}.",
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        # the first worker may still be creating the stage
+        if backend.exists(stage):
+            store = backend.open(stage)
+            summary = store.summary()
+            if summary.status != StageStatus.INITIALIZED:
+                break
+            store.close()
+        if time.monotonic() > deadline:
+            raise CheckpointRefused(
+                "checkpoint_locked",
+                f"Stage {stage} has live workers ({', '.join(others)}) but was not started "
+                f"after 30 s. Check those workers' logs.",
+            )
+        time.sleep(0.1)
+    if summary.status not in (StageStatus.RUNNING, StageStatus.RECOVERING):
+        store.close()
+        return None
+    logger.info(
+        "Joining stage %s, crawled by %d other live worker(s): %s (%s)",
+        stage, len(others), ", ".join(others), summary.describe(), extra=extra,
+    )
+    return store, "join", summary
 
 
 def _check_resume(

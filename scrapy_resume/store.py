@@ -221,6 +221,12 @@ class BaseCheckpointStore(ABC):
     def is_pending(self, key: bytes, *, include_failed: bool = False) -> bool: ...
 
     @abstractmethod
+    def claim(self, key: bytes, url: str) -> bool:
+        """Record ``key`` as pending at once, unless the ledger knows it already
+        (then False): how workers sharing a queue agree on who schedules a
+        start request."""
+
+    @abstractmethod
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
     ) -> Iterator[list[tuple[bytes, bytes]]]:

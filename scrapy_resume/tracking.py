@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 #: by Scrapy to its retries and redirects. Read it, never set it.
 KEY_META = "checkpoint_key"
 
+#: The lease on a request taken from a shared scrapy-redis queue (see leases.py):
+#: released by the commit that settles the request.
+LEASE_META = "checkpoint_lease"
+
 #: Internal tag on a request between its creation and ``request_scheduled``:
 #: ``(origin, ordinal)``. Popped when the request is scheduled, so that retries
 #: (which copy meta) never see it and it is never serialized.

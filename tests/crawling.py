@@ -80,7 +80,9 @@ class Crawl:
         cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(self.spider_file)]
         for name, value in {**self.settings, **settings}.items():
             cmd += ["-s", f"{name}={value}"]
-        for name, value in {**self.args, "stats_file": str(self.stats_path)}.items():
+        # relative to the working directory: several workers of one stage pass the same
+        # arguments (a resume or a join compares them), each writing its own file
+        for name, value in {**self.args, "stats_file": self.stats_path.name}.items():
             cmd += ["-a", f"{name}={value}"]
         for feed in [self.feed, *self.more_feeds] if self.feed else self.more_feeds:
             cmd += [self.feed_flag, str(feed)]

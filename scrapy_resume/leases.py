@@ -1,0 +1,324 @@
+"""Several workers on one stage, sharing scrapy-redis's queue, and leases.
+
+scrapy-redis pops a request from the shared queue destructively: if the worker
+then dies, the request is gone while its fingerprint stays "seen", so no one
+ever fetches it. Here a pop is also a lease, in one Lua script: the request's
+queue entry is kept, with the worker's id and an expiry, until the commit that
+settles the request releases it (in the same script as "done"). A live worker
+renews its leases from a heartbeat thread; the leases of a dead worker expire,
+and the live workers put their requests back in the queue.
+
+A worker that runs out of work stays open while any lease is outstanding: the
+crawl is finished only when the queue is empty and no lease is held.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .redis_store import StageKeys, process_is_gone
+from .tracking import LEASE_META
+
+try:
+    from scrapy_redis.queue import PriorityQueue
+except ImportError:  # scrapy-redis is optional: only a shared queue needs it
+    PriorityQueue = object  # type: ignore[assignment,misc]
+
+if TYPE_CHECKING:
+    from scrapy import Request
+
+logger = logging.getLogger(__name__)
+
+# Redis's own clock, so that workers on machines whose clocks differ agree
+_NOW_MS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# KEYS: queue, lease_expiry, lease_request, lease_score, lease_owner, lease_queue, meta
+# ARGV: worker id, lease length (ms)
+_POP_AND_LEASE = _NOW_MS + """
+local found = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #found == 0 then return false end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, 0)
+local id = tostring(redis.call('HINCRBY', KEYS[7], 'lease_seq', 1))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
+redis.call('HSET', KEYS[3], id, found[1])
+redis.call('HSET', KEYS[4], id, found[2])
+redis.call('HSET', KEYS[5], id, ARGV[1])
+redis.call('HSET', KEYS[6], id, KEYS[1])
+return {found[1], id}
+"""
+
+# KEYS: workers, lease_expiry; ARGV: worker id, lease length (ms), the worker's lease ids
+_HEARTBEAT = _NOW_MS + """
+local until = now + tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], until, ARGV[1])
+for i = 3, #ARGV do redis.call('ZADD', KEYS[2], 'XX', until, ARGV[i]) end
+"""
+
+# KEYS: workers; ARGV: worker id, lease length (ms). Returns the other live workers.
+_JOIN = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local others = {}
+for _, worker in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if worker ~= ARGV[1] then table.insert(others, worker) end
+end
+return others
+"""
+
+# KEYS: lease_expiry, lease_request, lease_score, lease_owner, lease_queue
+# ARGV[1]: 'expired' (every expired lease), 'requeue' or 'release' (the ids that follow)
+# Puts the requests of the chosen leases back in their queue (not for 'release'),
+# and deletes the leases. Returns how many requests went back.
+_END_LEASES = _NOW_MS + """
+local ids = {}
+if ARGV[1] == 'expired' then
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
+else
+  for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
+end
+local requeued = 0
+for _, id in ipairs(ids) do
+  local request = redis.call('HGET', KEYS[2], id)
+  if request and ARGV[1] ~= 'release' then
+    local queue = redis.call('HGET', KEYS[5], id)
+    redis.call('ZADD', queue, redis.call('HGET', KEYS[3], id), request)
+    requeued = requeued + 1
+  end
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  redis.call('HDEL', KEYS[4], id)
+  redis.call('HDEL', KEYS[5], id)
+end
+return requeued
+"""
+
+
+class StageWorker:
+    """This process's membership of a shared stage: it takes the place of the
+    exclusive lock. Joining registers the worker (with an expiry its heartbeat
+    renews); the leases it holds are renewed by the same heartbeat."""
+
+    def __init__(self, client: Any, keys: StageKeys, lease_seconds: float, worker_id: str):
+        self.client = client
+        self.keys = keys
+        self.lease_ms = int(lease_seconds * 1000)
+        self.worker_id = worker_id
+        self.others: list[str] = []  # the other live workers when this one joined
+        self.held: set[str] = set()  # ids of the leases this worker holds
+        self.to_release: list[str] = []  # released by the next commit
+        self.queue_key = ""  # scrapy-redis's queue of the spider, set when the crawl opens
+        self._stopped = threading.Event()
+        self._pop = client.register_script(_POP_AND_LEASE)
+        self._heartbeat_script = client.register_script(_HEARTBEAT)
+        self._join = client.register_script(_JOIN)
+        self._end = client.register_script(_END_LEASES)
+
+    # the lock protocol (see backends.Lock)
+
+    def acquire(self) -> None:
+        others = self._join(keys=[self.keys.workers], args=[self.worker_id, self.lease_ms])
+        self.others = [w.decode() for w in others if not process_is_gone(w.decode())]
+        self._stopped.clear()
+        threading.Thread(target=self._beat, name="scrapy-resume-worker", daemon=True).start()
+
+    def release(self) -> None:
+        self._stopped.set()
+        self.client.zrem(self.keys.workers, self.worker_id)
+
+    def held_by_another(self) -> str | None:
+        others = self.live_workers()
+        return ", ".join(others) if others else None
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.lease_ms / 3000):
+            try:
+                self.heartbeat()
+            except Exception as exc:  # a Redis hiccup: the next beat tries again
+                logger.warning("Cannot renew this worker's leases: %s", exc)
+
+    def heartbeat(self) -> None:
+        # tuple() copies the set in one step under the GIL, while the reactor adds to it
+        self._heartbeat_script(
+            keys=[self.keys.workers, self.keys.lease_expiry],
+            args=[self.worker_id, self.lease_ms, *tuple(self.held)],
+        )
+
+    # leases
+
+    def take(self, queue_key: str) -> tuple[bytes, str] | None:
+        """Pop the queue's next request and lease it, in one step. The queue is
+        on this stage's server: the extension refuses a crawl where it is not."""
+        keys = self.keys
+        found = self._pop(
+            keys=[queue_key, keys.lease_expiry, keys.lease_request, keys.lease_score,
+                  keys.lease_owner, keys.lease_queue, keys.meta],
+            args=[self.worker_id, self.lease_ms],
+        )
+        if not found:
+            return None
+        data, lease = found[0], found[1].decode()
+        self.held.add(lease)
+        return data, lease
+
+    def rescheduled(self, request: Request) -> None:
+        """A leased request goes back to the queue as a retry or a redirect: its
+        copy is in the queue now, so the lease ends with the next commit."""
+        lease = request.meta.pop(LEASE_META, None)
+        if lease is not None:
+            self.to_release.append(lease)
+
+    def releases(self) -> list[str]:
+        taken, self.to_release = self.to_release, []
+        return taken
+
+    def committed(self, released: list[str]) -> None:
+        self.held.difference_update(released)
+
+    def _end_leases(self, how: str, ids: list[str] = ()) -> int:  # type: ignore[assignment]
+        keys = self.keys
+        return int(self._end(
+            keys=[keys.lease_expiry, keys.lease_request, keys.lease_score, keys.lease_owner,
+                  keys.lease_queue],
+            args=[how, *ids],
+        ))
+
+    def release_leftovers(self) -> int:
+        """At idle nothing is in flight: a lease still held belongs to a request
+        that left without being settled (e.g. ignored by another middleware)."""
+        leftovers = sorted(self.held)
+        if leftovers:
+            self._end_leases("release", leftovers)
+            self.held.clear()
+        return len(leftovers)
+
+    def requeue_own(self) -> int:
+        """At close: whatever this worker still holds goes back in the queue now."""
+        own = sorted(self.held)
+        self.held.clear()
+        return self._end_leases("requeue", own) if own else 0
+
+    def reclaim_expired(self) -> int:
+        """Put the requests of expired leases (dead workers) back in their queue."""
+        return self._end_leases("expired")
+
+    def outstanding(self) -> int:
+        return int(self.client.zcard(self.keys.lease_expiry))
+
+    def queued(self) -> int:
+        return int(self.client.zcard(self.queue_key)) if self.queue_key else 0
+    def live_workers(self) -> list[str]:
+        now_s, now_us = self.client.time()
+        now = now_s * 1000 + now_us // 1000
+        workers = self.client.zrangebyscore(self.keys.workers, now, "+inf")
+        return [w.decode() for w in workers if w.decode() != self.worker_id]
+
+
+def worker_of(spider: Any) -> StageWorker | None:
+    """The checkpoint's StageWorker of this crawl, if it runs on a shared queue."""
+    from .middleware import runtime_of
+
+    runtime = runtime_of(spider.crawler)
+    return runtime.worker if runtime is not None and runtime.active else None
+
+
+class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
+    """scrapy-redis's priority queue, where a pop is also a lease.
+
+    Set by the add-on as ``SCHEDULER_QUEUE_CLASS`` when SCHEDULER is
+    scrapy-redis's. It relies on scrapy-redis's ``Base._decode_request`` (the
+    queue classes' own decoding, meant for subclasses like this one);
+    tests/test_redis_workers.py fails loudly if that changes.
+    """
+
+    def pop(self, timeout: int = 0) -> Request | None:
+        worker = worker_of(self.spider)
+        if worker is None:  # checkpointing is off or refused for this crawl
+            return super().pop(timeout)
+        taken = worker.take(self.key)
+        if taken is None:
+            return None
+        data, lease = taken
+        request = self._decode_request(data)
+        request.meta[LEASE_META] = lease
+        return request
+
+
+QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
+
+
+def uses_shared_queue(settings: Any) -> bool:
+    """Is SCHEDULER scrapy-redis's scheduler (or a subclass)?"""
+    from scrapy.utils.misc import load_object
+
+    scheduler = settings.get("SCHEDULER")
+    if not scheduler or "scrapy_redis" not in str(getattr(scheduler, "__module__", scheduler)):
+        return False
+    try:
+        from scrapy_redis.scheduler import Scheduler
+
+        loaded = load_object(scheduler) if isinstance(scheduler, str) else scheduler
+    except (ImportError, NameError, ValueError):
+        return False
+    return isinstance(loaded, type) and issubclass(loaded, Scheduler)
+
+
+def shared_queue_problems(settings: Any, backend_url: str) -> list[str]:
+    """What stops a scrapy-redis crawl from being checkpointed safely; each
+    line says which setting to change."""
+    from scrapy.utils.misc import load_object
+
+    from .redis_store import client_for, server_identity
+
+    if not backend_url:
+        return [
+            "scrapy-redis shares one queue between workers, and a SQLite checkpoint belongs to "
+            "one process: set CHECKPOINT_BACKEND to the Redis server scrapy-redis uses "
+            "(for example -s CHECKPOINT_BACKEND=redis://127.0.0.1:6379/0)."
+        ]
+    problems = []
+    if not settings.getbool("SCHEDULER_PERSIST"):
+        problems.append(
+            "Set SCHEDULER_PERSIST = True: without it, the first worker to stop flushes the "
+            "shared queue and dupefilter, and the pending requests with them."
+        )
+    if settings.getbool("SCHEDULER_FLUSH_ON_START"):
+        problems.append(
+            "Set SCHEDULER_FLUSH_ON_START = False: a starting worker would throw away the "
+            "queue the other workers are crawling."
+        )
+    queue_class = settings.get("SCHEDULER_QUEUE_CLASS") or "scrapy_redis.queue.PriorityQueue"
+    try:
+        loaded = load_object(queue_class) if isinstance(queue_class, str) else queue_class
+    except (ImportError, NameError, ValueError):
+        loaded = None
+    if not (isinstance(loaded, type) and issubclass(loaded, LeasedPriorityQueue)):
+        problems.append(
+            f'Set SCHEDULER_QUEUE_CLASS = "{QUEUE_CLASS_PATH}" (the add-on does it): each '
+            f"request a worker takes from the queue must be leased in the same step, or a "
+            f"killed worker loses it. (Now: {queue_class})"
+        )
+    from scrapy_redis.connection import get_redis_from_settings
+
+    queue_server = server_identity(get_redis_from_settings(settings))
+    checkpoint_server = server_identity(client_for(backend_url))
+    if queue_server != checkpoint_server:
+        problems.append(
+            "CHECKPOINT_BACKEND and scrapy-redis (REDIS_URL / REDIS_HOST) must name the same "
+            "Redis server and database: a request is leased in the same step that takes it "
+            f"from the queue. Now: queue on {queue_server}, checkpoint on {checkpoint_server}."
+        )
+    return problems
+
+
+def queue_key(settings: Any, spider_name: str) -> str:
+    """scrapy-redis's request queue of this spider."""
+    from scrapy_redis import defaults
+
+    template = settings.get("SCHEDULER_QUEUE_KEY") or defaults.SCHEDULER_QUEUE_KEY
+    return template % {"spider": spider_name}

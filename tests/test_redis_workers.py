@@ -1,0 +1,96 @@
+"""Several workers crawl one stage through scrapy-redis, with the Redis backend.
+
+Real processes, a real redis-server and a real SIGKILL: one worker is killed
+mid-crawl and not restarted until the others have finished.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import redis
+
+from scrapy_resume.redis_store import StageKeys
+from tests.crawling import Crawl, was_killed
+
+SIZE = 3000
+FANOUT = 5
+WORKERS = 3
+
+
+def page_path(ns: str, n: int) -> str:
+    return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
+
+
+def scrapy_redis_worker(tmp_path, number: int, start: str, redis_url: str) -> Crawl:
+    workdir = tmp_path / f"worker{number}"
+    workdir.mkdir()
+    return Crawl(workdir, "graph", args={"start": start}, backend=redis_url, settings={
+        "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),  # one signing secret for all
+        "CHECKPOINT_LEASE_SECONDS": "3",
+        "SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+        "SCHEDULER_PERSIST": "True",
+        "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
+        "REDIS_URL": redis_url,
+    })
+
+
+def leases_of(client: redis.Redis, pid: int) -> int:
+    owners = client.hvals(StageKeys("graph").lease_owner)
+    return sum(1 for owner in owners if owner.decode().split(":")[1] == str(pid))
+
+
+def feed_lines(crawl: Crawl) -> list[str]:
+    return crawl.feed.read_text().splitlines() if crawl.feed.exists() else []
+
+
+def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
+    tmp_path, mockserver, redis_server
+):
+    ns = mockserver.namespace()
+    redis_url = redis_server.url(db=2)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    mockserver.configure(ns, delay_ms=5)  # requests stay in flight a little
+    start = mockserver.url(page_path(ns, 0))
+    workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(WORKERS)]
+    procs = [crawl.start() for crawl in workers]
+    victim, survivors = 1, [0, 2]
+    mockserver.arm(ns, procs[victim].pid, signal="KILL", at=SIZE // 3)
+
+    killed = workers[victim].finish(procs[victim])
+    assert was_killed(killed), killed.log[-3000:]
+    # what the killed worker had taken from the queue and not committed
+    in_flight = leases_of(client, procs[victim].pid)
+    results = [workers[i].finish(procs[i], timeout=180) for i in survivors]
+    for result in results:
+        assert result.finish_reason == "finished", result.log[-3000:]
+
+    # 0 lost: every page of the site was fetched and yielded its item
+    hits = mockserver.hits(ns)
+    assert {page_path(ns, n) for n in range(SIZE)} <= set(hits)
+    fetched_twice = sum(1 for n in hits.values() if n > 1)
+    assert in_flight > 0  # the kill really hit the worker mid-crawl
+    assert fetched_twice <= in_flight
+    # every lease of the dead worker expired and went back to the queue
+    reclaimed = sum(r.stats.get("checkpoint/leases_reclaimed", 0) for r in results)
+    assert reclaimed == in_flight
+    summary = workers[0].summary("graph")
+    assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
+    assert client.zcard(StageKeys("graph").lease_expiry) == 0
+
+    # before its resume, the dead worker's feed may end with uncommitted items
+    lines = [line for crawl in workers for line in feed_lines(crawl)]
+    urls = collections.Counter(json.loads(line)["url"] for line in lines)
+    assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+    assert sum(n - 1 for n in urls.values()) <= in_flight
+
+    # its resume finds the stage completed, and cuts its feed back to its last commit
+    resumed = workers[victim].run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished", resumed.log[-3000:]
+    assert "nothing to do" in resumed.log
+    lines = [line for crawl in workers for line in feed_lines(crawl)]
+    urls = collections.Counter(json.loads(line)["url"] for line in lines)
+    assert len(lines) == SIZE
+    assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
