@@ -48,7 +48,8 @@ SEQ, URL, HTTP_STATUS, ERROR, ATTEMPTS, CREATED, UPDATED, INFO = range(1, 9)  # 
 
 _COMMIT = """
 local h = cjson.decode(ARGV[1])
-local meta, status, record, frontier, blobs, counts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local meta, status, record = KEYS[1], KEYS[2], KEYS[3]
+local frontier, blobs, counts = KEYS[4], KEYS[5], KEYS[6]
 local now = h.now
 local seq = tonumber(redis.call('HGET', meta, 'next_seq') or '1')
 local i = 2
@@ -66,8 +67,8 @@ for n = 1, h.n_new do
   end
 end
 for n = 1, h.n_settle do
-  local key, st, url, http, err, attempts, info, blob =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local key, st, url, http = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local err, attempts, info, blob = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   i = i + 8
   local old = redis.call('HGET', status, key)
   local rec
@@ -326,7 +327,8 @@ class RedisStore(BaseCheckpointStore):
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}
 
     def set_status(self, status: str) -> None:
-        self.client.hset(self.keys.meta, mapping={"status": status, "updated_at": repr(time.time())})
+        now = repr(time.time())
+        self.client.hset(self.keys.meta, mapping={"status": status, "updated_at": now})
 
     def begin_run(self, mode: str) -> int:
         run_id = self.client.hincrby(self.keys.meta, "run_seq", 1)
@@ -467,9 +469,8 @@ class RedisStore(BaseCheckpointStore):
             yield key, RequestStatus(int(statuses[key])), records[key][URL - 1]
 
     def _json_hash(self, name: str) -> dict[str, Any]:
-        return {
-            k.decode(): json.loads(v) for k, v in self.client.hgetall(getattr(self.keys, name)).items()
-        }
+        stored = self.client.hgetall(getattr(self.keys, name))
+        return {k.decode(): json.loads(v) for k, v in stored.items()}
 
     def cursors(self) -> dict[str, Any]:
         return self._json_hash("cursors")
