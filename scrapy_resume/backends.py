@@ -9,11 +9,12 @@ which backend is in use.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .leases import StageWorker
+from .leases import StageWorker, live_workers, server_time_ms
 from .redis_store import (
     NAMESPACE,
     RedisStageLock,
@@ -66,6 +67,18 @@ class StageBackend(ABC):
     def stages(self) -> list[str]:
         """Every stage the backend holds (backups excluded), sorted."""
 
+    @abstractmethod
+    def where(self) -> str:
+        """The backend, for messages: a directory, or a Redis URL."""
+
+    @abstractmethod
+    def holders(self, stage: str) -> list[str]:
+        """The processes running the stage now (none: it is safe to reset)."""
+
+    def workers(self, stage: str) -> dict[str, Any]:
+        """A shared stage's live workers and leases, for ``scrapy checkpoint show``."""
+        return {}
+
     def close(self) -> None:
         """Let go of connections."""
 
@@ -112,6 +125,15 @@ class SqliteBackend(StageBackend):
         if not self.directory.is_dir():
             return []
         return sorted(path.stem for path in self.directory.glob("*.sqlite"))
+
+    def where(self) -> str:
+        if not self.directory.is_dir():
+            return f"{self.directory} (the directory does not exist)"
+        return str(self.directory)
+
+    def holders(self, stage: str) -> list[str]:
+        holder = self.lock(stage).held_by_another()
+        return [holder] if holder is not None else []
 
 
 class RedisBackend(StageBackend):
@@ -160,6 +182,27 @@ class RedisBackend(StageBackend):
     def remove(self, stage: str) -> None:
         keys = StageKeys(stage)
         self.client.delete(*keys.data(), keys.lock)
+
+    def where(self) -> str:
+        return self.described
+
+    def holders(self, stage: str) -> list[str]:
+        holder = self.lock(stage).held_by_another()
+        workers = [w["worker"] for w in self.workers(stage)["workers"]]
+        return ([holder] if holder is not None else []) + workers
+
+    def workers(self, stage: str) -> dict[str, Any]:
+        keys = StageKeys(stage)
+        owners = Counter(owner.decode() for owner in self.client.hvals(keys.lease_owner))
+        now = server_time_ms(self.client)
+        expired = self.client.zcount(keys.lease_expiry, "-inf", now)
+        return {
+            "workers": [
+                {"worker": worker, "leases": owners.get(worker, 0)}
+                for worker in live_workers(self.client, keys)
+            ],
+            "leases": {"outstanding": sum(owners.values()), "expired": int(expired)},
+        }
 
     def stages(self) -> list[str]:
         names = set()

@@ -1,7 +1,8 @@
 """``scrapy checkpoint``: see where each stage stands, export its ledger, tidy up.
 
 Shipped through the ``scrapy.commands`` entry point, so it works inside a
-project (CHECKPOINT_DIR from its settings) and outside one (``--dir PATH``).
+project (CHECKPOINT_DIR and CHECKPOINT_BACKEND from its settings) and outside
+one (``--dir PATH``, ``--backend redis://...``).
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ import csv
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from .backends import StageBackend, backend_for
 from .config import CheckpointConfig
-from .sqlite_store import CheckpointStore, StageLock
-from .store import CheckpointCorrupt, RequestStatus, StageStatus, format_age, format_time
+from .store import (
+    BaseCheckpointStore,
+    CheckpointCorrupt,
+    RequestStatus,
+    StageStatus,
+    format_age,
+    format_time,
+)
 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
@@ -30,18 +39,18 @@ class CommandError(Exception):
     """A clear message for the user, and exit code 1."""
 
 
-def stage_files(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        raise CommandError(f"No checkpoint directory at {directory} (use --dir PATH).")
-    files = sorted(directory.glob("*.sqlite"))
-    if not files:
-        raise CommandError(f"No checkpoints in {directory}.")
-    return files
+def stage_names(backend: StageBackend) -> list[str]:
+    names = backend.stages()
+    if not names:
+        raise CommandError(
+            f"No checkpoints in {backend.where()} (use --dir PATH or --backend URL)."
+        )
+    return names
 
 
-def open_store(path: Path) -> CheckpointStore:
+def open_store(backend: StageBackend, stage: str) -> BaseCheckpointStore:
     try:
-        return CheckpointStore(path)
+        return backend.open(stage)
     except CheckpointCorrupt as exc:
         raise CommandError(str(exc)) from None
 
@@ -51,19 +60,19 @@ def owner_label(owner: str) -> str:
     return owner.strip("()") if owner.startswith("(") else f"spider {owner}"
 
 
-def stage_info(path: Path) -> dict[str, Any]:
-    """What one stage file holds, as plain data (the --json output of list)."""
-    store = open_store(path)
+def stage_info(backend: StageBackend, stage: str) -> dict[str, Any]:
+    """What one stage holds, as plain data (the --json output of list)."""
+    store = open_store(backend, stage)
     try:
         summary = store.summary()
     except CheckpointCorrupt as exc:
-        return {"stage": path.stem, "status": "corrupt", "error": str(exc)}
+        return {"stage": stage, "status": "corrupt", "error": str(exc)}
     finally:
         store.close()
     status = summary.status
     if status in (StageStatus.RUNNING, StageStatus.RECOVERING):
-        if StageLock(path).held_by_another() is None:
-            status = "crashed"  # nobody holds it: the next resume recovers it
+        if not backend.holders(stage):
+            status = "crashed"  # nobody runs it: the next resume recovers it
     settled = summary.done + summary.failed
     return {
         "stage": summary.stage,
@@ -114,6 +123,7 @@ class CheckpointCommand(ScrapyCommand):
         super().add_options(parser)
         group = parser.add_argument_group("checkpoint options")
         group.add_argument("--dir", help="checkpoint directory (default: CHECKPOINT_DIR)")
+        group.add_argument("--backend", help="a Redis URL (default: CHECKPOINT_BACKEND)")
         group.add_argument("--json", action="store_true", help="machine-readable output")
         group.add_argument("--force", action="store_true", help="do not ask; touch any stage")
         group.add_argument("--status", choices=[s.name.lower() for s in RequestStatus],
@@ -125,33 +135,39 @@ class CheckpointCommand(ScrapyCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if not args or args[0] not in SUBCOMMANDS:
             raise UsageError(f"name a subcommand: {', '.join(SUBCOMMANDS)}")
-        directory = Path(opts.dir) if opts.dir else self._configured_dir()
+        backend = self._backend(opts)
         try:
-            getattr(self, f"do_{args[0]}")(directory, args[1:], opts)
+            getattr(self, f"do_{args[0]}")(backend, args[1:], opts)
         except CommandError as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 1
+        finally:
+            backend.close()
 
-    def _configured_dir(self) -> Path:
+    def _backend(self, opts: argparse.Namespace) -> StageBackend:
         assert self.settings is not None
-        return CheckpointConfig.from_settings(self.settings).directory
+        config = CheckpointConfig.from_settings(self.settings)
+        if opts.dir:
+            config = replace(config, directory=Path(opts.dir))
+        if opts.backend is not None:
+            config = replace(config, backend="" if opts.backend == "sqlite" else opts.backend)
+        return backend_for(config)
 
     def _emit(self, opts: argparse.Namespace, data: Any, text: str) -> None:
         print(json.dumps(data, indent=2, default=str) if opts.json else text)
 
-    def _stage_path(self, directory: Path, args: list[str]) -> Path:
+    def _stage(self, backend: StageBackend, args: list[str]) -> str:
         if len(args) != 1:
             raise UsageError("name one stage")
-        path = directory / f"{args[0]}.sqlite"
-        if not path.exists():
-            known = ", ".join(p.stem for p in stage_files(directory))
-            raise CommandError(f"Unknown stage {args[0]!r} in {directory}; stages: {known}")
-        return path
+        if not backend.exists(args[0]):
+            known = ", ".join(stage_names(backend))
+            raise CommandError(f"Unknown stage {args[0]!r} in {backend.where()}; stages: {known}")
+        return args[0]
 
     # list and report
 
-    def do_list(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
-        infos = [stage_info(path) for path in stage_files(directory)]
+    def do_list(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        infos = [stage_info(backend, stage) for stage in stage_names(backend)]
         rows = [
             [i["stage"], i["status"], i.get("done"), i.get("pending"), i.get("failed"),
              f"{i['percent_done']}%" if "percent_done" in i else None,
@@ -164,8 +180,9 @@ class CheckpointCommand(ScrapyCommand):
                    "last update", "age"]
         self._emit(opts, infos, table(headers, rows))
 
-    def do_report(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
-        infos = [i for i in map(stage_info, stage_files(directory)) if "done" in i]
+    def do_report(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        infos = [stage_info(backend, stage) for stage in stage_names(backend)]
+        infos = [i for i in infos if "done" in i]
         totals = {k: sum(i[k] for i in infos) for k in ("done", "pending", "failed", "dropped",
                                                          "total", "items")}
         settled = totals["done"] + totals["failed"]
@@ -189,10 +206,11 @@ class CheckpointCommand(ScrapyCommand):
 
     # one stage
 
-    def do_show(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
-        path = self._stage_path(directory, args)
-        info = stage_info(path)
-        store = open_store(path)
+    def do_show(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        stage = self._stage(backend, args)
+        info = stage_info(backend, stage)
+        info.update(backend.workers(stage))
+        store = open_store(backend, stage)
         try:
             state = store.state()
             info.update(
@@ -245,6 +263,12 @@ class CheckpointCommand(ScrapyCommand):
                 f"  {f['url']}  {f['error']} (HTTP {f['http_status'] or '-'}, "
                 f"{f['attempts']} attempts)" for f in info["recent_failures"]
             ]
+        if "workers" in info:  # a shared stage: who crawls it now, and what they hold
+            leases = info["leases"]
+            lines += ["", f"live workers: {len(info['workers'])}; leases: "
+                      f"{leases['outstanding']:,} outstanding, {leases['expired']:,} expired "
+                      f"(their requests go back in the queue)"]
+            lines += [f"  {w['worker']}: {w['leases']:,} leases" for w in info["workers"]]
         lines += ["", f"resume: {info['resume_command']}"]
         if "retry_command" in info:
             lines.append(f"retry the failures: {info['retry_command']}")
@@ -252,8 +276,8 @@ class CheckpointCommand(ScrapyCommand):
 
     # export
 
-    def do_export(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
-        paths = [self._stage_path(directory, args)] if args else stage_files(directory)
+    def do_export(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        stages = [self._stage(backend, args)] if args else stage_names(backend)
         fmt = opts.format or ("csv" if (opts.output or "").endswith(".csv") else "jsonl")
         status = RequestStatus[opts.status.upper()] if opts.status else None
         out: IO[str] = open(opts.output, "w", newline="") if opts.output else sys.stdout
@@ -262,11 +286,11 @@ class CheckpointCommand(ScrapyCommand):
             if writer is not None:
                 writer.writeheader()
             count = 0
-            for path in paths:
-                store = open_store(path)
+            for stage in stages:
+                store = open_store(backend, stage)
                 try:
                     for row in store.ledger_rows(status):
-                        row = {"stage": path.stem, **row}
+                        row = {"stage": stage, **row}
                         if writer is not None:
                             if row["info"] is not None:
                                 row["info"] = json.dumps(row["info"])
@@ -285,35 +309,33 @@ class CheckpointCommand(ScrapyCommand):
 
     # reset and cleanup
 
-    def do_reset(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
-        if args == ["all"]:
-            paths = stage_files(directory)
-        else:
-            paths = [self._stage_path(directory, args)]
-        names = ", ".join(p.stem for p in paths)
+    def do_reset(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        stages = stage_names(backend) if args == ["all"] else [self._stage(backend, args)]
+        names = ", ".join(stages)
         if not opts.force and not confirm(f"Reset {names}? A backup of each is kept. [y/N] "):
             raise CommandError("Nothing was reset (answer y, or pass --force).")
         results = []
-        for path in paths:
-            holder = StageLock(path).held_by_another()
-            if holder is not None:
-                raise CommandError(f"Stage {path.stem} is being crawled by process {holder}.")
-            results.append({"stage": path.stem, "backup": str(CheckpointStore.move_aside(path))})
+        for stage in stages:
+            holders = backend.holders(stage)
+            if holders:
+                raise CommandError(
+                    f"Stage {stage} is being crawled by process {', '.join(holders)}."
+                )
+            results.append({"stage": stage, "backup": backend.move_aside(stage)})
         self._emit(opts, results, "\n".join(
             f"Stage {r['stage']} reset; backup: {r['backup']}" for r in results))
 
-    def do_cleanup(self, directory: Path, args: list[str], opts: argparse.Namespace) -> None:
+    def do_cleanup(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         if opts.days is None:
             raise UsageError("cleanup needs --days N")
         removed, kept = [], []
-        for path in stage_files(directory):
-            info = stage_info(path)
+        for stage in stage_names(backend):
+            info = stage_info(backend, stage)
             old = info.get("age_seconds", 0) >= opts.days * 86400
             allowed = info["status"] == StageStatus.COMPLETED or opts.force
-            if old and allowed and StageLock(path).held_by_another() is None:
-                for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
-                    file.unlink(missing_ok=True)
-                removed.append(info["stage"])
+            if old and allowed and not backend.holders(stage):
+                backend.remove(stage)
+                removed.append(stage)
             elif old:
                 kept.append(info["stage"])
         text = f"Removed {len(removed)} checkpoint(s): {', '.join(removed) or 'none'}"

@@ -213,10 +213,19 @@ class StageWorker:
     def queued(self) -> int:
         return int(self.client.zcard(self.queue_key)) if self.queue_key else 0
     def live_workers(self) -> list[str]:
-        now_s, now_us = self.client.time()
-        now = now_s * 1000 + now_us // 1000
-        workers = self.client.zrangebyscore(self.keys.workers, now, "+inf")
-        return [w.decode() for w in workers if w.decode() != self.worker_id]
+        """The other workers of the stage whose heartbeat has not expired."""
+        return [w for w in live_workers(self.client, self.keys) if w != self.worker_id]
+
+
+def server_time_ms(client: Any) -> int:
+    seconds, microseconds = client.time()
+    return seconds * 1000 + microseconds // 1000
+
+
+def live_workers(client: Any, keys: StageKeys) -> list[str]:
+    """Workers whose heartbeat has not expired, but for dead processes of this host."""
+    workers = client.zrangebyscore(keys.workers, server_time_ms(client), "+inf")
+    return [w.decode() for w in workers if not process_is_gone(w.decode())]
 
 
 def worker_of(spider: Any) -> StageWorker | None:

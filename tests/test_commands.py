@@ -108,7 +108,7 @@ def test_errors_are_clear_and_exit_non_zero(checkpoints, tmp_path):
     assert unknown.returncode == 1 and "Unknown stage 'nope'" in unknown.stderr
     assert "complete, failing, killed, paused" in unknown.stderr
     missing = scrapy_checkpoint("list", "--dir", str(tmp_path / "none"), cwd=tmp_path)
-    assert missing.returncode == 1 and "No checkpoint directory" in missing.stderr
+    assert missing.returncode == 1 and "the directory does not exist" in missing.stderr
     (tmp_path / "empty").mkdir()
     empty = scrapy_checkpoint("list", "--dir", str(tmp_path / "empty"), cwd=tmp_path)
     assert empty.returncode == 1 and "No checkpoints in" in empty.stderr

@@ -13,6 +13,7 @@ import redis
 
 from scrapy_resume.redis_store import StageKeys
 from tests.crawling import Crawl, was_killed
+from tests.test_commands import scrapy_checkpoint
 
 SIZE = 3000
 FANOUT = 5
@@ -57,6 +58,15 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(WORKERS)]
     procs = [crawl.start() for crawl in workers]
     victim, survivors = 1, [0, 2]
+    mockserver.wait_for_hits(ns, 100)
+    # `scrapy checkpoint show` sees the workers and what they hold
+    show = scrapy_checkpoint("show", "graph", "--backend", redis_url, "--json", cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    shown = json.loads(show.stdout)
+    assert sorted(w["worker"].split(":")[1] for w in shown["workers"]) == sorted(
+        str(p.pid) for p in procs
+    )
+    assert shown["status"] == "running" and shown["leases"]["outstanding"] > 0
     mockserver.arm(ns, procs[victim].pid, signal="KILL", at=SIZE // 3)
 
     killed = workers[victim].finish(procs[victim])
@@ -79,6 +89,10 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     summary = workers[0].summary("graph")
     assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
     assert client.zcard(StageKeys("graph").lease_expiry) == 0
+    listed = scrapy_checkpoint("list", "--backend", redis_url, "--json", cwd=tmp_path)
+    assert [(s["stage"], s["status"], s["done"]) for s in json.loads(listed.stdout)] == [
+        ("graph", "completed", SIZE)
+    ]
 
     # before its resume, the dead worker's feed may end with uncommitted items
     lines = [line for crawl in workers for line in feed_lines(crawl)]
