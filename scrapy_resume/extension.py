@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: How often a worker with no work looks at the shared queue and the leases.
+WAIT_POLL_SECONDS = 0.25
+
 
 class HttpErrorPolicy:
     """Mirrors Scrapy's HttpErrorMiddleware.process_spider_input (httperror.py), which
@@ -84,6 +87,7 @@ class CheckpointExtension:
         self.http_errors = HttpErrorPolicy(crawler)
         # several workers share a scrapy-redis queue: leases, no exclusive lock
         self.shared = uses_shared_queue(crawler.settings)
+        self.waiting: Any = None  # polls the shared queue while this worker has no work
 
     @property
     def store(self) -> BaseCheckpointStore | None:
@@ -234,7 +238,20 @@ class CheckpointExtension:
         outstanding = worker.outstanding()
         if reclaimed or outstanding or worker.queued():
             logger.debug("Waiting: %d lease(s) outstanding", outstanding, extra={"spider": spider})
+            if self.waiting is None or not self.waiting.running:
+                self.waiting = create_looping_call(self._check_shared_queue, worker)
+                self.waiting.start(WAIT_POLL_SECONDS, now=False)
             raise DontCloseSpider
+
+    def _check_shared_queue(self, worker: StageWorker) -> None:
+        """While waiting: as soon as there is work, the crawl is over, or a lease
+        has expired, wake the engine (it would look only every 5 s)."""
+        if not self.runtime.active:
+            self.waiting.stop()  # type: ignore[union-attr]
+            return
+        if worker.queued() or not worker.outstanding() or worker.expired():
+            self.waiting.stop()  # type: ignore[union-attr]
+            self.runtime.wake_engine()
 
     # committing
 
@@ -258,7 +275,7 @@ class CheckpointExtension:
     # closing
 
     def spider_closed(self, spider: Spider, reason: str) -> None:
-        for timer in (self.timer, self.progress_timer):
+        for timer in (self.timer, self.progress_timer, self.waiting):
             if timer is not None and timer.running:
                 timer.stop()
         if self.store is None or not self.runtime.active:

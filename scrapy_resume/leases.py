@@ -210,6 +210,10 @@ class StageWorker:
     def outstanding(self) -> int:
         return int(self.client.zcard(self.keys.lease_expiry))
 
+    def expired(self) -> int:
+        """Leases past their expiry: their workers are dead."""
+        return int(self.client.zcount(self.keys.lease_expiry, "-inf", server_time_ms(self.client)))
+
     def queued(self) -> int:
         return int(self.client.zcard(self.queue_key)) if self.queue_key else 0
     def live_workers(self) -> list[str]:

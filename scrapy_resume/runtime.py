@@ -64,6 +64,9 @@ SKIP_META = "checkpoint_skip"
 START = "start"  # yielded by the spider's start()
 RESTORED = "restored"  # read back from the checkpoint's frontier
 
+#: The meta key of the request :meth:`CheckpointRuntime.wake_engine` sends.
+WAKE_META = "checkpoint_wake"
+
 #: Commit at once when this many completed requests are waiting, whatever
 #: the interval, to bound memory and the size of one transaction.
 MAX_BATCH = 5000
@@ -207,6 +210,8 @@ class CheckpointRuntime:
                 if self.worker is not None:
                     self.worker.rescheduled(request)  # its copy goes back in the shared queue
                 return
+            if WAKE_META in meta:
+                raise IgnoreRequest("only wakes the engine up")  # see wake_engine()
             parent, ordinal = None, 0  # injected with engine.crawl() from outside a callback
         else:
             parent, ordinal = origin
@@ -271,6 +276,14 @@ class CheckpointRuntime:
         else:
             return fingerprint
         return hashlib.sha1(base + ordinal.to_bytes(8, "big") + fingerprint).digest()
+
+    def wake_engine(self) -> None:
+        """Have the engine look at its scheduler now, not at its next 5-second
+        heartbeat: a worker waiting on a shared queue resumes at once when work
+        arrives. ``engine.crawl()`` is the public call that does it; the request
+        it is given is dropped by our request_scheduled handler (IgnoreRequest,
+        which Scrapy does not log) before it reaches the scheduler."""
+        self.crawler.engine.crawl(Request("data:,", meta={WAKE_META: True}, dont_filter=True))
 
     def tag_start_request(self, request: Request, ordinal: int) -> None:
         request.meta[ORIGIN_META] = (START, ordinal)
