@@ -15,10 +15,9 @@ crawl is finished only when the queue is empty and no lease is held.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
-from .redis_store import StageKeys, process_is_gone
+from .redis_store import Heartbeat, StageKeys, process_is_gone
 from .tracking import LEASE_META
 
 try:
@@ -113,7 +112,7 @@ class StageWorker:
         self.held: set[str] = set()  # ids of the leases this worker holds
         self.to_release: list[str] = []  # released by the next commit
         self.queue_key = ""  # scrapy-redis's queue of the spider, set when the crawl opens
-        self._stopped = threading.Event()
+        self.heartbeat = Heartbeat(self.beat, lease_seconds / 3, "this worker's leases")
         self._pop = client.register_script(_POP_AND_LEASE)
         self._heartbeat_script = client.register_script(_HEARTBEAT)
         self._join = client.register_script(_JOIN)
@@ -124,25 +123,17 @@ class StageWorker:
     def acquire(self) -> None:
         others = self._join(keys=[self.keys.workers], args=[self.worker_id, self.lease_ms])
         self.others = [w.decode() for w in others if not process_is_gone(w.decode())]
-        self._stopped.clear()
-        threading.Thread(target=self._beat, name="scrapy-resume-worker", daemon=True).start()
+        self.heartbeat.start()
 
     def release(self) -> None:
-        self._stopped.set()
+        self.heartbeat.stop()
         self.client.zrem(self.keys.workers, self.worker_id)
 
     def held_by_another(self) -> str | None:
         others = self.live_workers()
         return ", ".join(others) if others else None
 
-    def _beat(self) -> None:
-        while not self._stopped.wait(self.lease_ms / 3000):
-            try:
-                self.heartbeat()
-            except Exception as exc:  # a Redis hiccup: the next beat tries again
-                logger.warning("Cannot renew this worker's leases: %s", exc)
-
-    def heartbeat(self) -> None:
+    def beat(self) -> None:
         # tuple() copies the set in one step under the GIL, while the reactor adds to it
         self._heartbeat_script(
             keys=[self.keys.workers, self.keys.lease_expiry],

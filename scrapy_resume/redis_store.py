@@ -192,6 +192,32 @@ def process_is_gone(worker_id: str) -> bool:
     return False
 
 
+class Heartbeat:
+    """Calls ``beat`` every ``interval`` seconds from a daemon thread, until
+    stopped: a long download or a blocked callback does not make a live process
+    look dead, and the thread dies with its process."""
+
+    def __init__(self, beat: Any, interval: float, what: str):
+        self.beat = beat
+        self.interval = interval
+        self.what = what
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        self._stopped.clear()
+        threading.Thread(target=self._run, name=f"scrapy-resume {self.what}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # a Redis hiccup: the next beat tries again
+                logger.warning("Cannot renew %s: %s", self.what, exc)
+
+
 class RedisStageLock:
     """One process per stage, as with SQLite's flock, for a stage on Redis.
 
@@ -207,7 +233,7 @@ class RedisStageLock:
         self.ttl_ms = int(ttl * 1000)
         self.worker_id = worker_id
         self.held = False
-        self._stopped = threading.Event()
+        self.heartbeat = Heartbeat(self.renew, ttl / 3, f"the lock {self.key}")
 
     def acquire(self) -> None:
         holder = self._holder()
@@ -221,17 +247,7 @@ class RedisStageLock:
             holder = self._holder() or "?"
             raise CheckpointLocked(self.key, holder)  # type: ignore[arg-type]
         self.held = True
-        # renewed from a thread: a long download or a blocked callback does not
-        # make a live process look dead
-        self._stopped.clear()
-        threading.Thread(target=self._heartbeat, name="scrapy-resume-lock", daemon=True).start()
-
-    def _heartbeat(self) -> None:
-        while not self._stopped.wait(self.ttl_ms / 3000):
-            try:
-                self.renew()
-            except Exception as exc:  # a Redis hiccup: the next beat tries again
-                logger.warning("Cannot renew the lock %s: %s", self.key, exc)
+        self.heartbeat.start()
 
     def _holder(self) -> str | None:
         value = self.client.get(self.key)
@@ -246,7 +262,7 @@ class RedisStageLock:
             )
 
     def release(self) -> None:
-        self._stopped.set()
+        self.heartbeat.stop()
         if self.held:
             self.client.eval(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
