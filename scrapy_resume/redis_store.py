@@ -326,18 +326,8 @@ class RedisStore(BaseCheckpointStore):
             raise CheckpointCorrupt(f"{self.path} holds no stage record")
         meta = {k.decode(): v.decode() for k, v in raw_meta.items()}
         counts = {int(k): int(v) for k, v in raw_counts.items()}
-        return StageSummary(
-            stage=meta["stage"],
-            spider=meta["spider"],
-            status=meta["status"],
-            created_at=float(meta["created_at"]),
-            updated_at=float(meta["updated_at"]),
-            pending=counts.get(RequestStatus.PENDING, 0),
-            done=counts.get(RequestStatus.DONE, 0),
-            failed=counts.get(RequestStatus.FAILED, 0),
-            dropped=counts.get(RequestStatus.DROPPED, 0),
-            counters={k.decode(): int(v) for k, v in raw_counters.items()},
-        )
+        counters = {k.decode(): int(v) for k, v in raw_counters.items()}
+        return StageSummary.from_records(meta, counts, counters)
 
     def counters(self) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.client.hgetall(self.keys.counters).items()}

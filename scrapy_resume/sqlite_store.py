@@ -273,18 +273,7 @@ class CheckpointStore(BaseCheckpointStore):
             # kept up to date by triggers, so a summary never scans the ledger
             by_status = dict(self._db.execute("SELECT status, n FROM status_counts"))
             counters = self.counters()
-        return StageSummary(
-            stage=meta["stage"],
-            spider=meta["spider"],
-            status=meta["status"],
-            created_at=float(meta["created_at"]),
-            updated_at=float(meta["updated_at"]),
-            pending=by_status.get(RequestStatus.PENDING, 0),
-            done=by_status.get(RequestStatus.DONE, 0),
-            failed=by_status.get(RequestStatus.FAILED, 0),
-            dropped=by_status.get(RequestStatus.DROPPED, 0),
-            counters=counters,
-        )
+        return StageSummary.from_records(meta, by_status, counters)
 
     def counters(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT name, value FROM counters"))

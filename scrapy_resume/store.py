@@ -121,6 +121,24 @@ class StageSummary:
     dropped: int
     counters: dict[str, int]
 
+    @classmethod
+    def from_records(
+        cls, meta: dict[str, str], counts: dict[int, int], counters: dict[str, int]
+    ) -> StageSummary:
+        """From a backend's stage record, its request counts by status, and its counters."""
+        return cls(
+            stage=meta["stage"],
+            spider=meta["spider"],
+            status=meta["status"],
+            created_at=float(meta["created_at"]),
+            updated_at=float(meta["updated_at"]),
+            pending=counts.get(RequestStatus.PENDING, 0),
+            done=counts.get(RequestStatus.DONE, 0),
+            failed=counts.get(RequestStatus.FAILED, 0),
+            dropped=counts.get(RequestStatus.DROPPED, 0),
+            counters=counters,
+        )
+
     @property
     def total(self) -> int:
         return self.pending + self.done + self.failed + self.dropped
