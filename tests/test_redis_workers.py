@@ -7,6 +7,7 @@ mid-crawl and not restarted until the others have finished.
 from __future__ import annotations
 
 import collections
+import os
 import json
 
 import redis
@@ -100,8 +101,17 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
     assert sum(n - 1 for n in urls.values()) <= in_flight
 
-    # its resume finds the stage completed, and cuts its feed back to its last commit
+    # its resume finds the stage completed, and cuts its feed back to its last commit,
+    # here with a torn line from a crash in the middle of writing
+    feed = workers[victim].feed
+    store = workers[victim].open_store("graph")
+    offset = store.feed_offsets()[os.path.abspath(feed)]
+    store.close()
+    committed = feed.read_bytes()[:offset]
+    with feed.open("ab") as torn:
+        torn.write(b'{"url": "torn by the kill", "title"')
     resumed = workers[victim].run(CHECKPOINT_RESUME="1")
+    assert feed.read_bytes() == committed
     assert resumed.finish_reason == "finished", resumed.log[-3000:]
     assert "nothing to do" in resumed.log
     lines = [line for crawl in workers for line in feed_lines(crawl)]
