@@ -15,6 +15,8 @@ crawl is finished only when the queue is empty and no lease is held.
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .redis_store import Heartbeat, StageKeys, process_is_gone
@@ -36,18 +38,18 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: queue, lease_expiry, lease_request, lease_score, lease_owner, lease_queue, meta
-# ARGV: worker id, lease length (ms)
+# KEYS: meta, queue, then StageKeys.leases(): lease_expiry, lease_request, lease_score,
+# lease_owner, lease_queue. ARGV: worker id, lease length (ms)
 _POP_AND_LEASE = _NOW_MS + """
-local found = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local found = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #found == 0 then return false end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, 0)
-local id = tostring(redis.call('HINCRBY', KEYS[7], 'lease_seq', 1))
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), id)
-redis.call('HSET', KEYS[3], id, found[1])
-redis.call('HSET', KEYS[4], id, found[2])
-redis.call('HSET', KEYS[5], id, ARGV[1])
-redis.call('HSET', KEYS[6], id, KEYS[1])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
+local id = tostring(redis.call('HINCRBY', KEYS[1], 'lease_seq', 1))
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), id)
+redis.call('HSET', KEYS[4], id, found[1])
+redis.call('HSET', KEYS[5], id, found[2])
+redis.call('HSET', KEYS[6], id, ARGV[1])
+redis.call('HSET', KEYS[7], id, KEYS[2])
 return {found[1], id}
 """
 
@@ -69,8 +71,9 @@ end
 return others
 """
 
-# KEYS: lease_expiry, lease_request, lease_score, lease_owner, lease_queue
-# ARGV[1]: 'expired' (every expired lease), 'requeue' or 'release' (the ids that follow)
+# KEYS: StageKeys.leases(): lease_expiry, lease_request, lease_score, lease_owner,
+# lease_queue. ARGV[1]: 'expired' (every expired lease), 'requeue' or 'release' (the ids
+# that follow).
 # Puts the requests of the chosen leases back in their queue (not for 'release'),
 # and deletes the leases. Returns how many requests went back.
 _END_LEASES = _NOW_MS + """
@@ -89,10 +92,7 @@ for _, id in ipairs(ids) do
     requeued = requeued + 1
   end
   redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('HDEL', KEYS[5], id)
+  for k = 2, 5 do redis.call('HDEL', KEYS[k], id) end
 end
 return requeued
 """
@@ -145,10 +145,8 @@ class StageWorker:
     def take(self, queue_key: str) -> tuple[bytes, str] | None:
         """Pop the queue's next request and lease it, in one step. The queue is
         on this stage's server: the extension refuses a crawl where it is not."""
-        keys = self.keys
         found = self._pop(
-            keys=[queue_key, keys.lease_expiry, keys.lease_request, keys.lease_score,
-                  keys.lease_owner, keys.lease_queue, keys.meta],
+            keys=[self.keys.meta, queue_key, *self.keys.leases()],
             args=[self.worker_id, self.lease_ms],
         )
         if not found:
@@ -171,13 +169,8 @@ class StageWorker:
     def committed(self, released: list[str]) -> None:
         self.held.difference_update(released)
 
-    def _end_leases(self, how: str, ids: list[str] = ()) -> int:  # type: ignore[assignment]
-        keys = self.keys
-        return int(self._end(
-            keys=[keys.lease_expiry, keys.lease_request, keys.lease_score, keys.lease_owner,
-                  keys.lease_queue],
-            args=[how, *ids],
-        ))
+    def _end_leases(self, how: str, ids: Sequence[str] = ()) -> int:
+        return int(self._end(keys=self.keys.leases(), args=[how, *ids]))
 
     def release_leftovers(self) -> int:
         """At idle nothing is in flight: a lease still held belongs to a request
@@ -257,19 +250,20 @@ QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
 
 
 def uses_shared_queue(settings: Any) -> bool:
-    """Is SCHEDULER scrapy-redis's scheduler (or a subclass)?"""
+    """Is SCHEDULER scrapy-redis's scheduler, or a subclass of it (a project's own)?"""
     from scrapy.utils.misc import load_object
 
     scheduler = settings.get("SCHEDULER")
-    if not scheduler or "scrapy_redis" not in str(getattr(scheduler, "__module__", scheduler)):
-        return False
     try:
-        from scrapy_redis.scheduler import Scheduler
-
         loaded = load_object(scheduler) if isinstance(scheduler, str) else scheduler
     except (ImportError, NameError, ValueError):
-        return False
-    return isinstance(loaded, type) and issubclass(loaded, Scheduler)
+        return False  # Scrapy itself reports a scheduler that does not load
+    # loading a subclass imported scrapy-redis; otherwise it cannot be one
+    redis_scheduler = sys.modules.get("scrapy_redis.scheduler")
+    return (
+        redis_scheduler is not None and isinstance(loaded, type)
+        and issubclass(loaded, redis_scheduler.Scheduler)
+    )
 
 
 def shared_queue_problems(settings: Any, backend_url: str) -> list[str]:

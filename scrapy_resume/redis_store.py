@@ -106,9 +106,7 @@ for path, offset in pairs(h.feeds) do redis.call('HSET', KEYS[9], path, offset) 
 for name, value in pairs(h.state) do redis.call('HSET', KEYS[10], name, value) end
 for _, lease in ipairs(h.release) do
   redis.call('ZREM', KEYS[11], lease)
-  redis.call('HDEL', KEYS[12], lease)
-  redis.call('HDEL', KEYS[13], lease)
-  redis.call('HDEL', KEYS[14], lease)
+  for k = 12, 15 do redis.call('HDEL', KEYS[k], lease) end
 end
 redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at)
 return seq
@@ -159,13 +157,19 @@ class StageKeys:
     def __getattr__(self, name: str) -> str:
         return f"{NAMESPACE}:{self.stage}:{name}"
 
+    def leases(self) -> list[str]:
+        """The lease keys, in the order the Lua scripts take them: expiry (sorted
+        set), then the hashes of each lease's queued request, its score in the
+        queue, its owner and its queue."""
+        return [self.lease_expiry, self.lease_request, self.lease_score, self.lease_owner,
+                self.lease_queue]
+
     def data(self) -> list[str]:
         """Every key of the stage but its lock (a reset keeps the lock it holds)."""
         return [getattr(self, name) for name in (
             "meta", "status", "record", "frontier", "blobs", "counts", "counters", "cursors",
-            "feeds", "state", "runs", "workers", "lease_expiry", "lease_request",
-            "lease_score", "lease_owner",
-        )]
+            "feeds", "state", "runs", "workers",
+        )] + self.leases()
 
 
 def this_host() -> str:
@@ -531,8 +535,7 @@ class RedisStore(BaseCheckpointStore):
         self._commit_script(
             keys=[
                 keys.meta, keys.status, keys.record, keys.frontier, keys.blobs, keys.counts,
-                keys.counters, keys.cursors, keys.feeds, keys.state, keys.lease_expiry,
-                keys.lease_request, keys.lease_score, keys.lease_owner,
+                keys.counters, keys.cursors, keys.feeds, keys.state, *keys.leases(),
             ],
             args=[json.dumps(header), *args],
         )
