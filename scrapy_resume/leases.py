@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from .redis_store import Heartbeat, StageKeys, process_is_gone
@@ -29,6 +30,8 @@ except ImportError:  # scrapy-redis is optional: only a shared queue needs it
 
 if TYPE_CHECKING:
     from scrapy import Request
+
+    from .runtime import CheckpointRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +203,7 @@ class StageWorker:
 
     def queued(self) -> int:
         return int(self.client.zcard(self.queue_key)) if self.queue_key else 0
+
     def live_workers(self) -> list[str]:
         """The other workers of the stage whose heartbeat has not expired."""
         return [w for w in live_workers(self.client, self.keys) if w != self.worker_id]
@@ -216,14 +220,6 @@ def live_workers(client: Any, keys: StageKeys) -> list[str]:
     return [w.decode() for w in workers if not process_is_gone(w.decode())]
 
 
-def worker_of(spider: Any) -> StageWorker | None:
-    """The checkpoint's StageWorker of this crawl, if it runs on a shared queue."""
-    from .middleware import runtime_of
-
-    runtime = runtime_of(spider.crawler)
-    return runtime.worker if runtime is not None and runtime.active else None
-
-
 class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
     """scrapy-redis's priority queue, where a pop is also a lease.
 
@@ -233,8 +229,16 @@ class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
     tests/test_redis_workers.py fails loudly if that changes.
     """
 
+    @cached_property
+    def checkpoint_runtime(self) -> CheckpointRuntime | None:
+        """The crawl's checkpoint state, looked up once rather than at every pop."""
+        from .middleware import runtime_of
+
+        return runtime_of(self.spider.crawler)
+
     def pop(self, timeout: int = 0) -> Request | None:
-        worker = worker_of(self.spider)
+        runtime = self.checkpoint_runtime
+        worker = runtime.worker if runtime is not None and runtime.active else None
         if worker is None:  # checkpointing is off or refused for this crawl
             return super().pop(timeout)
         taken = worker.take(self.key)

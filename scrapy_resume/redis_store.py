@@ -34,6 +34,7 @@ from .store import (
     RequestStatus,
     StageStatus,
     StageSummary,
+    statuses,
 )
 
 logger = logging.getLogger(__name__)
@@ -222,6 +223,10 @@ class Heartbeat:
                 logger.warning("Cannot renew %s: %s", self.what, exc)
 
 
+# deletes the lock's key only while it still holds ARGV[1]
+_DELETE_IF_HELD_BY = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
+
+
 class RedisStageLock:
     """One process per stage, as with SQLite's flock, for a stage on Redis.
 
@@ -242,11 +247,7 @@ class RedisStageLock:
     def acquire(self) -> None:
         holder = self._holder()
         if holder is not None and process_is_gone(holder):
-            # compare-and-delete: only the dead holder's lock
-            self.client.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1, self.key, holder,
-            )
+            self.client.eval(_DELETE_IF_HELD_BY, 1, self.key, holder)  # only the dead one's
         if not self.client.set(self.key, self.worker_id, nx=True, px=self.ttl_ms):
             holder = self._holder() or "?"
             raise CheckpointLocked(self.key, holder)  # type: ignore[arg-type]
@@ -268,10 +269,7 @@ class RedisStageLock:
     def release(self) -> None:
         self.heartbeat.stop()
         if self.held:
-            self.client.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1, self.key, self.worker_id,
-            )
+            self.client.eval(_DELETE_IF_HELD_BY, 1, self.key, self.worker_id)
             self.held = False
 
     def held_by_another(self) -> str | None:
@@ -317,9 +315,6 @@ class RedisStore(BaseCheckpointStore):
         pipe.hset(self.keys.counts, mapping={str(int(s)): 0 for s in RequestStatus})
         pipe.execute()
 
-    def _meta(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.meta).items()}
-
     def summary(self) -> StageSummary:
         pipe = self.client.pipeline(transaction=True)
         pipe.hgetall(self.keys.meta)
@@ -360,9 +355,9 @@ class RedisStore(BaseCheckpointStore):
 
     @staticmethod
     def _statuses(*, settled: bool, include_failed: bool) -> frozenset[bytes]:
-        if settled:
-            return frozenset({b"1", b"2", b"3"} if include_failed else {b"1", b"3"})
-        return frozenset({b"0", b"2"} if include_failed else {b"0"})
+        """The statuses as stored in the status hash, e.g. ``{b"1", b"3"}``."""
+        chosen = statuses(settled=settled, include_failed=include_failed)
+        return frozenset(str(int(status)).encode() for status in chosen)
 
     def finished_index(self, *, include_failed: bool = True) -> KeyIndex:
         statuses = self._statuses(settled=True, include_failed=include_failed)
@@ -499,17 +494,11 @@ class RedisStore(BaseCheckpointStore):
 
     def commit(self, batch: CommitBatch) -> None:
         now = int(time.time())
-        finished_now = {s.key for s in batch.settlements if s.status != RequestStatus.FAILED}
-        discovered_url: dict[bytes, str] = {}
+        pending, discovered_url = batch.requests_to_write()
         args: list[Any] = []
-        new = 0
-        for r in batch.new_requests:
-            if r.key in finished_now:  # discovered and finished in one commit: written once
-                discovered_url[r.key] = r.url
-                continue
+        for r in pending:
             blob = self.signer.sign(r.key, r.blob) if r.blob is not None else b""
             args += (r.key, r.url, blob)
-            new += 1
         for s in batch.settlements:
             keep = s.status == RequestStatus.FAILED and s.blob is not None
             args += (
@@ -522,7 +511,7 @@ class RedisStore(BaseCheckpointStore):
         header = {
             "now": now,
             "updated_at": repr(time.time()),
-            "n_new": new,
+            "n_new": len(pending),
             "n_settle": len(batch.settlements),
             "counters": {name: delta for name, delta in batch.counters.items() if delta},
             "cursors": {name: json.dumps(value) for name, value in batch.cursors.items()},

@@ -231,7 +231,7 @@ class CheckpointRuntime:
         if request.dont_filter:
             key = self._dont_filter_key(key, parent, ordinal)
         meta[KEY_META] = key
-        if parent == START and self.worker is not None:
+        if self.worker is not None and parent == START:  # (worker first: the hot path)
             # every worker's start() yields the start requests: the first one schedules them
             if not self.store.claim(key, request.url):  # type: ignore[union-attr]
                 raise IgnoreRequest("scheduled by another worker or an earlier run")

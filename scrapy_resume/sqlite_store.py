@@ -27,6 +27,7 @@ from .store import (
     RequestStatus,
     StageStatus,
     StageSummary,
+    statuses,
 )
 
 SCHEMA_VERSION = 2
@@ -311,9 +312,9 @@ class CheckpointStore(BaseCheckpointStore):
 
     @staticmethod
     def _statuses(*, settled: bool, include_failed: bool) -> str:
-        if settled:
-            return "(1, 2, 3)" if include_failed else "(1, 3)"
-        return "(0, 2)" if include_failed else "(0)"
+        """The statuses as an SQL list, e.g. ``(1, 3)``."""
+        chosen = statuses(settled=settled, include_failed=include_failed)
+        return f"({', '.join(str(int(status)) for status in chosen)})"
 
     def _key_index(self, query: str, confirm: Callable[[bytes], bool]) -> KeyIndex:
         # One query returns every key's first 8 bytes as one hex string, in key
@@ -451,18 +452,9 @@ class CheckpointStore(BaseCheckpointStore):
         now = int(time.time())
         with self._transaction():
             seq = self._take_seq(len(batch.new_requests) + len(batch.settlements))
-            # A request discovered and finished within one commit interval (common:
-            # Scrapy fetches the newest requests first) is written once, by its
-            # settlement, instead of as pending and then settled.
-            finished_now = {
-                s.key for s in batch.settlements if s.status != RequestStatus.FAILED
-            }
+            pending, discovered_url = batch.requests_to_write()
             new_rows = []
-            discovered_url: dict[bytes, str] = {}  # the URL as discovered, not redirected
-            for r in batch.new_requests:
-                if r.key in finished_now:
-                    discovered_url[r.key] = r.url
-                    continue
+            for r in pending:
                 new_rows.append((r.key, seq, r.url, r.blob))
                 seq += 1
             added = self._db.executemany(

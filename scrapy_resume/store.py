@@ -108,6 +108,36 @@ class CommitBatch:
         )
 
 
+    def requests_to_write(self) -> tuple[list[NewRequest], dict[bytes, str]]:
+        """The new requests to store as pending, and the discovered URL of the others.
+
+        A request discovered and finished within one commit interval (common:
+        Scrapy fetches the newest requests first) is written once, by its
+        settlement, with the URL it was discovered under (not a redirect's).
+        """
+        finished_now = {s.key for s in self.settlements if s.status != RequestStatus.FAILED}
+        pending: list[NewRequest] = []
+        discovered_url: dict[bytes, str] = {}
+        for request in self.new_requests:
+            if request.key in finished_now:
+                discovered_url[request.key] = request.url
+            else:
+                pending.append(request)
+        return pending, discovered_url
+
+
+def statuses(*, settled: bool, include_failed: bool) -> tuple[RequestStatus, ...]:
+    """Settled: never fetched again by a resume (failed too, unless retried).
+    Not settled: what a resume restores (pending, and failed when retried)."""
+    if settled:
+        if include_failed:
+            return RequestStatus.DONE, RequestStatus.FAILED, RequestStatus.DROPPED
+        return RequestStatus.DONE, RequestStatus.DROPPED
+    if include_failed:
+        return RequestStatus.PENDING, RequestStatus.FAILED
+    return (RequestStatus.PENDING,)
+
+
 @dataclass(frozen=True)
 class StageSummary:
     stage: str
