@@ -1,6 +1,6 @@
 """What does checkpointing cost? Plain Scrapy vs scrapy-resume vs JOBDIR, same run.
 
-    python bench/overhead.py [--pages 5000] [--pairs 5] [--no-profile]
+    python bench/overhead.py [--pages 5000] [--pairs 5] [--no-profile] [--instructions 200]
 
 Crawls a local site (served on 127.0.0.1 by tests/mockserver.py) of
 ``--pages`` pages, with ``-o items.jsonl``, in alternating rounds of plain
@@ -11,7 +11,9 @@ Paired wall-time ratios are noisy on shared machines, so it also runs one
 checkpointed crawl under py-spy and reports the share of CPU samples spent
 in scrapy_resume's own frames. Samples where our spider-middleware wrapper
 is only pulling the spider's own output through Scrapy's chain are not ours
-and are not counted.
+and are not counted. With ``--instructions N``, it also counts, under
+valgrind's callgrind, the instructions of an N-page crawl, plain and
+checkpointed: a ratio that host noise does not move.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +56,8 @@ def start_site() -> tuple[subprocess.Popen, str]:
 
 
 def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Path,
-          profile_to: Path | None = None) -> dict:
+          under: list[str] | None = None) -> dict:
+    """One crawl in a subprocess; ``under`` is a profiler command to run it under."""
     workdir.mkdir(parents=True)
     stats_file = workdir / "stats.json"
     settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
@@ -67,8 +71,8 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
            "-o", str(workdir / "items.jsonl")]
     for name, value in settings.items():
         cmd += ["-s", f"{name}={value}"]
-    if profile_to is not None:
-        cmd = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(profile_to), "--", *cmd]
+    if under:
+        cmd = [*under, *cmd]
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
@@ -85,6 +89,38 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     commit_share = float(stats.get("checkpoint/commit_seconds", 0)) / elapsed
     return {"elapsed": elapsed, "wall": wall, "cpu": cpu, "items": items,
             "commit_share": commit_share}
+
+
+def py_spy(raw: Path) -> list[str]:
+    return ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(raw), "--"]
+
+
+def instructions(variant: str, base: str, pages: int, fanout: int, workdir: Path) -> int:
+    """Instructions a crawl executes, counted by valgrind's callgrind: unlike
+    seconds, the same whatever else the machine runs, so two crawls compare
+    exactly on a noisy host (each runs about 50 times slower, though)."""
+    out = workdir.parent / f"{workdir.name}.callgrind"
+    crawl(variant, base, workdir.name, pages, fanout, workdir,
+          under=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+    for line in out.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no instruction count in {out}")
+
+
+def instruction_ratio(base: str, pages: int, fanout: int, tmp: Path) -> tuple[float, float]:
+    """(whole crawl, per page beyond start-up) instruction ratios of a
+    checkpointed crawl to a plain one; start-up is a 1-page crawl's count."""
+    runs = [(variant, size) for size in (pages, 1) for variant in ("plain", "checkpoint")]
+    with ThreadPoolExecutor(2) as pool:  # counts do not depend on timing: run two at once
+        counts = dict(zip(runs, pool.map(
+            lambda run: instructions(run[0], base, run[1], fanout, tmp / f"cg-{run[0]}-{run[1]}"),
+            runs,
+        )))
+    whole = counts["checkpoint", pages] / counts["plain", pages]
+    per_page = ((counts["checkpoint", pages] - counts["checkpoint", 1])
+                / (counts["plain", pages] - counts["plain", 1]))
+    return whole, per_page
 
 
 def samples(raw: Path) -> Iterator[tuple[list[str], int]]:
@@ -157,6 +193,9 @@ def main() -> None:
                              "rest to pages seen already)")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--instructions", type=int, default=0, metavar="PAGES",
+                        help="also count the instructions of a PAGES-page crawl, plain and "
+                             "checkpointed, under valgrind (slow: try 200)")
     args = parser.parse_args()
 
     site, base = start_site()
@@ -177,13 +216,18 @@ def main() -> None:
         if not args.no_profile and shutil.which("py-spy"):
             raw = tmp / "profile.txt"
             crawl("checkpoint", base, "profiled", args.pages, args.fanout, tmp / "profiled",
-                  profile_to=raw)
+                  under=py_spy(raw))
             profile = cpu_share(raw)
             # fingerprints are computed in plain Scrapy too, by the dupefilter
             plain_raw = tmp / "plain-profile.txt"
             crawl("plain", base, "profiled-plain", args.pages, args.fanout,
-                  tmp / "profiled-plain", profile_to=plain_raw)
+                  tmp / "profiled-plain", under=py_spy(plain_raw))
             fingerprints = (fingerprint_share(plain_raw), fingerprint_share(raw))
+        counted = None
+        if args.instructions and shutil.which("valgrind"):
+            counted = instruction_ratio(base, args.instructions, args.fanout, tmp)
+        elif args.instructions:
+            print("valgrind not found: apt-get install valgrind for the instruction counts")
     finally:
         site.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -212,6 +256,9 @@ def main() -> None:
               f"{profile.share(profile.importing):.2%} (once, at start-up)")
     elif not args.no_profile:
         print("py-spy not found: pip install py-spy for the CPU-share figure")
+    if counted is not None:
+        print(f"instructions (callgrind, {args.instructions} pages), checkpointed / plain: "
+              f"{counted[0]:.3f} for the whole crawl, {counted[1]:.3f} per page beyond start-up")
     ratio = {v: statistics.median(r["elapsed"] / p["elapsed"]
                                   for r, p in zip(results[v], results["plain"]))
              for v in ("checkpoint", "jobdir")}
@@ -223,7 +270,8 @@ def main() -> None:
           f"crawl-time ratio {ratio['checkpoint']:.3f} (JOBDIR {ratio['jobdir']:.3f}), "
           f"pages/min {1 / ratio['checkpoint']:.1%} of plain, "
           f"CPU-time ratio {cpu_ratio:.3f}, "
-          f"commits {statistics.median(commit_shares):.2%} of crawl time, CPU share {cpu}")
+          f"commits {statistics.median(commit_shares):.2%} of crawl time, CPU share {cpu}"
+          + ("" if counted is None else f", instructions per page {counted[1]:.3f}"))
 
 
 if __name__ == "__main__":

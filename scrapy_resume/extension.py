@@ -322,6 +322,9 @@ class CheckpointExtension:
             stats.set_value(f"checkpoint/{name}", getattr(summary, name))
         for name, value in summary.counters.items():
             stats.set_value(f"checkpoint/{name}", value)
+        duplicates = self.runtime.early_duplicates
+        if duplicates is not None and duplicates.dropped:  # this run's, like the commits
+            stats.set_value("checkpoint/duplicates_early", duplicates.dropped)
 
     def _release(self) -> None:
         """Close the store and let another process have the stage."""

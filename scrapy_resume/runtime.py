@@ -21,6 +21,7 @@ from scrapy.utils.request import request_from_dict
 
 from .batching import BatchBuilder
 from .config import CheckpointConfig
+from .duplicates import EarlyDuplicates
 from .store import (
     BaseCheckpointStore,
     CheckpointTampered,
@@ -130,6 +131,8 @@ class CheckpointRuntime:
         self.start_items = StartItems()
         self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
         self._last_scheduled: tuple[Request, OutputTracker | None] | None = None
+        # drops links to pages fetched already before they are scheduled (None: off)
+        self.early_duplicates: EarlyDuplicates | None = None
 
     # starting and restoring
 
@@ -138,6 +141,8 @@ class CheckpointRuntime:
         self.worker = worker
         # on a shared queue, the queue holds the pending requests (and restores them)
         self.batches.keep_blobs = worker is None
+        # (a shared queue comes with scrapy-redis's own scheduler and dupefilter)
+        self.early_duplicates = EarlyDuplicates.for_crawler(self.crawler) if worker is None else None
         retry_failed = self.config.retry_failed  # failed requests go back into the frontier
         # an empty index (a fresh stage) is a frozenset: the cheapest "not in"
         self.finished = store.finished_index(include_failed=not retry_failed) or frozenset()
@@ -294,6 +299,8 @@ class CheckpointRuntime:
         key = request.meta.get(KEY_META)
         if key is None or not self.active:
             return None
+        if self.early_duplicates is not None:
+            self.early_duplicates.fetched_through_scheduler(request)
         tracker = OutputTracker(self, key, request, source, attempts=attempts_of(request), **kwargs)
         self.trackers[id(source)] = tracker
         return tracker

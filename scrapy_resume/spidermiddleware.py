@@ -81,9 +81,11 @@ class CheckpointSpiderMiddleware:
                 yield output
             return
         # tracker.aiterate() inlined: one async generator per output hop, not two
+        duplicates = self.runtime.early_duplicates
         tracker.open_chains += 1
         try:
             async for output in result:
-                yield tracker.tag(output)
+                if duplicates is None or not duplicates.drops(output):
+                    yield tracker.tag(output)
         finally:
             tracker.close_chain()

@@ -131,18 +131,22 @@ class OutputTracker:
     # wrapping output chains: each one counts as open from its first step to its end
 
     def iterate(self, output: Iterable[Any]) -> Iterator[Any]:
+        duplicates = self.runtime.early_duplicates
         self.open_chains += 1
         try:
             for item in output:
-                yield self.tag(item)
+                if duplicates is None or not duplicates.drops(item):
+                    yield self.tag(item)
         finally:
             self.close_chain()
 
     async def aiterate(self, output: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        duplicates = self.runtime.early_duplicates
         self.open_chains += 1
         try:
             async for item in output:
-                yield self.tag(item)
+                if duplicates is None or not duplicates.drops(item):
+                    yield self.tag(item)
         finally:
             self.close_chain()
 

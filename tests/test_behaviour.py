@@ -77,3 +77,46 @@ def test_completed_stage_resumed_has_nothing_to_do(tmp_path, mockserver):
     assert "already completed" in again.log and "nothing to do" in again.log
     assert again.finish_reason == "finished"
     assert mockserver.hits(ns) == before
+
+
+def link_heavy_run(tmp_path, mockserver, enable: str, pages: int = 300, **settings: str):
+    """The graph spider on a site whose pages link to 5 new pages and 15 seen ones."""
+    ns = mockserver.namespace()
+    (tmp_path / enable).mkdir()
+    crawl = Crawl(tmp_path / enable, "graph", enable=enable, settings=settings,
+                  args={"start": f"{mockserver.url(ns)}/gl/{pages}/20/0"})
+    result = crawl.run()
+    assert result.finish_reason == "finished"
+    hits = {path.split("/", 2)[2]: count for path, count in mockserver.hits(ns).items()}
+    # every page fetched once, and the start page once more (a start URL is
+    # dont_filter, so the dupefilter lets the first link back to it through)
+    assert hits == {f"gl/{pages}/20/{n}": 2 if n == 0 else 1 for n in range(pages)}
+    assert len(crawl.items()) == pages + 1
+    return crawl, result
+
+
+def test_links_to_fetched_pages_are_dropped_before_the_scheduler(tmp_path, mockserver):
+    _, plain = link_heavy_run(tmp_path, mockserver, "off")
+    crawl, checkpointed = link_heavy_run(tmp_path, mockserver, "addon")
+    early = checkpointed.stats["checkpoint/duplicates_early"]
+    # the same duplicates are dropped: some by us, the rest by Scrapy's dupefilter
+    assert early + checkpointed.stats["dupefilter/filtered"] == plain.stats["dupefilter/filtered"]
+    # most links go to pages fetched long before: those never reach the scheduler
+    assert early > plain.stats["dupefilter/filtered"] / 2
+    # and no duplicate was written to the ledger
+    ledger = crawl.ledger("graph")
+    assert len(ledger) == 300 and set(ledger.values()) == {RequestStatus.DONE}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"DUPEFILTER_CLASS": "tests.spiders.common.OwnDupeFilter"}, {"DUPEFILTER_DEBUG": "True"}],
+    ids=["own-dupefilter", "dupefilter-debug"],
+)
+def test_every_duplicate_goes_to_the_dupefilter_when_it_is_not_scrapys_or_logs_them(
+    tmp_path, mockserver, settings
+):
+    _, plain = link_heavy_run(tmp_path, mockserver, "off", pages=100, **settings)
+    _, checkpointed = link_heavy_run(tmp_path, mockserver, "addon", pages=100, **settings)
+    assert "checkpoint/duplicates_early" not in checkpointed.stats
+    assert checkpointed.stats["dupefilter/filtered"] == plain.stats["dupefilter/filtered"]

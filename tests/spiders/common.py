@@ -6,6 +6,7 @@ import json
 
 import scrapy
 from scrapy import signals
+from scrapy.dupefilters import RFPDupeFilter
 
 
 class StatsDumpingSpider(scrapy.Spider):
@@ -22,3 +23,7 @@ class StatsDumpingSpider(scrapy.Spider):
         if self.stats_file:
             with open(self.stats_file, "w") as f:
                 json.dump(self.crawler.stats.get_stats(), f, default=str)
+
+
+class OwnDupeFilter(RFPDupeFilter):
+    """A project's own dupefilter: scrapy-resume cannot know what it lets through."""
