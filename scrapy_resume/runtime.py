@@ -141,8 +141,8 @@ class CheckpointRuntime:
         self.worker = worker
         # on a shared queue, the queue holds the pending requests (and restores them)
         self.batches.keep_blobs = worker is None
-        # (a shared queue comes with scrapy-redis's own scheduler and dupefilter)
-        self.early_duplicates = EarlyDuplicates.for_crawler(self.crawler) if worker is None else None
+        # off on a shared queue too: it comes with scrapy-redis's own scheduler
+        self.early_duplicates = EarlyDuplicates.for_crawler(self.crawler)
         retry_failed = self.config.retry_failed  # failed requests go back into the frontier
         # an empty index (a fresh stage) is a frozenset: the cheapest "not in"
         self.finished = store.finished_index(include_failed=not retry_failed) or frozenset()
