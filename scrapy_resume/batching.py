@@ -147,6 +147,13 @@ class BatchBuilder:
         if tracker.items:
             counters["items"] = counters.get("items", 0) + tracker.items
 
+    def release_waiting_parents(self) -> None:
+        """The crawl finished, and children that exist only in memory never
+        settled: nothing fetched them (a request_scheduled handler refused them),
+        so their parents are complete."""
+        for key in list(self.waiting_parents):
+            self._settlement_committed(key)
+
     def _settlement_committed(self, key: bytes) -> None:
         """``key`` is settled in this batch: unblock a parent waiting for it."""
         self.settled_in_batch.add(key)

@@ -283,6 +283,8 @@ class CheckpointExtension:
             return
         self.runtime.settle_complete_trackers()
         self.runtime.commit()
+        if reason == "finished" and self.runtime.worker is None:
+            self.runtime.settle_refused_requests()
         self.runtime.close_feeds()
         self.runtime.active = False
         summary = self.store.summary()

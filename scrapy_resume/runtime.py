@@ -68,6 +68,10 @@ RESTORED = "restored"  # read back from the checkpoint's frontier
 #: The meta key of the request :meth:`CheckpointRuntime.wake_engine` sends.
 WAKE_META = "checkpoint_wake"
 
+#: The error of a request still pending when a crawl finished: see
+#: :meth:`CheckpointRuntime.settle_refused_requests`.
+REFUSED_IN_SCHEDULING = "refused when scheduled (offsite, or a request_scheduled handler)"
+
 #: Commit at once when this many completed requests are waiting, whatever
 #: the interval, to bound memory and the size of one transaction.
 MAX_BATCH = 5000
@@ -356,6 +360,32 @@ class CheckpointRuntime:
         key = request.meta.get(KEY_META)
         if key is not None and self.active:
             self._settle_now(key, request, status, error)
+
+    def settle_refused_requests(self) -> int:
+        """At the end of a finished crawl, settle as dropped what is still pending.
+
+        The scheduler is empty and nothing is in flight, so every pending request
+        was handed to the engine in this run (by start(), a callback or a restore)
+        and never fetched: a request_scheduled handler after ours refused it with
+        IgnoreRequest, as Scrapy's OffsiteMiddleware does with offsite links.
+        Left pending, every resume would restore it, see it refused again, and
+        the stage would never complete.
+        """
+        assert self.store is not None
+        self.batches.release_waiting_parents()
+        refused = 0
+        for batch in self.store.iter_pending():
+            for key, _ in batch:
+                self._settle_now(key, None, RequestStatus.DROPPED, REFUSED_IN_SCHEDULING)
+                refused += 1
+        if refused:
+            logger.info(
+                "%d request(s) refused when scheduled (offsite, or another request_scheduled "
+                "handler) were never fetched: marked dropped",
+                refused, extra={"spider": self.crawler.spider},
+            )
+        self.commit()
+        return refused
 
     def _settle_now(
         self, key: bytes, request: Request | None, status: RequestStatus, error: str

@@ -39,7 +39,9 @@ def test_same_items_and_same_downloads_as_plain_scrapy(feature_runs):
     assert strip(ckpt_hits, ckpt_base) == strip(plain_hits, plain_base)
     assert strip(plain_hits, plain_base)["flaky/2/a"] == 3  # two retries, as in plain Scrapy
     assert strip(plain_hits, plain_base)["slow/10/dup"] == 2  # dont_filter twice
-    for key in ("item_scraped_count", "downloader/response_count", "retry/count"):
+    assert plain_result.stats["offsite/filtered"] == 3  # from start(), and 2 from errbacks
+    for key in ("item_scraped_count", "downloader/response_count", "retry/count",
+                "offsite/filtered"):
         assert ckpt_result.stats.get(key) == plain_result.stats.get(key), key
 
 
@@ -62,8 +64,11 @@ def test_ledger_settles_every_request(feature_runs):
     assert ledger[f"{base}/status/404"] == RequestStatus.DONE
     # the errback's own request was recorded and done
     assert ledger[f"{base}/status/200?after_error=refused"] == RequestStatus.DONE
+    # OffsiteMiddleware refuses these in request_scheduled, after our handler saw them
+    assert ledger["http://offsite.invalid/from-start"] == RequestStatus.DROPPED
+    assert ledger["http://offsite.invalid/from-errback"] == RequestStatus.DROPPED
     summary = crawl.summary("features")
-    assert summary.status == "completed" and summary.dropped == 1
+    assert summary.status == "completed" and summary.dropped == 3
     assert summary.counters["items"] == result.stats["item_scraped_count"] == 23
     assert summary.failed == 4
 
@@ -77,6 +82,34 @@ def test_completed_stage_resumed_has_nothing_to_do(tmp_path, mockserver):
     assert "already completed" in again.log and "nothing to do" in again.log
     assert again.finish_reason == "finished"
     assert mockserver.hits(ns) == before
+
+
+def test_requests_refused_when_scheduled_are_dropped_when_a_resume_finishes(
+    tmp_path, mockserver, feature_runs
+):
+    ns = mockserver.namespace()
+    base = mockserver.url(ns)
+    crawl = Crawl(tmp_path, "features", args={"base": base})
+    first = crawl.run(CLOSESPIDER_ITEMCOUNT="2")
+    assert first.finish_reason == "closespider_itemcount"
+    # an interrupted crawl does not settle them: maybe nothing refused them yet
+    assert crawl.ledger("features")["http://offsite.invalid/from-start"] == RequestStatus.PENDING
+    second = crawl.run(CHECKPOINT_RESUME="1")
+    assert second.finish_reason == "finished"
+    assert second.stats["checkpoint/restored"] >= 1
+    ledger = crawl.ledger("features")
+    assert [url for url, status in ledger.items() if status == RequestStatus.PENDING] == []
+    assert ledger["http://offsite.invalid/from-start"] == RequestStatus.DROPPED
+    assert ledger["http://offsite.invalid/from-errback"] == RequestStatus.DROPPED
+    summary = crawl.summary("features")
+    assert summary.status == "completed" and summary.dropped == 3
+    # and the two runs together did what one plain crawl does (but for the graph
+    # pages' labels, which record the path that found a page first)
+    unlabelled = lambda items: [{k: v for k, v in i.items() if k != "label"} for i in items]
+    plain, _, plain_base, _ = feature_runs["off"]
+    assert canonical(unlabelled(crawl.items()), base) == canonical(
+        unlabelled(plain.items()), plain_base
+    )
 
 
 def link_heavy_run(tmp_path, mockserver, enable: str, pages: int = 300, **settings: str):

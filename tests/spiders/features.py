@@ -1,6 +1,6 @@
 """Exercises what must behave exactly as in plain Scrapy: retries, redirects,
 errbacks (download errors and HTTP errors), dont_filter duplicates, cb_kwargs,
-callback exceptions and a custom start()."""
+callback exceptions, offsite requests and a custom start()."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from tests.spiders.common import StatsDumpingSpider
 
 class FeaturesSpider(StatsDumpingSpider):
     name = "features"
+    # OffsiteMiddleware refuses the links to offsite.invalid in request_scheduled
+    allowed_domains = ["127.0.0.1"]
 
     def __init__(self, base: str, **kwargs):
         super().__init__(**kwargs)
@@ -33,6 +35,7 @@ class FeaturesSpider(StatsDumpingSpider):
                 f"{base}/slow/10/dup", callback=self.parse_plain, dont_filter=True,
                 cb_kwargs={"copy": copy},
             )
+        yield scrapy.Request("http://offsite.invalid/from-start")
         yield {"from": "start"}
 
     def parse_page(self, response, label):
@@ -50,4 +53,5 @@ class FeaturesSpider(StatsDumpingSpider):
     def on_error(self, failure):
         url = failure.request.url
         yield {"error": type(failure.value).__name__, "url": url}
+        yield scrapy.Request("http://offsite.invalid/from-errback")  # twice: two errbacks run
         yield scrapy.Request(f"{self.base}/status/200?after_error={url[-7:]}", callback=self.parse_plain)
