@@ -267,6 +267,9 @@ class CheckpointRuntime:
         if last is not None and last[0] is request:
             # a new request duplicating one already in the ledger: nothing to write
             self.batches.drop_new_request(request, last[1])
+            if self.early_duplicates is not None:
+                # its key is its fingerprint: the dupefilter drops no dont_filter request
+                self.early_duplicates.dropped_by_dupefilter(request.meta[KEY_META])
             return
         key = request.meta.get(KEY_META)
         if key is not None:
