@@ -477,9 +477,13 @@ class CheckpointStore(BaseCheckpointStore):
                 seq += 1
             self._db.executemany(_SETTLE, settled)
             failed = [s for s in batch.settlements if s.status == RequestStatus.FAILED]
+            # (one discovered in this batch never entered the frontier)
             self._db.executemany(
                 _LEAVE_FRONTIER,
-                [(s.key,) for s in batch.settlements if s.status != RequestStatus.FAILED],
+                [
+                    (s.key,) for s in batch.settlements
+                    if s.status != RequestStatus.FAILED and s.key not in discovered_url
+                ],
             )
             self._db.executemany(
                 _KEEP_FAILED,
