@@ -1,14 +1,16 @@
 """What does checkpointing cost? Plain Scrapy vs scrapy-resume vs JOBDIR, same run.
 
-    python bench/overhead.py [--pages 5000] [--pairs 5] [--no-profile] [--instructions 200]
+    python bench/overhead.py [--pages 5000] [--pairs 5] [--profiles 3] [--no-profile]
+                             [--instructions 200]
 
 Crawls a local site (served on 127.0.0.1 by tests/mockserver.py) of
 ``--pages`` pages, with ``-o items.jsonl``, in alternating rounds of plain
 Scrapy, scrapy-resume (the add-on) and JOBDIR. It prints the median ratio of
 crawl time (Scrapy's ``elapsed_time_seconds``) of each against plain Scrapy.
 
-Paired wall-time ratios are noisy on shared machines, so it also runs one
-checkpointed crawl under py-spy and reports the share of CPU samples spent
+Paired wall-time ratios are noisy on shared machines, so it also runs
+``--profiles`` checkpointed crawls under py-spy (their samples pooled: ours
+are a few hundred, so one crawl's share moves by a tenth of a point) and reports the share of CPU samples spent
 in scrapy_resume's own frames. Samples where our spider-middleware wrapper
 is only pulling the spider's own output through Scrapy's chain are not ours
 and are not counted: those below the wrapper (the spider's and Scrapy's
@@ -139,18 +141,19 @@ def instruction_ratio(base: str, pages: int, fanout: int, tmp: Path) -> tuple[fl
     return whole, per_page
 
 
-def samples(raw: Path) -> Iterator[tuple[list[str], int]]:
-    """``(frames, count)`` for each stack of a ``py-spy record -f raw`` file."""
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if count.isdigit():
-            yield stack.split(";"), int(count)
+def samples(*raws: Path) -> Iterator[tuple[list[str], int]]:
+    """``(frames, count)`` for each stack of ``py-spy record -f raw`` files."""
+    for raw in raws:
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if count.isdigit():
+                yield stack.split(";"), int(count)
 
 
-def fingerprint_share(raw: Path) -> float:
+def fingerprint_share(*raws: Path) -> float:
     """Share of samples computing request fingerprints, whoever asked for them."""
     total = fingerprinting = 0
-    for frames, count in samples(raw):
+    for frames, count in samples(*raws):
         total += count
         if any("RequestFingerprinter.fingerprint" in frame for frame in frames):
             fingerprinting += count
@@ -181,8 +184,8 @@ class CpuShare:
         return count / self.total
 
 
-def cpu_share(raw: Path) -> CpuShare:
-    """Classify the samples of a ``py-spy record -f raw`` file.
+def cpu_share(*raws: Path) -> CpuShare:
+    """Classify the samples of ``py-spy record -f raw`` files.
 
     Request fingerprints are cached per request by Scrapy, so the ones we
     compute first are not computed again by the dupefilter (a plain crawl
@@ -190,7 +193,7 @@ def cpu_share(raw: Path) -> CpuShare:
     the crawl.
     """
     result = CpuShare()
-    for frames, count in samples(raw):
+    for frames, count in samples(*raws):
         result.total += count
         inner = [i for i, frame in enumerate(frames) if "scrapy_resume" in frame]
         if not inner:
@@ -218,6 +221,8 @@ def main() -> None:
                         help="links per page; above 5, a link-heavy site (5 new links, the "
                              "rest to pages seen already)")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--profiles", type=int, default=3,
+                        help="checkpointed crawls run under py-spy, their samples pooled")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--instructions", type=int, default=0, metavar="PAGES",
                         help="also count the instructions of a PAGES-page crawl, plain and "
@@ -240,15 +245,16 @@ def main() -> None:
                       f"{result['wall']:.2f}s wall, {result['cpu']:.2f}s CPU", flush=True)
         profile = None
         if not args.no_profile and shutil.which("py-spy"):
-            raw = tmp / "profile.txt"
-            crawl("checkpoint", base, "profiled", args.pages, args.fanout, tmp / "profiled",
-                  under=py_spy(raw))
-            profile = cpu_share(raw)
+            raws = [tmp / f"profile-{n}.txt" for n in range(args.profiles)]
+            for n, raw in enumerate(raws):
+                crawl("checkpoint", base, f"profiled{n}", args.pages, args.fanout,
+                      tmp / f"profiled-{n}", under=py_spy(raw))
+            profile = cpu_share(*raws)
             # fingerprints are computed in plain Scrapy too, by the dupefilter
             plain_raw = tmp / "plain-profile.txt"
             crawl("plain", base, "profiled-plain", args.pages, args.fanout,
                   tmp / "profiled-plain", under=py_spy(plain_raw))
-            fingerprints = (fingerprint_share(plain_raw), fingerprint_share(raw))
+            fingerprints = (fingerprint_share(plain_raw), fingerprint_share(*raws))
         counted = None
         if args.instructions and shutil.which("valgrind"):
             counted = instruction_ratio(base, args.instructions, args.fanout, tmp)
@@ -275,7 +281,8 @@ def main() -> None:
           f"crawl time (checkpoint/commit_seconds)")
     if profile is not None:
         print(f"CPU samples inside scrapy_resume during the crawl: {profile.overhead:.2%} of "
-              f"{profile.total} (py-spy, 250 Hz). Not counted: request fingerprinting "
+              f"{profile.total} ({args.profiles} crawls, py-spy, 250 Hz). Not counted: "
+              f"request fingerprinting "
               f"{profile.share(profile.fingerprinting):.2%} (the dupefilter would do it: it "
               f"takes {fingerprints[0]:.2%} of a plain crawl's samples, "
               f"{fingerprints[1]:.2%} of this one's, all callers), importing the package "
