@@ -9,9 +9,9 @@ Scrapy, scrapy-resume (the add-on) and JOBDIR. It prints the median ratio of
 crawl time (Scrapy's ``elapsed_time_seconds``) of each against plain Scrapy.
 
 Paired wall-time ratios are noisy on shared machines, so it also runs
-``--profiles`` checkpointed crawls under py-spy (their samples pooled: ours
-are a few hundred, so one crawl's share moves by a tenth of a point) and reports the share of CPU samples spent
-in scrapy_resume's own frames. Samples where our spider-middleware wrapper
+``--profiles`` checkpointed crawls under py-spy, their samples pooled (ours
+are a few hundred a crawl, so one crawl's share moved by ±0.2 points), and
+reports the share of CPU samples spent in scrapy_resume's own frames. Samples where our spider-middleware wrapper
 is only pulling the spider's own output through Scrapy's chain are not ours
 and are not counted: those below the wrapper (the spider's and Scrapy's
 work), and those on the wrapper's own ``async for`` line (the async generator

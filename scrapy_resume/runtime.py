@@ -364,7 +364,7 @@ class CheckpointRuntime:
         if key is not None and self.active:
             self._settle_now(key, request, status, error)
 
-    def settle_refused_requests(self) -> int:
+    def settle_refused_requests(self) -> None:
         """At the end of a finished crawl, settle as dropped what is still pending.
 
         The scheduler is empty and nothing is in flight, so every pending request
@@ -388,7 +388,6 @@ class CheckpointRuntime:
                 refused, extra={"spider": self.crawler.spider},
             )
         self.commit()
-        return refused
 
     def _settle_now(
         self, key: bytes, request: Request | None, status: RequestStatus, error: str
