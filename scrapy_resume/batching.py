@@ -37,7 +37,10 @@ class BatchBuilder:
         self.loose: list[Request] = []
         self.ready: list[OutputTracker] = []  # completed, waiting for the next commit
         self.waiting_parents: dict[bytes, OutputTracker] = {}  # child key -> parent
-        self.settled_in_batch: set[bytes] = set()  # while a batch is being built
+        # while a batch is being built: the keys it settles, and of those, the
+        # ones done or dropped (a failed one stays in the frontier)
+        self.settled_in_batch: set[bytes] = set()
+        self.finished_in_batch: set[bytes] = set()
         self.loose_cursors: dict[str, Any] = {}
         self.loose_feed_bytes: list[tuple[FeedStage, bytes]] = []
         self.counter_deltas: dict[str, int] = {}
@@ -85,14 +88,31 @@ class BatchBuilder:
 
     def build(self, start_items: StartItems) -> CommitBatch:
         batch = CommitBatch()
-        loose, self.loose = self.loose, []
-        for request in loose:
-            self._add_new_request(batch, request)
         while self.ready:  # a settlement can unblock a parent: it joins this batch
             ready, self.ready = self.ready, []
-            for tracker in ready:
-                self._add_completed(batch, tracker)
+            # Newest first: a child completes after its parent, so when the
+            # parent's children are added, those settled in this batch are
+            # known, and they need no serialized copy (their settlement is
+            # written instead). Written in completion order all the same.
+            new_requests: list[list[NewRequest]] = []
+            settling: list[OutputTracker] = []
+            for tracker in reversed(ready):
+                new_requests.append(self._children_of(tracker))
+                if not tracker.blocked_on:
+                    settling.append(tracker)
+                    self._settlement_committed(tracker)
+            for children in reversed(new_requests):
+                batch.new_requests.extend(children)
+            for tracker in reversed(settling):
+                self._add_settlement(batch, tracker)
+        # (after the settlements, so that a start request fetched already needs no
+        # copy either, but first in discovery order)
+        loose, self.loose = self.loose, []
+        batch.new_requests[:0] = [
+            new for new in (self._pending_form(request) for request in loose) if new is not None
+        ]
         self.settled_in_batch.clear()
+        self.finished_in_batch.clear()
         batch.cursors.update(self.loose_cursors)
         self.loose_cursors = {}
         loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
@@ -105,19 +125,26 @@ class BatchBuilder:
         self.counter_deltas = {}
         return batch
 
-    def _add_completed(self, batch: CommitBatch, tracker: OutputTracker) -> None:
+    def _children_of(self, tracker: OutputTracker) -> list[NewRequest]:
+        """The new requests ``tracker``'s response yielded, to write as pending.
+
+        A child that cannot be serialized and has not finished blocks it."""
         children, tracker.children = tracker.children, []
+        new_requests = []
         for request in children:
-            if not self._add_new_request(batch, request):
-                key = request.meta[KEY_META]
-                if key in self.settled_in_batch or self.settled_before(key):
-                    continue  # the child has finished already
+            new = self._pending_form(request)
+            if new is not None:
+                new_requests.append(new)
+                continue
+            key = request.meta[KEY_META]
+            if not (key in self.settled_in_batch or self.settled_before(key)):
                 # The child exists only in memory: this request stays not-done
                 # until the child has finished, so a crash re-runs it.
                 tracker.blocked_on += 1
                 self.waiting_parents[key] = tracker
-        if tracker.blocked_on:
-            return
+        return new_requests
+
+    def _add_settlement(self, batch: CommitBatch, tracker: OutputTracker) -> None:
         request = tracker.request
         blob = None
         if request is not None:
@@ -137,7 +164,6 @@ class BatchBuilder:
                 attempts=tracker.attempts,
             )
         )
-        self._settlement_committed(tracker.key)
         batch.cursors.update(tracker.cursors)
         for stage, data in tracker.feed_bytes:
             stage.outgoing += data
@@ -152,27 +178,34 @@ class BatchBuilder:
         settled: nothing fetched them (a request_scheduled handler refused them),
         so their parents are complete."""
         for key in list(self.waiting_parents):
-            self._settlement_committed(key)
+            self._unblock_parent_of(key)
 
-    def _settlement_committed(self, key: bytes) -> None:
-        """``key`` is settled in this batch: unblock a parent waiting for it."""
+    def _settlement_committed(self, tracker: OutputTracker) -> None:
+        """``tracker`` is settled in this batch."""
+        key = tracker.key
         self.settled_in_batch.add(key)
+        if tracker.status != RequestStatus.FAILED:  # (a failed one keeps a copy, to be retried)
+            self.finished_in_batch.add(key)
+        self._unblock_parent_of(key)
+
+    def _unblock_parent_of(self, key: bytes) -> None:
+        """``key`` is settled: the parent waiting for it may be complete now."""
         parent = self.waiting_parents.pop(key, None)
         if parent is not None:
             parent.blocked_on -= 1
             if parent.blocked_on == 0:
                 self.ready.append(parent)
 
-    def _add_new_request(self, batch: CommitBatch, request: Request) -> bool:
-        """Serialize a new request into the batch; False if it cannot be serialized."""
-        if not self.keep_blobs:
-            batch.new_requests.append(NewRequest(request.meta[KEY_META], request.url, None))
-            return True
+    def _pending_form(self, request: Request) -> NewRequest | None:
+        """A new request as the store takes it: serialized, unless it is settled
+        in this batch (then only its URL is needed); None if it cannot be."""
+        key = request.meta[KEY_META]
+        if not self.keep_blobs or key in self.finished_in_batch:
+            return NewRequest(key, request.url, None)
         blob = self.serialize(request, warn=True)
         if blob is None:
-            return False
-        batch.new_requests.append(NewRequest(request.meta[KEY_META], request.url, blob))
-        return True
+            return None
+        return NewRequest(key, request.url, blob)
 
     def serialize(self, request: Request, *, warn: bool) -> bytes | None:
         spider = self.crawler.spider
