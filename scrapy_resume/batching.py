@@ -5,7 +5,8 @@ its callback yielded (serialized, as pending), its cursor updates, its
 counters and its items' feed bytes. A child that cannot be serialized exists
 only in memory, so its parent waits, not done, until that child has itself
 been committed: a crash in between re-runs the parent, which yields the child
-again.
+again. A child that finishes before the commit is written once, settled, and
+never serialized (about half of them, on a local crawl).
 """
 
 from __future__ import annotations
