@@ -283,13 +283,15 @@ class CheckpointExtension:
             return
         self.runtime.settle_complete_trackers()
         self.runtime.commit()
-        if reason == "finished" and self.runtime.worker is None:
+        worker = self.runtime.worker
+        shared_status = None if worker is None else self._shared_stage_status(reason, worker)
+        if reason == "finished" and shared_status in (None, StageStatus.COMPLETED):
             self.runtime.settle_refused_requests()
         self.runtime.close_feeds()
         self.runtime.active = False
         summary = self.store.summary()
-        if self.runtime.worker is not None:
-            status = self._shared_stage_status(reason, self.runtime.worker)
+        if shared_status is not None:
+            status = shared_status
         elif reason == "finished" and summary.pending == 0:
             status = StageStatus.COMPLETED
         else:

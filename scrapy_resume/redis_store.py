@@ -425,6 +425,13 @@ class RedisStore(BaseCheckpointStore):
             if batch:
                 yield batch
 
+    def pending_keys(self) -> list[bytes]:
+        pending = self._statuses(settled=False, include_failed=False)
+        return [
+            key for key, status in self.client.hscan_iter(self.keys.status, count=10000)
+            if status in pending
+        ]
+
     def ledger_rows(
         self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
     ) -> Iterator[dict[str, Any]]:

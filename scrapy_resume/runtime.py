@@ -367,18 +367,19 @@ class CheckpointRuntime:
     def settle_refused_requests(self) -> None:
         """At the end of a finished crawl, settle as dropped what is still pending.
 
-        The scheduler is empty and nothing is in flight, so every pending request
-        was handed to the engine in this run (by start(), a callback or a restore)
-        and never fetched: a request_scheduled handler after ours refused it with
-        IgnoreRequest, as Scrapy's OffsiteMiddleware does with offsite links.
-        Left pending, every resume would restore it, see it refused again, and
-        the stage would never complete.
+        The scheduler is empty and nothing is in flight (on a shared queue: the
+        last worker leaves, the queue is empty and no lease is outstanding), so
+        every pending request was handed to an engine (by start(), a callback or
+        a restore) and never fetched: a request_scheduled handler after ours
+        refused it with IgnoreRequest, as Scrapy's OffsiteMiddleware does with
+        offsite links. Left pending, every resume would restore it, see it
+        refused again, and the stage would never complete.
         """
         assert self.store is not None
         self.batches.release_waiting_parents()
         refused = 0
-        for batch in self.store.iter_pending():
-            for key, _ in batch:
+        if self.store.summary().pending:  # (the common case: no scan of the ledger)
+            for key in self.store.pending_keys():
                 self._settle_now(key, None, RequestStatus.DROPPED, REFUSED_IN_SCHEDULING)
                 refused += 1
         if refused:

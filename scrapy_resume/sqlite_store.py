@@ -387,6 +387,12 @@ class CheckpointStore(BaseCheckpointStore):
                 for _, key, blob, url in rows
             ]
 
+    def pending_keys(self) -> list[bytes]:
+        query = "SELECT key FROM requests WHERE status = ?"
+        with self._reading():
+            rows = self._db.execute(query, (int(RequestStatus.PENDING),)).fetchall()
+        return [bytes(key) for (key,) in rows]
+
     def ledger_rows(
         self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
     ) -> Iterator[dict[str, Any]]:

@@ -285,6 +285,11 @@ class BaseCheckpointStore(ABC):
         """
 
     @abstractmethod
+    def pending_keys(self) -> list[bytes]:
+        """The key of every pending request, whether a copy of it is stored or not
+        (on a shared scrapy-redis queue, the queue holds the copies)."""
+
+    @abstractmethod
     def ledger_rows(
         self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
     ) -> Iterator[dict[str, Any]]:

@@ -25,10 +25,10 @@ def page_path(ns: str, n: int) -> str:
     return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
 
 
-def scrapy_redis_worker(tmp_path, number: int, start: str, redis_url: str) -> Crawl:
+def scrapy_redis_worker(tmp_path, number: int, start: str, redis_url: str, **args: str) -> Crawl:
     workdir = tmp_path / f"worker{number}"
     workdir.mkdir()
-    return Crawl(workdir, "graph", args={"start": start}, backend=redis_url, settings={
+    return Crawl(workdir, "graph", args={"start": start, **args}, backend=redis_url, settings={
         "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),  # one signing secret for all
         "CHECKPOINT_LEASE_SECONDS": "3",
         "SCHEDULER": "scrapy_redis.scheduler.Scheduler",
@@ -119,3 +119,24 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     urls = collections.Counter(json.loads(line)["url"] for line in lines)
     assert len(lines) == SIZE
     assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+
+
+def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(
+    tmp_path, mockserver, redis_server
+):
+    ns = mockserver.namespace()
+    redis_url = redis_server.url(db=3)
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    # pages 5, 15, 25 and 35 link to themselves by another host name: OffsiteMiddleware
+    # refuses those links in request_scheduled, after our handler has recorded them
+    start = mockserver.url(f"/{ns}/g/40/3/0")
+    crawl = scrapy_redis_worker(tmp_path, 0, start, redis_url, offsite_every="10")
+    result = crawl.run()
+    assert result.finish_reason == "finished"
+    assert result.stats["offsite/filtered"] == 4
+    assert len(mockserver.hits(ns)) == 40
+    summary = crawl.summary("graph")
+    # never in the shared queue, never leased: settled by the last worker to leave
+    assert (summary.pending, summary.done, summary.dropped) == (0, 40, 4)
+    assert "Checkpoint of stage graph saved (status completed, 40 done, 0 pending" in result.log

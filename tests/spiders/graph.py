@@ -3,7 +3,9 @@
 Options (spider arguments), for the feed tests: ``start_items=N`` yields N
 items from start(); ``dead_every=K`` adds, on every page ``n`` with
 ``n % K == 7``, a link to a dead port whose errback yields an item;
-``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``.
+``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``;
+``offsite_every=K`` adds, on every page with ``n % K == 5``, a link to the same
+page by another host name (localhost), which OffsiteMiddleware refuses.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ class GraphSpider(StatsDumpingSpider):
     name = "graph"
 
     def __init__(self, start: str, also: str = "", start_items: str = "0", dead_every: str = "0",
-                 drop_every: str = "0", **kwargs):
+                 drop_every: str = "0", offsite_every: str = "0", **kwargs):
         super().__init__(**kwargs)
         # "also": an extra start URL, e.g. a slow page that keeps a graceful stop draining
         self.start_urls = [start, also] if also else [start]
         self.start_items = int(start_items)
         self.dead_every = int(dead_every)
         self.drop_every = int(drop_every)
+        self.offsite_every = int(offsite_every)
+        if self.offsite_every:
+            self.allowed_domains = ["127.0.0.1"]
 
     @classmethod
     def update_settings(cls, settings):
@@ -62,6 +67,8 @@ class GraphSpider(StatsDumpingSpider):
         if self.dead_every and page_number(response.url) % self.dead_every == 7:
             dead = f"http://127.0.0.1:1/dead/{page_number(response.url)}"
             yield scrapy.Request(dead, errback=self.on_dead)
+        if self.offsite_every and page_number(response.url) % self.offsite_every == 5:
+            yield scrapy.Request(response.url.replace("127.0.0.1", "localhost"))
 
     def on_dead(self, failure):
         yield {"url": failure.request.url, "title": "", "kind": "dead"}
