@@ -38,6 +38,14 @@ def scrapy_redis_worker(tmp_path, number: int, start: str, redis_url: str, **arg
     })
 
 
+def empty_database(redis_server, db: int) -> tuple[str, redis.Redis]:
+    """A Redis database for one test, emptied: its URL and a client."""
+    url = redis_server.url(db=db)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    return url, client
+
+
 def leases_of(client: redis.Redis, pid: int) -> int:
     owners = client.hvals(StageKeys("graph").lease_owner)
     return sum(1 for owner in owners if owner.decode().split(":")[1] == str(pid))
@@ -51,9 +59,7 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     tmp_path, mockserver, redis_server
 ):
     ns = mockserver.namespace()
-    redis_url = redis_server.url(db=2)
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    redis_url, client = empty_database(redis_server, db=2)
     mockserver.configure(ns, delay_ms=5)  # requests stay in flight a little
     start = mockserver.url(page_path(ns, 0))
     workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(WORKERS)]
@@ -125,9 +131,7 @@ def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(
     tmp_path, mockserver, redis_server
 ):
     ns = mockserver.namespace()
-    redis_url = redis_server.url(db=3)
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    redis_url, _ = empty_database(redis_server, db=3)
     # pages 5, 15, 25 and 35 link to themselves by another host name: OffsiteMiddleware
     # refuses those links in request_scheduled, after our handler has recorded them
     start = mockserver.url(f"/{ns}/g/40/3/0")
