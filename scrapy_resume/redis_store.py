@@ -359,13 +359,15 @@ class RedisStore(BaseCheckpointStore):
         chosen = statuses(settled=settled, include_failed=include_failed)
         return frozenset(str(int(status)).encode() for status in chosen)
 
+    def _keys_with(self, statuses: frozenset[bytes]) -> Iterator[bytes]:
+        """The key of every request with one of ``statuses``, read in chunks."""
+        for key, status in self.client.hscan_iter(self.keys.status, count=10000):
+            if status in statuses:
+                yield key
+
     def finished_index(self, *, include_failed: bool = True) -> KeyIndex:
         statuses = self._statuses(settled=True, include_failed=include_failed)
-        prefixes = array("Q", (
-            KeyIndex.prefix(key)
-            for key, status in self.client.hscan_iter(self.keys.status, count=10000)
-            if status in statuses
-        ))
+        prefixes = array("Q", (KeyIndex.prefix(key) for key in self._keys_with(statuses)))
         return KeyIndex(prefixes, lambda k: self.is_finished(k, include_failed=include_failed))
 
     def is_finished(self, key: bytes, *, include_failed: bool = True) -> bool:
@@ -426,11 +428,7 @@ class RedisStore(BaseCheckpointStore):
                 yield batch
 
     def pending_keys(self) -> list[bytes]:
-        pending = self._statuses(settled=False, include_failed=False)
-        return [
-            key for key, status in self.client.hscan_iter(self.keys.status, count=10000)
-            if status in pending
-        ]
+        return list(self._keys_with(self._statuses(settled=False, include_failed=False)))
 
     def ledger_rows(
         self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1

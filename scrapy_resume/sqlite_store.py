@@ -388,9 +388,10 @@ class CheckpointStore(BaseCheckpointStore):
             ]
 
     def pending_keys(self) -> list[bytes]:
-        query = "SELECT key FROM requests WHERE status = ?"
+        statuses = self._statuses(settled=False, include_failed=False)
+        query = f"SELECT key FROM requests WHERE status IN {statuses}"
         with self._reading():
-            rows = self._db.execute(query, (int(RequestStatus.PENDING),)).fetchall()
+            rows = self._db.execute(query).fetchall()
         return [bytes(key) for (key,) in rows]
 
     def ledger_rows(
