@@ -52,6 +52,10 @@ class StageBackend(ABC):
     def open(self, stage: str) -> BaseCheckpointStore: ...
 
     @abstractmethod
+    def create(self, stage: str, owner: str, state: dict[str, Any]) -> BaseCheckpointStore:
+        """A new stage, whole or not at all, with its first state (its configuration)."""
+
+    @abstractmethod
     def lock(self, stage: str, *, shared: bool = False) -> Lock:
         """One process per stage; ``shared``: a worker's membership of a stage
         that several workers crawl together (scrapy-redis), on a shared backend."""
@@ -108,6 +112,9 @@ class SqliteBackend(StageBackend):
     def open(self, stage: str) -> CheckpointStore:
         return CheckpointStore(self.path(stage), fsync=self.fsync)
 
+    def create(self, stage: str, owner: str, state: dict[str, Any]) -> CheckpointStore:
+        return CheckpointStore.create(self.path(stage), stage, owner, state, fsync=self.fsync)
+
     def lock(self, stage: str, *, shared: bool = False) -> StageLock:
         if shared:
             raise ValueError("a SQLite checkpoint cannot be shared by several workers")
@@ -162,6 +169,11 @@ class RedisBackend(StageBackend):
         # a connection of its own: closing the store leaves the backend usable
         return RedisStore(client_for(self.url), stage, RequestSigner(self.directory),
                           self.location(stage))
+
+    def create(self, stage: str, owner: str, state: dict[str, Any]) -> BaseCheckpointStore:
+        store = self.open(stage)
+        store.initialize(stage, owner, state)
+        return store
 
     def lock(self, stage: str, *, shared: bool = False) -> Lock:
         if shared:

@@ -71,6 +71,15 @@ def _get_backend(settings: BaseSettings) -> str:
     return value
 
 
+def checkpointing_wanted(settings: BaseSettings) -> bool:
+    """Is CHECKPOINT_ENABLED on? A value that is not a boolean counts as on: the
+    crawl then refuses, naming the value, rather than run unprotected."""
+    try:
+        return settings.getbool("CHECKPOINT_ENABLED", False)
+    except ValueError:
+        return True
+
+
 @dataclass(frozen=True)
 class CheckpointConfig:
     """The package's settings, validated. Build it with :meth:`from_settings`."""

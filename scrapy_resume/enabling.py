@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
+from weakref import WeakSet
 from urllib.parse import urlparse
 
 from scrapy import signals
@@ -90,11 +91,20 @@ def half_enabled_message(lines: list[str]) -> str:
     )
 
 
+# Crawlers refused by refuse_on_open: their feeds must not be touched either.
+_refused: WeakSet[Crawler] = WeakSet()
+
+
 def refuse_on_open(crawler: Crawler, reason: str, message: str) -> None:
     """Close the spider as soon as it opens, before any request is sent."""
+    _refused.add(crawler)
 
     def refuse(spider: Any) -> None:
         logger.error(message, extra={"spider": spider})
         raise CloseSpider(reason)
 
     crawler.signals.connect(refuse, signal=signals.spider_opened, weak=False)
+
+
+def is_refused(crawler: Crawler) -> bool:
+    return crawler in _refused

@@ -14,14 +14,16 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
 from scrapy.utils.defer import deferred_from_coro
 
-from .config import CheckpointConfig
+from .config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
 from .enabling import half_enabled_message, has_component, missing_lines
-from .feeds import FeedChanged, check_feeds, truncate_to_committed
+from .feeds import FeedChanged, StageFeeds, check_feeds
+from .launcher import Launcher, running_command
 from .leases import StageWorker, queue_key, shared_queue_problems, uses_shared_queue
-from .middleware import describe_error
+from .middleware import describe_error, has_own_errback
+from .privatefiles import CheckpointUnsafe
 from .progress import Progress
 from .runtime import CheckpointRuntime, close_spider
-from .stage import CheckpointRefused, HowTo, NothingToDo, OpenedStage, open_stage
+from .stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from .store import (
     BaseCheckpointStore,
     RequestStatus,
@@ -75,9 +77,14 @@ class HttpErrorPolicy:
 
 
 class CheckpointExtension:
-    def __init__(self, crawler: Crawler, config: CheckpointConfig):
+    def __init__(
+        self, crawler: Crawler, config: CheckpointConfig, launcher: Launcher | None = None,
+        config_error: str | None = None,
+    ):
         self.crawler = crawler
         self.config = config
+        self.launcher = launcher or Launcher("crawl")
+        self.config_error = config_error  # a bad CHECKPOINT_* value: refused when opening
         self.runtime = CheckpointRuntime(crawler, config)
         self.opened: OpenedStage | None = None  # the locked stage, while it runs
         self.stage = ""
@@ -95,10 +102,21 @@ class CheckpointExtension:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CheckpointExtension:
-        config = CheckpointConfig.from_settings(crawler.settings)
-        if not config.enabled:
+        if not checkpointing_wanted(crawler.settings):
             raise NotConfigured("CHECKPOINT_ENABLED is off")
-        extension = cls(crawler, config)
+        launcher = running_command()
+        if not launcher.checkpoints:
+            logger.info(
+                "scrapy %s runs the spider as plain Scrapy: no checkpoint is read or written",
+                launcher.command,
+            )
+            raise NotConfigured(f"scrapy {launcher.command} does not checkpoint")
+        try:
+            config, error = CheckpointConfig.from_settings(crawler.settings), None
+        except CheckpointConfigError as exc:
+            # refused when the spider opens, with this message and no traceback
+            config, error = CheckpointConfig(enabled=True), str(exc)
+        extension = cls(crawler, config, launcher, error)
         runtime = extension.runtime
         connect = crawler.signals.connect
         connect(extension.spider_opened, signal=signals.spider_opened)
@@ -119,7 +137,11 @@ class CheckpointExtension:
     def response_received(self, response: Any, request: Any, **signal_args: Any) -> None:
         request = response.request or request
         tracker = self.runtime.open_tracker(response, request, http_status=response.status)
-        if tracker is not None and request.errback is None and self.http_errors.ignores(response):
+        if (
+            tracker is not None
+            and self.http_errors.ignores(response)
+            and not has_own_errback(request, self.crawler.spider)
+        ):
             # HttpErrorMiddleware will drop it before the callback: the request failed
             tracker.status = RequestStatus.FAILED
             tracker.error = f"HttpError: Ignoring non-200 response ({response.status})"
@@ -133,16 +155,44 @@ class CheckpointExtension:
 
     def spider_opened(self, spider: Spider) -> None:
         try:
-            self._open(spider)
+            if self.config_error is not None:
+                raise CheckpointRefused("checkpoint_misconfigured", self.config_error)
+            runs = self._open(spider)
         except CheckpointRefused as refusal:
-            self._release()
-            logger.error("%s", refusal, extra={"spider": spider})
-            raise CloseSpider(refusal.reason) from None
+            self._refuse(spider, refusal.reason, str(refusal))
+        except CheckpointConfigError as exc:
+            self._refuse(spider, "checkpoint_misconfigured", str(exc))
+        except FeedChanged as exc:
+            self._refuse(spider, "checkpoint_feed_changed", str(exc))
+        except CheckpointUnsafe as exc:
+            self._refuse(spider, "checkpoint_unsafe", str(exc))
+        except Exception as exc:
+            # a full disk, EIO, CHECKPOINT_DIR naming a file, a read-only directory...:
+            # never crawl unprotected
+            self._refuse(spider, "checkpoint_unavailable", self._unavailable(exc), exc_info=True)
+        if not runs:
+            raise CloseSpider("finished")  # a completed stage: nothing to do
         self.timer = create_looping_call(self._commit_or_stop)
         self.timer.start(self.config.commit_interval, now=False)
         self.progress = Progress(self.stage)
         self.progress_timer = create_looping_call(self._log_progress)
         self.progress_timer.start(self.config.progress_interval, now=False)
+
+    def _refuse(self, spider: Spider, reason: str, message: str, exc_info: bool = False) -> None:
+        """Close the spider before any request, leaving the stage and the feeds as they were."""
+        self.runtime.active = False
+        self._release()
+        logger.error("%s", message, exc_info=exc_info, extra={"spider": spider})
+        raise CloseSpider(reason)
+
+    def _unavailable(self, error: Exception) -> str:
+        where = self.config.backend or f"{self.config.directory} (CHECKPOINT_DIR)"
+        return (
+            f"Cannot open the checkpoint of stage {self.stage or '?'} in {where}: "
+            f"{describe_error(error)}. Nothing was crawled, and nothing already saved was "
+            f"changed. Fix the cause (a full disk, a read-only directory, CHECKPOINT_DIR naming "
+            f"a file, a feed file that cannot be written), then run the same command again."
+        )
 
     def _log_progress(self) -> None:
         if self.store is None or not self.runtime.active or self.progress is None:
@@ -152,38 +202,44 @@ class CheckpointExtension:
         )
         logger.info("%s", line, extra={"spider": self.crawler.spider})
 
-    def _open(self, spider: Spider) -> None:
+    def _open(self, spider: Spider) -> bool:
+        """Lock and open the stage and its feeds; False when there is nothing to do."""
         self._check_setup(spider)
         self.stage = self.config.stage_name(spider.name)
         config = crawl_config(spider, self.crawler.settings, self.config.input_files)
-        command = f"scrapy crawl {spider.name}"
+        command = self.launcher.command_line(spider.name)
         how = HowTo(
             resume=f"{command} -s CHECKPOINT_RESUME=1",
             reset=f"{command} -s CHECKPOINT_RESET=1",
             reset_option="-s CHECKPOINT_RESET=1",
             retry=f"{command} -s CHECKPOINT_RESUME=1 -s CHECKPOINT_RETRY_FAILED=1",
         )
-        try:
-            self.opened = open_stage(
-                self.config, self.stage, spider.name, config, how, {"spider": spider},
-                shared=self.shared,
-            )
-        except NothingToDo as nothing:
-            # a worker killed after the others finished the stage: its feed still
-            # ends with bytes that were never committed
-            truncate_to_committed(nothing.feed_offsets)
-            raise CloseSpider("finished") from None
+        self.opened = open_stage(
+            self.config, self.stage, spider.name, config, how, {"spider": spider},
+            shared=self.shared,
+        )
+        feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how)
+        if self.opened.nothing_to_do:
+            if self.shared:
+                # a worker killed after the others finished the stage: its feed still
+                # ends with bytes that were never committed
+                feeds.cut_back(self.store.feed_offsets(), only_this_run=True)
+            self._release()
+            return False
         warning = self.opened.backend.durability_warning()
         if warning:
             logger.warning("%s", warning, extra={"spider": spider})
+        if self.opened.reset_feeds:
+            feeds.move_aside(self.opened.reset_feeds)
         summary = self.opened.summary
         if summary is not None:
-            try:
-                truncate_to_committed(self.store.feed_offsets())
-            except FeedChanged as exc:
-                raise CheckpointRefused("checkpoint_feed_changed", str(exc)) from None
+            committed = self.store.feed_offsets()
+            if not self.shared:  # (each worker of a shared stage has feeds of its own)
+                feeds.check_same_files(self.stage, committed, summary)
+            feeds.cut_back(committed, only_this_run=self.shared)
         self.opened.begin()
         self.runtime.recovering = self.opened.mode == "recover"
+        self.runtime.feed_files = feeds.files
         worker = self.opened.lock if self.shared else None
         if worker is not None:
             worker.queue_key = queue_key(self.crawler.settings, spider.name)  # type: ignore[attr-defined]
@@ -194,6 +250,7 @@ class CheckpointExtension:
                 self.stage, f"{summary.done:,}", f"{summary.failed:,}", f"{summary.pending:,}",
                 "yes" if self.config.retry_failed else "no", extra={"spider": spider},
             )
+        return True
 
     def _check_setup(self, spider: Spider) -> None:
         if self.crawler.settings.get("JOBDIR"):
@@ -281,14 +338,31 @@ class CheckpointExtension:
         if self.store is None or not self.runtime.active:
             self._release()
             return
+        try:
+            self._close_stage(spider, reason)
+        except Exception as exc:
+            # Like a failed commit mid-crawl: the transaction rolled back, nothing
+            # more reaches the feeds, and the stage stays as its last commit left it
+            # (a resume recovers from there).
+            logger.error(
+                "Checkpoint commit failed while closing (%s). Everything committed before "
+                "this point is resumable with -s CHECKPOINT_RESUME=1; the feeds are cut back "
+                "to it then.", describe_error(exc), exc_info=True, extra={"spider": spider},
+            )
+            self.crawler.stats.inc_value("checkpoint/commit_errors")
+            self.runtime.abandon_feeds()
+        finally:
+            self.runtime.active = False
+            self._release()
+
+    def _close_stage(self, spider: Spider, reason: str) -> None:
+        assert self.store is not None and self.opened is not None
         self.runtime.settle_complete_trackers()
         self.runtime.commit()
         worker = self.runtime.worker
         shared_status = None if worker is None else self._shared_stage_status(reason, worker)
         if reason == "finished" and shared_status in (None, StageStatus.COMPLETED):
             self.runtime.settle_refused_requests()
-        self.runtime.close_feeds()
-        self.runtime.active = False
         summary = self.store.summary()
         if shared_status is not None:
             status = shared_status
@@ -296,7 +370,8 @@ class CheckpointExtension:
             status = StageStatus.COMPLETED
         else:
             status = StageStatus.PAUSED
-        assert self.opened is not None
+        self.runtime.close_feeds()
+        self.runtime.active = False
         self.opened.end(reason, status)
         self._publish_stats(summary)
         logger.info(
@@ -306,7 +381,6 @@ class CheckpointExtension:
             "Resume with -s CHECKPOINT_RESUME=1." if status == StageStatus.PAUSED else "",
             extra={"spider": spider},
         )
-        self._release()
 
     def _shared_stage_status(self, reason: str, worker: StageWorker) -> str:
         """The last worker to leave decides whether the stage is completed."""

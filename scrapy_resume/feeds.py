@@ -19,14 +19,16 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from scrapy.extensions.feedexport import FileFeedStorage
 from scrapy.utils.misc import load_object
 from w3lib.url import file_uri_to_path
 
+from .enabling import is_refused
+from .feedfiles import FeedFiles, feed_scheme
 from .middleware import runtime_of
 
 if TYPE_CHECKING:
@@ -59,11 +61,6 @@ def is_record_format(settings: BaseSettings, fmt: Any) -> bool:
 
 class FeedChanged(Exception):
     """A feed file no longer holds what the checkpoint committed to it."""
-
-
-def feed_scheme(uri: str) -> str:
-    scheme = urlparse(uri).scheme
-    return "" if len(scheme) == 1 else scheme  # a Windows drive letter is a plain path
 
 
 def check_feeds(settings: BaseSettings) -> tuple[list[str], list[str]]:
@@ -102,9 +99,10 @@ def check_feeds(settings: BaseSettings) -> tuple[list[str], list[str]]:
     return problems, warnings
 
 
-def truncate_to_committed(offsets: dict[str, int]) -> None:
+def truncate_to_committed(offsets: dict[str, int], files: FeedFiles) -> None:
     """Cut every feed back to what the checkpoint committed, before anything is written."""
-    for path, committed in offsets.items():
+    for key, committed in offsets.items():
+        path = files.path(key)
         file = Path(path)
         if not file.exists():
             raise FeedChanged(
@@ -119,12 +117,91 @@ def truncate_to_committed(offsets: dict[str, int]) -> None:
                 f"stage over with -s CHECKPOINT_RESET=1."
             )
         if size > committed:
-            with file.open("r+b") as handle:
-                handle.truncate(committed)
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.ftruncate(fd, committed)
+            finally:
+                os.close(fd)
             logger.info(
                 "Feed %s: removed %s bytes written after the last commit; their requests "
                 "will be fetched again", path, f"{size - committed:,}",
             )
+
+
+class StageFeeds:
+    """The feed files of a stage being opened, and of this run: checked against
+    each other, cut back to what was committed, or moved aside by a reset."""
+
+    def __init__(self, directory: str | os.PathLike[str], settings: BaseSettings,
+                 spider: Spider, how: Any):
+        self.files = FeedFiles(directory)
+        self.this_run = self.files.of_this_run(settings, spider.name)
+        # a feed named with %(time)s is a new file every run: nothing to compare
+        self.comparable = all("%(" not in str(uri).replace("%(name)s", "")
+                              for uri in settings.getdict("FEEDS"))
+        self.how = how
+
+    def cut_back(self, committed: dict[str, int], *, only_this_run: bool = False) -> None:
+        """Truncate the feeds to their committed size (``only_this_run``: only the
+        files this run writes; on a shared stage the others are other workers')."""
+        if only_this_run:
+            committed = {k: v for k, v in committed.items() if k in self.this_run}
+        truncate_to_committed(committed, self.files)
+
+    def check_same_files(self, stage: str, committed: dict[str, int], summary: Any) -> None:
+        """A resume writes to the files the stage committed its items to."""
+        if not self.comparable:
+            return
+        missing = [self.files.path(key) for key in committed if key not in self.this_run]
+        if missing:
+            writes = ", ".join(self.this_run.values()) or "no feed"
+            raise FeedChanged(
+                f"Stage {stage} committed its items to {', '.join(missing)}, but this run "
+                f"writes to {writes}: the items would be split between files. Resume with "
+                f"the same feed ({' '.join(f'-o {os.path.relpath(p)}' for p in missing)}), "
+                f"or start the stage over with {self.how.reset_option}."
+            )
+        for key, path in self.this_run.items():
+            if key not in committed and summary.done:
+                logger.warning(
+                    "Feed %s is new to stage %s: it will hold only the items of requests "
+                    "done from now on, not those of the %s requests done before",
+                    path, stage, f"{summary.done:,}",
+                )
+
+    def move_aside(self, committed: dict[str, int]) -> None:
+        """A reset: the files of the old stage that this run writes again are kept
+        as backups, so the new crawl's feed holds no item of the old one."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for key in committed:
+            path = self.files.path(key)
+            if key not in self.this_run or not os.path.exists(path):
+                continue
+            backup = f"{path}.bak-{stamp}"
+            counter = 1
+            while os.path.exists(backup):
+                backup = f"{path}.bak-{stamp}-{counter}"
+                counter += 1
+            os.rename(path, backup)
+            logger.warning(
+                "CHECKPOINT_RESET: feed %s held the items of the old checkpoint; it was moved "
+                "to %s, and the new crawl writes a new file", path, backup,
+            )
+
+
+class DiscardedFeed(io.RawIOBase):
+    """What a run that does not hold its stage exports into: nothing reaches a file.
+
+    A refused run (the stage is locked by another process, exists, is completed,
+    cannot be opened...) must leave the feed as it is; plain Scrapy would open
+    it at close to store an empty feed, truncating it with ``-O``.
+    """
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return len(data)
 
 
 class FeedStage(io.RawIOBase):
@@ -135,9 +212,12 @@ class FeedStage(io.RawIOBase):
     file already has it (``header="skip"``).
     """
 
-    def __init__(self, path: str, file: IO[bytes], offset: int, *, header: str | None = None):
+    def __init__(
+        self, path: str, key: str, file: IO[bytes], offset: int, *, header: str | None = None
+    ):
         super().__init__()
         self.path = path
+        self.key = key  # its name in the checkpoint (see FeedFiles)
         self.file = file
         self.committed_offset = offset
         self.header = header
@@ -186,9 +266,14 @@ class FeedStage(io.RawIOBase):
         self.outgoing.clear()
 
     def close_file(self) -> None:
-        """Write whatever is left (a format's trailer) and close the real file."""
+        """After the last commit: write whatever is left (a format's trailer) and close."""
         if not self.file.closed:
             self.file.write(self.preamble + self.outgoing + self.staged)
+            self.file.close()
+
+    def abandon(self) -> None:
+        """Close the file without writing what was not committed (a commit failed)."""
+        if not self.file.closed:
             self.file.close()
 
 
@@ -213,15 +298,19 @@ class ResumableFileFeedStorage(FileFeedStorage):
         return cls(uri, feed_options=feed_options, crawler=crawler)
 
     def _runtime(self) -> Any:
-        runtime = runtime_of(self.crawler) if self.crawler is not None else None
-        return runtime if runtime is not None and runtime.active else None
+        return runtime_of(self.crawler) if self.crawler is not None else None
 
     def open(self, spider: Spider) -> IO[bytes]:
         runtime = self._runtime()
         if runtime is None:
-            return super().open(spider)
+            if self.crawler is not None and is_refused(self.crawler):
+                return DiscardedFeed()  # type: ignore[return-value]
+            return super().open(spider)  # scrapy-resume is off for this crawl: plain Scrapy
+        if not runtime.active:
+            return DiscardedFeed()  # type: ignore[return-value]
         path = os.path.abspath(self.path)
-        committed = runtime.committed_feed_offset(path)
+        key = runtime.feed_files.key(path)
+        committed = runtime.committed_feed_offset(key)
         if committed is None:  # a new feed for this stage: -o appends, -O overwrites
             file = super().open(spider)
             offset = file.tell()
@@ -231,8 +320,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
                     "Feed %s: the stage is resumed, so new items are appended (-O would wipe "
                     "the items of earlier runs)", path, extra={"spider": spider},
                 )
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            file = Path(path).open("ab")
+            file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "ab")
             offset = committed
         header = None
         export_kwargs = self.feed_options.get("item_export_kwargs") or {}
@@ -240,15 +328,17 @@ class ResumableFileFeedStorage(FileFeedStorage):
             "include_headers_line", True
         ):
             header = "skip" if committed else "write"
-        stage = FeedStage(path, file, offset, header=header)
+        stage = FeedStage(path, key, file, offset, header=header)
         runtime.open_feed(stage)
         return stage  # type: ignore[return-value]
 
     def store(self, file: IO[bytes]) -> Deferred[None] | None:
+        if isinstance(file, DiscardedFeed):
+            return None
         if isinstance(file, FeedStage):
             runtime = self._runtime()
-            if runtime is None:  # the checkpoint is already closed
-                file.close_file()
+            if runtime is None or not runtime.active:
+                file.abandon()  # closed after the last commit already, or a commit failed
             else:
                 runtime.feed_stored(file)
             return None

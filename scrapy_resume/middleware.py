@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from twisted.python.failure import Failure
 
-from .config import CheckpointConfig
+from .config import checkpointing_wanted
 from .enabling import half_enabled_message, missing_lines, refuse_on_open
+from .launcher import running_command
 from .runtime import KEY_META, CheckpointRuntime
 from .store import RequestStatus
 
@@ -36,13 +37,41 @@ def middleware_runtime(crawler: Crawler, *, refuses_if_alone: bool) -> Checkpoin
     """For a middleware's from_crawler: NotConfigured when the package is off; the
     shared state otherwise. Without the extension (which refuses half set-ups),
     the middleware named by ``refuses_if_alone`` makes the crawl refuse to start."""
-    if not CheckpointConfig.from_settings(crawler.settings).enabled:
+    if not checkpointing_wanted(crawler.settings):
         raise NotConfigured("CHECKPOINT_ENABLED is off")
     runtime = runtime_of(crawler)
-    if runtime is None and refuses_if_alone:
-        message = half_enabled_message(missing_lines(crawler.settings))
-        refuse_on_open(crawler, "checkpoint_misconfigured", message)
+    if runtime is None:
+        if not running_command().checkpoints:
+            raise NotConfigured("a debugging command runs as plain Scrapy")
+        if refuses_if_alone:
+            message = half_enabled_message(missing_lines(crawler.settings))
+            refuse_on_open(crawler, "checkpoint_misconfigured", message)
     return runtime
+
+
+def has_own_errback(request: Request, spider: Any) -> bool:
+    """Does the spider's own code handle this request's failures?
+
+    CrawlSpider gives every request of its rules an errback of its own, which
+    only forwards the failure to the rule's errback: a rule without one leaves
+    the failure unhandled, as if the request had no errback. That forwarding
+    errback is ``CrawlSpider._errback``, a Scrapy internal, looked up here only;
+    ``spider.rules[request.meta["rule"]]`` is the rule (CrawlSpider compiles
+    ``rules`` in order). tests/test_ledger.py's CrawlSpider test fails loudly
+    if Scrapy changes either.
+    """
+    errback = request.errback
+    if errback is None:
+        return False
+    from scrapy.spiders import CrawlSpider
+
+    forwarder = getattr(CrawlSpider, "_errback", None)
+    if forwarder is None or getattr(errback, "__func__", None) is not forwarder:
+        return True
+    try:
+        return bool(spider.rules[request.meta["rule"]].errback)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return True  # cannot tell: trust the errback
 
 
 def describe_error(error: BaseException | Failure) -> str:
@@ -51,12 +80,13 @@ def describe_error(error: BaseException | Failure) -> str:
 
 
 class CheckpointMiddleware:
-    def __init__(self, runtime: CheckpointRuntime | None):
+    def __init__(self, runtime: CheckpointRuntime | None, crawler: Crawler | None = None):
         self.runtime = runtime
+        self.crawler = crawler
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> CheckpointMiddleware:
-        return cls(middleware_runtime(crawler, refuses_if_alone=True))
+        return cls(middleware_runtime(crawler, refuses_if_alone=True), crawler)
 
     def process_exception(
         self, request: Request, exception: Exception, spider: Any = None
@@ -67,7 +97,7 @@ class CheckpointMiddleware:
         ignored = isinstance(exception, IgnoreRequest)
         status = RequestStatus.DROPPED if ignored else RequestStatus.FAILED
         error = describe_error(exception)
-        if request.errback is None:
+        if not has_own_errback(request, self.crawler.spider if self.crawler else None):
             runtime.settle_without_output(request, status, error)
         else:
             request.errback = self._counting_errback(request, status, error)

@@ -304,15 +304,17 @@ class RedisStore(BaseCheckpointStore):
 
     # stage record
 
-    def initialize(self, stage: str, spider: str) -> None:
+    def initialize(self, stage: str, spider: str, state: dict[str, Any] | None = None) -> None:
         now = repr(time.time())
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=True)  # MULTI: the stage appears whole
         pipe.hset(self.keys.meta, mapping={
             "schema_version": SCHEMA_VERSION, "stage": stage, "spider": spider,
             "status": StageStatus.INITIALIZED, "created_at": now, "updated_at": now,
             "next_seq": 1,
         })
         pipe.hset(self.keys.counts, mapping={str(int(s)): 0 for s in RequestStatus})
+        if state:
+            pipe.hset(self.keys.state, mapping={k: json.dumps(v) for k, v in state.items()})
         pipe.execute()
 
     def summary(self) -> StageSummary:

@@ -22,6 +22,7 @@ from scrapy.utils.request import request_from_dict
 from .batching import BatchBuilder
 from .config import CheckpointConfig
 from .duplicates import EarlyDuplicates
+from .feedfiles import FeedFiles
 from .store import (
     BaseCheckpointStore,
     CheckpointTampered,
@@ -131,7 +132,8 @@ class CheckpointRuntime:
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.counter_totals: dict[str, int] = {}
         self.feeds: list[FeedStage] = []
-        self.feed_offsets: dict[str, int] = {}  # committed size of each feed file
+        self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
+        self.feed_files = FeedFiles(config.directory)  # a feed's key in the checkpoint
         self.start_items = StartItems()
         self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
         self._last_scheduled: tuple[Request, OutputTracker | None] | None = None
@@ -412,16 +414,16 @@ class CheckpointRuntime:
 
     # feeds
 
-    def committed_feed_offset(self, path: str) -> int | None:
-        return self.feed_offsets.get(path)
+    def committed_feed_offset(self, key: str) -> int | None:
+        return self.feed_offsets.get(key)
 
     def open_feed(self, stage: FeedStage) -> None:
         self.feeds.append(stage)
-        if stage.path not in self.feed_offsets:
+        if stage.key not in self.feed_offsets:
             # record where this stage starts writing, before the first byte
             assert self.store is not None
-            self.store.commit(CommitBatch(feed_offsets={stage.path: stage.committed_offset}))
-            self.feed_offsets[stage.path] = stage.committed_offset
+            self.store.commit(CommitBatch(feed_offsets={stage.key: stage.committed_offset}))
+            self.feed_offsets[stage.key] = stage.committed_offset
 
     def feed_stored(self, stage: FeedStage) -> None:
         """The exporter is finished with ``stage``; the file closes after the last commit."""
@@ -432,6 +434,12 @@ class CheckpointRuntime:
     def close_feeds(self) -> None:
         for stage in self.feeds:
             stage.close_file()
+        self.feeds = []
+
+    def abandon_feeds(self) -> None:
+        """A commit failed: close the feeds, writing nothing that was not committed."""
+        for stage in self.feeds:
+            stage.abandon()
         self.feeds = []
 
     # committing
@@ -447,7 +455,7 @@ class CheckpointRuntime:
         # the items' bytes reach the feed files before "done" is written
         for stage in self.feeds:
             if stage.has_output:
-                batch.feed_offsets[stage.path] = stage.write_out(self.config.fsync)
+                batch.feed_offsets[stage.key] = stage.write_out(self.config.fsync)
         if not batch:
             return
         self.store.commit(batch)
@@ -456,9 +464,9 @@ class CheckpointRuntime:
         self.settled_this_run += len(batch.settlements)
         self.last_commit = time.monotonic()
         for stage in self.feeds:
-            if stage.path in batch.feed_offsets:
-                stage.committed(batch.feed_offsets[stage.path])
-                self.feed_offsets[stage.path] = stage.committed_offset
+            if stage.key in batch.feed_offsets:
+                stage.committed(batch.feed_offsets[stage.key])
+                self.feed_offsets[stage.key] = stage.committed_offset
         for name, delta in batch.counters.items():
             self.counter_totals[name] = self.counter_totals.get(name, 0) + delta
         self.stats.inc_value("checkpoint/commits")

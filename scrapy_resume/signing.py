@@ -6,32 +6,57 @@ directory (0600), and one that does not verify is never unpickled.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
 import secrets
 from pathlib import Path
 
+from .privatefiles import CheckpointUnsafe, open_private, private_directory, write_new_file
 from .store import CheckpointTampered
 
 #: The secret that signs stored requests, one per checkpoint directory.
 SECRET_FILE = "checkpoint.secret"
+SECRET_LENGTH = 32
 
 
 def load_or_create_secret(directory: Path) -> bytes:
+    """The directory's secret, created whole the first time (two processes
+    starting together agree on one)."""
     path = directory / SECRET_FILE
+    secret = _read_secret(path)
+    if secret is None:
+        private_directory(directory)
+        write_new_file(path, secrets.token_bytes(SECRET_LENGTH))
+        secret = _read_secret(path)
+        assert secret is not None
+    return secret
+
+
+def _read_secret(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        fd = open_private(path, os.O_RDONLY)
     except FileNotFoundError:
-        pass
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CheckpointUnsafe(
+                f"{path} is a symbolic link: the signing secret is never read through one "
+                f"(anyone who can point it at a file they know can forge stored requests)."
+            ) from None
+        raise
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return path.read_bytes()
-    secret = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
+        secret = os.read(fd, SECRET_LENGTH + 1)
+    finally:
+        os.close(fd)
+    if len(secret) != SECRET_LENGTH:
+        raise CheckpointUnsafe(
+            f"{path} holds {len(secret)} bytes, not {SECRET_LENGTH}: it was cut short (an "
+            f"older version killed while writing it) or replaced, so stored requests signed "
+            f"with it could be forged. Delete it, and start the stages of this directory "
+            f"over with -s CHECKPOINT_RESET=1."
+        )
     return secret
 
 

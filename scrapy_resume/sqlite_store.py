@@ -5,7 +5,9 @@ This is the only module that speaks SQL.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import glob
 import json
 import os
 import sqlite3
@@ -17,6 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .privatefiles import (
+    create_private_file,
+    fsync_directory,
+    open_private,
+    private_directory,
+    refuse_symlink,
+)
 from .signing import RequestSigner
 from .store import (
     BaseCheckpointStore,
@@ -32,6 +41,9 @@ from .store import (
 
 SCHEMA_VERSION = 2
 
+#: SQLite's files beside a stage's, in WAL mode.
+COMPANIONS = ("-wal", "-shm")
+
 
 class StageLock:
     """An exclusive lock on one stage, held while a crawl has it open.
@@ -45,8 +57,13 @@ class StageLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        private_directory(self.path.parent)
+        try:
+            fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                refuse_symlink(self.path)
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -184,18 +201,15 @@ class CheckpointStore(BaseCheckpointStore):
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            os.chmod(self.path.parent, 0o700)
-        except OSError:
-            pass
+        private_directory(self.path.parent)
+        refuse_symlink(self.path)
         self.signer = RequestSigner(self.path.parent)  # a checkpoint holds pickles: signed
         self._next_seq: int | None = None  # the next discovery number, once read
         fresh = not self.path.exists()
+        if fresh:
+            os.close(create_private_file(self.path))  # 0600 from the start, not after
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            if fresh:
-                os.chmod(self.path, 0o600)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             # Copy the WAL back into the database every 16 MB instead of every 4 MB:
@@ -211,9 +225,51 @@ class CheckpointStore(BaseCheckpointStore):
     def exists(path: str | os.PathLike[str]) -> bool:
         return Path(path).exists()
 
-    @staticmethod
-    def move_aside(path: str | os.PathLike[str]) -> Path:
-        """Rename a stage file (and its WAL) to a timestamped backup and return the new path."""
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], stage: str, spider: str, state: dict[str, Any],
+        *, fsync: bool = False,
+    ) -> CheckpointStore:
+        """Create a stage whole, its configuration included.
+
+        It is built under a temporary name and renamed into place, then the
+        directory is fsynced: a kill at any step leaves either no stage (the
+        next run starts fresh) or a complete one, never a half-made file that
+        every later resume would refuse. Call it with the stage locked.
+        """
+        path = Path(path)
+        private_directory(path.parent)
+        for leftover in (Path(f"{path}{suffix}") for suffix in COMPANIONS):
+            # orphans of a stage moved aside half-way by an older version: SQLite
+            # would take them for the new stage's journal
+            leftover.unlink(missing_ok=True)
+        for leftover in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
+            leftover.unlink()  # a creation that was killed
+        temp = path.with_name(f"{path.name}.new-{os.getpid()}")
+        store = cls(temp, fsync=fsync)
+        try:
+            store.initialize(stage, spider, state)
+            # one file to rename: no WAL beside it
+            store._db.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            store.close()
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+        fsync_directory(path.parent)
+        return cls(path, fsync=fsync)
+
+    @classmethod
+    def move_aside(cls, path: str | os.PathLike[str]) -> Path:
+        """Rename a stage to a timestamped backup, as one file, and return the new path.
+
+        Its WAL is folded into the main file first, so the rename moves the whole
+        stage at once: a kill at any step leaves either the old stage or a
+        complete backup and no stage. Call it with the stage locked.
+        """
         path = Path(path)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         backup = path.with_name(f"{path.name}.bak-{stamp}")
@@ -221,12 +277,31 @@ class CheckpointStore(BaseCheckpointStore):
         while backup.exists():
             backup = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
             counter += 1
-        for suffix in ("-wal", "-shm"):
-            companion = Path(f"{path}{suffix}")
-            if companion.exists():
-                companion.rename(f"{backup}{suffix}")
+        folded = cls._fold_wal(path)
         path.rename(backup)
+        if not folded:  # a damaged file: its companions go along, after it
+            for suffix in COMPANIONS:
+                companion = Path(f"{path}{suffix}")
+                if companion.exists():
+                    companion.rename(f"{backup}{suffix}")
+        fsync_directory(path.parent)
         return backup
+
+    @staticmethod
+    def _fold_wal(path: Path) -> bool:
+        """Copy the WAL into the main file and remove it; False if the file is unreadable."""
+        if not any(Path(f"{path}{suffix}").exists() for suffix in COMPANIONS):
+            return True
+        try:
+            db = sqlite3.connect(path, isolation_level=None)
+            try:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("PRAGMA journal_mode=DELETE")  # removes the WAL
+            finally:
+                db.close()
+        except sqlite3.DatabaseError:
+            return False
+        return not any(Path(f"{path}{suffix}").exists() for suffix in COMPANIONS)
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -248,7 +323,7 @@ class CheckpointStore(BaseCheckpointStore):
 
     # stage record
 
-    def initialize(self, stage: str, spider: str) -> None:
+    def initialize(self, stage: str, spider: str, state: dict[str, Any] | None = None) -> None:
         now = time.time()
         with self._transaction():
             for statement in _SCHEMA:
@@ -264,6 +339,7 @@ class CheckpointStore(BaseCheckpointStore):
                     ("updated_at", repr(now)),
                 ],
             )
+            self._write_state(state or {})
 
     def _meta(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT name, value FROM meta"))
@@ -427,13 +503,13 @@ class CheckpointStore(BaseCheckpointStore):
         }
 
     def feed_offsets(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT path, committed_offset FROM feeds"))
+        with self._reading():
+            return dict(self._db.execute("SELECT path, committed_offset FROM feeds"))
 
     def state(self) -> dict[str, Any]:
-        return {
-            name: json.loads(value)
-            for name, value in self._db.execute("SELECT name, value FROM state")
-        }
+        with self._reading():
+            rows = self._db.execute("SELECT name, value FROM state").fetchall()
+        return {name: json.loads(value) for name, value in rows}
 
     def _take_seq(self, count: int) -> int:
         """Reserve ``count`` discovery numbers (inside the commit's transaction). The
@@ -505,11 +581,14 @@ class CheckpointStore(BaseCheckpointStore):
                 "INSERT OR REPLACE INTO feeds (path, committed_offset) VALUES (?, ?)",
                 list(batch.feed_offsets.items()),
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
-                [(name, json.dumps(value)) for name, value in batch.state.items()],
-            )
+            self._write_state(batch.state)
             self._set_meta("updated_at", repr(time.time()))
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
+            [(name, json.dumps(value)) for name, value in state.items()],
+        )
 
     def _add_counters(self, deltas: dict[str, int]) -> None:
         self._db.executemany(

@@ -9,12 +9,14 @@ Nothing already saved is deleted: a reset moves the old file aside.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import CheckpointConfig
 from .backends import Lock, StageBackend, backend_for
+from .signing import RequestSigner
 from .store import (
     BaseCheckpointStore,
     CheckpointCorrupt,
@@ -38,15 +40,6 @@ class CheckpointRefused(Exception):
         self.reason = reason
 
 
-class NothingToDo(Exception):
-    """Resuming a completed stage with no failure to retry."""
-
-    def __init__(self, summary: StageSummary, feed_offsets: dict[str, int]):
-        super().__init__(f"already completed ({summary.describe()}): nothing to do")
-        self.summary = summary
-        self.feed_offsets = feed_offsets  # the committed size of this process's feeds
-
-
 @dataclass(frozen=True)
 class HowTo:
     """How the user asks for each mode, quoted in messages."""
@@ -65,9 +58,15 @@ class OpenedStage:
     store: BaseCheckpointStore
     lock: Lock
     backend: StageBackend
-    mode: str  # fresh, resume or recover
+    mode: str  # fresh, resume, recover, join, or completed (nothing to do: release it)
     summary: StageSummary | None  # before this run; None when fresh
     run_id: int = field(default=0)
+    # a reset: the feed offsets of the stage moved aside (its feeds hold its items)
+    reset_feeds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.mode == "completed"
 
     def begin(self) -> None:
         self.run_id = self.store.begin_run(self.mode)
@@ -101,8 +100,9 @@ def open_stage(
     of locking it, this one joins it, and a stage other live workers are
     running is joined as it is ("join" mode).
 
-    Raises CheckpointRefused, or NothingToDo for a completed stage; the stage
-    is unlocked again in both cases.
+    Raises CheckpointRefused (the stage is unlocked again). A completed stage
+    with nothing to retry comes back locked, in mode "completed": the caller
+    does what must be done under the lock, then releases it.
     """
     extra = log_extra or {}
     backend = backend_for(config)
@@ -111,19 +111,18 @@ def open_stage(
         lock.acquire()
     except CheckpointLocked as exc:
         backend.close()
-        raise CheckpointRefused(
-            "checkpoint_locked",
-            f"Stage {stage} is being run by another process (pid {exc.pid}): {exc}. Wait "
-            f"for it to finish, or stop it first (one process per stage).",
-        ) from None
+        raise CheckpointRefused("checkpoint_locked", locked_message(stage, exc)) from None
     store = None
     try:
+        RequestSigner(config.directory).secret  # a missing secret is made now, a bad one refused
         others = getattr(lock, "others", None)
         joined = _join(config, stage, backend, others, how, extra) if others else None
+        reset_feeds: dict[str, int] = {}
         if joined is not None:
             store, mode, summary = joined
         else:
-            store, mode, summary = _choose_mode(config, stage, backend, how, extra)
+            store, mode, summary, reset_feeds = _choose_mode(config, stage, backend, how, extra)
+        commands = {"resume": how.resume, "retry": how.retry}  # quoted by `scrapy checkpoint show`
         if mode == "fresh":
             missing = missing_input_files(run_config)
             if missing:
@@ -131,26 +130,36 @@ def open_stage(
                     "checkpoint_misconfigured",
                     f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
                 )
-            store = backend.open(stage)
-            store.initialize(stage, owner)
-            store.commit(CommitBatch(state={"config": run_config}))
-        else:
+            store = backend.create(stage, owner, {"config": run_config, "commands": commands})
+        elif mode != "completed":
             assert store is not None and summary is not None
             _check_resume(config, stage, store, summary, run_config, how, extra)
-        # quoted by `scrapy checkpoint show`
-        store.commit(CommitBatch(state={"commands": {"resume": how.resume, "retry": how.retry}}))
+            store.commit(CommitBatch(state={"commands": commands}))
     except BaseException:
         if store is not None:
             store.close()
         lock.release()
         backend.close()
         raise
-    return OpenedStage(stage, store, lock, backend, mode, summary)
+    return OpenedStage(stage, store, lock, backend, mode, summary, reset_feeds=reset_feeds)
+
+
+def locked_message(stage: str, exc: CheckpointLocked) -> str:
+    if exc.pid == str(os.getpid()):
+        return (
+            f"Stage {stage} is already being run by this process: two crawlers of one stage "
+            f"in one CrawlerProcess would write the same checkpoint. Give each crawler its own "
+            f"stage (CHECKPOINT_STAGE in its settings)."
+        )
+    return (
+        f"Stage {stage} is being run by another process (pid {exc.pid}): {exc}. Wait for it "
+        f"to finish, or stop it first (one process per stage)."
+    )
 
 
 def _choose_mode(
     config: CheckpointConfig, stage: str, backend: StageBackend, how: HowTo, extra: dict
-) -> tuple[BaseCheckpointStore | None, str, StageSummary | None]:
+) -> tuple[BaseCheckpointStore | None, str, StageSummary | None, dict[str, int]]:
     path = backend.location(stage)
     if not backend.exists(stage):
         if config.resume:
@@ -158,14 +167,15 @@ def _choose_mode(
                 "CHECKPOINT_RESUME: stage %s has no checkpoint yet (%s); starting a fresh "
                 "crawl", stage, path, extra=extra,
             )
-        return None, "fresh", None
+        return None, "fresh", None, {}
     if config.reset:
+        feeds = _feed_offsets_if_readable(backend, stage)
         backup = backend.move_aside(stage)
         logger.warning(
             "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
             stage, backup, extra=extra,
         )
-        return None, "fresh", None
+        return None, "fresh", None, feeds
     store = None
     try:
         store = backend.open(stage)
@@ -187,24 +197,38 @@ def _choose_mode(
                 f"    to continue it:   {how.resume}\n"
                 f"    to start over:    {how.reset} (the old checkpoint is kept as a backup)",
             )
-        if summary.status == StageStatus.COMPLETED:
-            if config.retry_failed and summary.failed:
-                return store, "resume", summary  # finished; now only its failures are retried
-            logger.info(
-                "Stage %s is already completed (%s): nothing to do. Use %s to run it again "
-                "from scratch.", stage, summary.describe(), how.reset_option, extra=extra,
-            )
-            raise NothingToDo(summary, store.feed_offsets())
     except BaseException:
         store.close()
         raise
+    if summary.status == StageStatus.COMPLETED:
+        if config.retry_failed and summary.failed:
+            return store, "resume", summary, {}  # finished; now only its failures are retried
+        logger.info(
+            "Stage %s is already completed (%s): nothing to do. Use %s to run it again "
+            "from scratch.", stage, summary.describe(), how.reset_option, extra=extra,
+        )
+        return store, "completed", summary, {}
     if summary.status in (StageStatus.RUNNING, StageStatus.RECOVERING):
         logger.warning(
             "Stage %s was still %s when its last run stopped: that run crashed or was "
             "killed. Recovering from its last commit.", stage, summary.status, extra=extra,
         )
-        return store, "recover", summary
-    return store, "resume", summary
+        return store, "recover", summary, {}
+    return store, "resume", summary, {}
+
+
+def _feed_offsets_if_readable(backend: StageBackend, stage: str) -> dict[str, int]:
+    """The feeds of a stage about to be reset ({} if it cannot be read: a corrupt file)."""
+    try:
+        store = backend.open(stage)
+    except CheckpointCorrupt:
+        return {}
+    try:
+        return store.feed_offsets()
+    except CheckpointCorrupt:
+        return {}
+    finally:
+        store.close()
 
 
 def _join(

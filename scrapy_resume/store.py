@@ -235,8 +235,8 @@ class BaseCheckpointStore(ABC):
     """What the components need from a backend, in terms of the ledger."""
 
     @abstractmethod
-    def initialize(self, stage: str, spider: str) -> None:
-        """Create an empty stage record."""
+    def initialize(self, stage: str, spider: str, state: dict[str, Any] | None = None) -> None:
+        """Create an empty stage record, with its first ``state``, in one transaction."""
 
     @abstractmethod
     def summary(self) -> StageSummary: ...

@@ -34,7 +34,7 @@ from typing import Any
 from scrapy.settings import Settings
 
 from .config import CheckpointConfig
-from .stage import HowTo, NothingToDo, OpenedStage, open_stage
+from .stage import HowTo, OpenedStage, open_stage
 from .store import CommitBatch, KeyIndex, NewRequest, RequestStatus, Settlement, StageStatus
 from .validation import input_file_digests
 
@@ -138,9 +138,10 @@ class StageTracker:
             "arguments": self.user_config,
             "input_files": input_file_digests(self.config.input_files),
         }
-        try:
-            self.opened = open_stage(self.config, self.stage, TRACKER_OWNER, run_config, self.how)
-        except NothingToDo:
+        self.opened = open_stage(self.config, self.stage, TRACKER_OWNER, run_config, self.how)
+        if self.opened.nothing_to_do:
+            self.opened.release()
+            self.opened = None
             self.nothing_to_do = self.completed = True
             return self
         store = self.opened.store

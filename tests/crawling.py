@@ -57,15 +57,19 @@ class Crawl:
         more_feeds: tuple[str, ...] = (),
         overwrite: bool = False,
         backend: str = "",
+        relative: bool = False,
     ):
         self.workdir = workdir
         self.backend = backend  # "" for SQLite files, else a Redis URL
         self.spider_file = SPIDERS / f"{spider}.py"
         self.args = args or {}
+        # relative: the feed and CHECKPOINT_DIR are given relative to the working
+        # directory, as in a project (which can then be moved or copied)
+        self.relative = relative
         self.settings = {
             "LOG_LEVEL": "INFO",
             "TELNETCONSOLE_ENABLED": "0",
-            "CHECKPOINT_DIR": str(workdir / "checkpoints"),
+            "CHECKPOINT_DIR": "checkpoints" if relative else str(workdir / "checkpoints"),
             "CHECKPOINT_COMMIT_INTERVAL": "0.2",
             **ENABLING[enable],
             **({"CHECKPOINT_BACKEND": backend} if backend else {}),
@@ -85,7 +89,7 @@ class Crawl:
         for name, value in {**self.args, "stats_file": self.stats_path.name}.items():
             cmd += ["-a", f"{name}={value}"]
         for feed in [self.feed, *self.more_feeds] if self.feed else self.more_feeds:
-            cmd += [self.feed_flag, str(feed)]
+            cmd += [self.feed_flag, feed.name if self.relative else str(feed)]
         return cmd
 
     @property

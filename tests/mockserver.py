@@ -9,6 +9,8 @@ their hit counts:
 - ``/<ns>/gl/<size>/<links>/<n>``: a link-heavy page: its 5 children, then
   ``links - 5`` links to pages numbered below ``n``, mostly seen already;
 - ``/<ns>/status/<code>``: an empty page with that status;
+- ``/<ns>/links?CLASS=TARGET&...``: links to each TARGET (a path below the
+  namespace, or an absolute URL), with class CLASS;
 - ``/<ns>/redirect/<target path>``: a 302 to ``/<ns>/<target path>``;
 - ``/<ns>/flaky/<k>/<name>``: 500 for the first ``k`` hits, then 200;
 - ``/<ns>/slow/<ms>/<name>``: answers after ``ms`` milliseconds;
@@ -133,6 +135,18 @@ class Root(resource.Resource):
             for link in children + seen
         )
         return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
+
+    def page_links(self, request, ns, args):
+        """Links to the targets in the query, each with its parameter's name as class."""
+        links = "".join(
+            f'<a class="{name.decode()}" href="{self._target(ns, target.decode())}">x</a>\n'
+            for name, targets in request.args.items() for target in targets
+        )
+        return f"<html><body>{links}</body></html>".encode()
+
+    @staticmethod
+    def _target(ns: str, target: str) -> str:
+        return target if "://" in target else f"/{ns}/{target}"
 
     def page_status(self, request, ns, args):
         request.setResponseCode(int(args[0]))

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.crawling import Crawl, kill_after
+from tests.crawling import SPIDERS, Crawl, kill_after
 
 
 def scrapy_checkpoint(*args: str, cwd, stdin: str | None = None):
@@ -63,7 +63,10 @@ def test_show_tells_everything_about_a_stage(checkpoints, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Stage failing (spider failing): completed" in result.stdout
     assert "recent failures:" in result.stdout and "ValueError: boom" in result.stdout
-    assert "resume: scrapy crawl failing -s CHECKPOINT_RESUME=1" in result.stdout
+    # the command that made the stage: a runspider here
+    assert f"resume: scrapy runspider {SPIDERS / 'failing.py'} -s CHECKPOINT_RESUME=1" in (
+        result.stdout
+    )
     assert "-s CHECKPOINT_RETRY_FAILED=1" in result.stdout
     info = json.loads(scrapy_checkpoint("show", "failing", "--dir", str(checkpoints), "--json",
                                         cwd=tmp_path).stdout)

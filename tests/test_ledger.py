@@ -69,6 +69,37 @@ def test_failures_are_recorded_with_reasons_and_retry_failed_refetches_exactly_t
     assert crawl.summary("failing").failed == 3
 
 
+def test_a_crawlspider_failure_is_failed_unless_its_rule_has_an_errback(tmp_path, mockserver):
+    # CrawlSpider gives every request of its rules an errback of its own, which only
+    # forwards the failure to the rule's errback, if the rule has one
+    ns = mockserver.namespace()
+    base = mockserver.url(ns)
+    crawl = Crawl(tmp_path, "rules", args={"base": base})
+    assert crawl.run().finish_reason == "finished"
+    rows = ledger_rows(crawl, "rules")
+    assert {url.replace(base, ""): row["status"] for url, row in rows.items()
+            if "/links?" not in url} == {
+        "/status/404": "failed",
+        "/status/500": "failed",
+        "http://127.0.0.1:1/refused": "failed",
+        "/slow/10/ok": "done",
+        "/status/503": "done",  # its rule's errback handled it (and yielded an item)
+    }
+    assert rows[f"{base}/status/404"]["error"] == "HttpError: Ignoring non-200 response (404)"
+    assert rows[f"{base}/status/500"]["attempts"] == 3
+    assert crawl.summary("rules").failed == 3
+    before = mockserver.hits(ns)
+    retried = crawl.run(CHECKPOINT_RESUME="1", CHECKPOINT_RETRY_FAILED="1")
+    assert "nothing to do" not in retried.log
+    after = mockserver.hits(ns)
+    assert {p: after[p] - before.get(p, 0) for p in after if after[p] != before.get(p, 0)} == {
+        f"/{ns}/status/404": 1, f"/{ns}/status/500": 3,
+    }
+    assert sorted((item["kind"], item["url"]) for item in crawl.items()) == [
+        ("handled", f"{base}/status/503"), ("page", f"{base}/slow/10/ok"),
+    ]
+
+
 def graph(tmp_path, mockserver, ns, size=2000, **kwargs) -> Crawl:
     return Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/{size}/5/0")},
                  **kwargs)

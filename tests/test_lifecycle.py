@@ -26,8 +26,11 @@ def test_existing_checkpoint_without_a_flag_refuses_and_says_what_to_type(tmp_pa
     refused = crawl.run()
     assert refused.finish_reason == "checkpoint_exists"
     assert "40 done, 0 pending, 0 failed" in refused.log
-    assert "scrapy crawl graph -s CHECKPOINT_RESUME=1" in refused.log
-    assert "scrapy crawl graph -s CHECKPOINT_RESET=1" in refused.log
+    # the command the user ran, here runspider's
+    runspider = f"scrapy runspider {crawl.spider_file}"
+    assert f"{runspider} -s CHECKPOINT_RESUME=1" in refused.log
+    assert f"{runspider} -s CHECKPOINT_RESET=1" in refused.log
+    assert "scrapy crawl" not in refused.log
     assert mockserver.hits(ns) == before  # not a single request sent
 
 
@@ -112,12 +115,22 @@ def test_corrupt_checkpoint_is_refused_and_left_untouched(tmp_path, mockserver):
     assert [b.read_bytes() for b in backups] == [garbage]
 
 
-def test_bad_setting_value_stops_the_crawl_with_a_clear_error(tmp_path, mockserver):
-    crawl, ns = small_crawl(tmp_path, mockserver)
-    result = crawl.run(CHECKPOINT_COMMIT_INTERVAL="soon")
-    assert result.returncode != 0
-    assert "CHECKPOINT_COMMIT_INTERVAL='soon' is not a positive number" in result.log
+@pytest.mark.parametrize("name, value, message", [
+    ("CHECKPOINT_COMMIT_INTERVAL", "soon", "CHECKPOINT_COMMIT_INTERVAL='soon' is not a positive"),
+    ("CHECKPOINT_RESUME", "yes", "CHECKPOINT_RESUME='yes' is not a boolean"),
+    ("CHECKPOINT_ENABLED", "on", "CHECKPOINT_ENABLED='on' is not a boolean"),
+])
+def test_bad_setting_value_stops_the_crawl_with_a_clear_error(
+    tmp_path, mockserver, name, value, message
+):
+    crawl, ns = small_crawl(tmp_path, mockserver, overwrite=True)
+    crawl.feed.write_text('{"kept": 1}\n')
+    result = crawl.run(**{name: value})
+    assert result.finish_reason == "checkpoint_misconfigured"
+    assert result.log.count(message) == 1
+    assert "Traceback" not in result.log  # one clear message, not a task's traceback
     assert mockserver.hits(ns) == {}
+    assert crawl.feed.read_text() == '{"kept": 1}\n'  # -O did not wipe it
 
 
 def test_disabled_package_is_not_configured(tmp_path, mockserver):

@@ -7,11 +7,11 @@ mid-crawl and not restarted until the others have finished.
 from __future__ import annotations
 
 import collections
-import os
 import json
 
 import redis
 
+from scrapy_resume.feedfiles import FeedFiles
 from scrapy_resume.redis_store import StageKeys
 from tests.crawling import Crawl, was_killed
 from tests.test_commands import scrapy_checkpoint
@@ -112,7 +112,7 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     # here with a torn line from a crash in the middle of writing
     feed = workers[victim].feed
     store = workers[victim].open_store("graph")
-    offset = store.feed_offsets()[os.path.abspath(feed)]
+    offset = store.feed_offsets()[FeedFiles(tmp_path / "checkpoints").key(str(feed))]
     store.close()
     committed = feed.read_bytes()[:offset]
     with feed.open("ab") as torn:

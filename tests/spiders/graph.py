@@ -6,9 +6,14 @@ items from start(); ``dead_every=K`` adds, on every page ``n`` with
 ``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``;
 ``offsite_every=K`` adds, on every page with ``n % K == 5``, a link to the same
 page by another host name (localhost), which OffsiteMiddleware refuses.
+The setting ``TEST_LOCK_AT_CLOSE=PATH`` (a setting: it is no spider argument,
+which a resume would compare) holds an exclusive lock on the SQLite file PATH
+from the moment the spider closes, so that the checkpoint's final commit fails.
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 import scrapy
 from scrapy.exceptions import DropItem
@@ -69,6 +74,14 @@ class GraphSpider(StatsDumpingSpider):
             yield scrapy.Request(dead, errback=self.on_dead)
         if self.offsite_every and page_number(response.url) % self.offsite_every == 5:
             yield scrapy.Request(response.url.replace("127.0.0.1", "localhost"))
+
+    def closed(self, reason):
+        # runs before the checkpoint's own spider_closed handler: the spider's is
+        # connected first
+        path = self.settings.get("TEST_LOCK_AT_CLOSE")
+        if path:
+            self.holding = sqlite3.connect(path, isolation_level=None)
+            self.holding.execute("BEGIN EXCLUSIVE")
 
     def on_dead(self, failure):
         yield {"url": failure.request.url, "title": "", "kind": "dead"}

@@ -1,0 +1,55 @@
+"""Naming a stage's feed files: which local files a run writes, and the name
+each one has in the checkpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from w3lib.url import file_uri_to_path
+
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
+
+def feed_scheme(uri: str) -> str:
+    scheme = urlparse(uri).scheme
+    return "" if len(scheme) == 1 else scheme  # a Windows drive letter is a plain path
+
+
+class FeedFiles:
+    """Where a stage's feed files are, and how they are named in the checkpoint.
+
+    A feed is recorded by its path relative to the checkpoint directory, so a
+    project moved or copied together with its checkpoints resumes its own
+    files and never touches the original folder's. (Stages recorded by older
+    versions hold absolute paths, which resolve to themselves.)
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.base = os.path.abspath(directory)
+
+    def key(self, path: str) -> str:
+        try:
+            return os.path.relpath(os.path.abspath(path), self.base)
+        except ValueError:  # another drive, on Windows
+            return os.path.abspath(path)
+
+    def path(self, key: str) -> str:
+        return os.path.normpath(os.path.join(self.base, key))
+
+    def of_this_run(self, settings: BaseSettings, spider_name: str) -> dict[str, str]:
+        """key -> path of every local file feed this run writes, when its name does not
+        change from run to run (``%(time)s`` does)."""
+        files = {}
+        for uri in settings.getdict("FEEDS"):
+            uri = str(uri)
+            if feed_scheme(uri) not in ("", "file"):
+                continue
+            uri = uri.replace("%(name)s", spider_name)
+            if "%(" in uri:
+                continue
+            path = os.path.abspath(file_uri_to_path(uri) if uri.startswith("file:") else uri)
+            files[self.key(path)] = path
+        return files

@@ -1,0 +1,176 @@
+"""Runs that are refused, cannot open their stage, or fail to close it: the
+user's feed and checkpoint stay as they were, and the next resume still ends
+with every item exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+
+import pytest
+
+from scrapy_resume import CheckpointStore
+from tests.crawling import Crawl, kill_after
+
+SIZE = 300
+FANOUT = 3
+
+
+def site(mockserver, ns: str, size: int = SIZE) -> str:
+    return mockserver.url(f"{ns}/g/{size}/{FANOUT}/0")
+
+
+def pages(mockserver, ns: str, size: int = SIZE) -> list[str]:
+    return sorted(mockserver.url(f"{ns}/g/{size}/{FANOUT}/{n}") for n in range(size))
+
+
+def feed_urls(path) -> list[str]:
+    """Every line of a JSON-lines feed, parsed: a torn line or a NUL byte fails here."""
+    data = path.read_bytes()
+    assert data.endswith(b"\n") and b"\0" not in data
+    return sorted(json.loads(line)["url"] for line in data.splitlines())
+
+
+def killed_crawl(tmp_path, mockserver, **kwargs) -> tuple[Crawl, str, bytes]:
+    """A crawl with -O, SIGKILLed half-way: the crawl, its namespace, its feed's bytes."""
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)}, overwrite=True,
+                  **kwargs)
+    kill_after(crawl, mockserver, ns, SIZE // 2)
+    kept = crawl.feed.read_bytes()
+    assert kept  # something was committed before the kill
+    return crawl, ns, kept
+
+
+def test_a_refused_run_leaves_the_feed_as_it_was(tmp_path, mockserver):
+    crawl, ns, kept = killed_crawl(tmp_path, mockserver)
+    hits = mockserver.hits(ns)
+    refused = crawl.run()  # the same command again, without CHECKPOINT_RESUME
+    assert refused.finish_reason == "checkpoint_exists"
+    assert crawl.feed.read_bytes() == kept  # -O did not wipe it
+    assert mockserver.hits(ns) == hits
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns)
+    # a completed stage: "nothing to do", and the feed stays whole
+    finished = crawl.feed.read_bytes()
+    again = crawl.run(CHECKPOINT_RESUME="1")
+    assert "nothing to do" in again.log
+    assert crawl.feed.read_bytes() == finished
+
+
+def test_a_second_process_refused_by_the_lock_leaves_the_live_feed_alone(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    size = 2000  # far from finished when frozen, however fast the machine
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, size)}, overwrite=True)
+    first = crawl.start()
+    mockserver.wait_for_hits(ns, 60)  # crawling, and committing its items
+    os.kill(first.pid, signal.SIGSTOP)  # frozen mid-crawl, holding the stage and its feed
+    try:
+        live = crawl.feed.read_bytes()
+        second = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, size)},
+                       overwrite=True)
+        refused = second.run()  # overlapping cron runs
+        assert refused.finish_reason == "checkpoint_locked"
+        assert f"pid {first.pid}" in refused.log
+        assert crawl.feed.read_bytes() == live
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert crawl.finish(first).finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns, size)  # no NUL, no line lost
+
+
+def test_a_checkpoint_dir_that_cannot_be_used_stops_before_any_request(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    not_a_directory = tmp_path / "checkpoints"
+    not_a_directory.write_text("a file where the directory should be")
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)}, overwrite=True)
+    crawl.feed.write_text('{"url": "kept"}\n')
+    result = crawl.run()
+    assert result.finish_reason == "checkpoint_unavailable"
+    assert f"Cannot open the checkpoint of stage graph in {not_a_directory}" in result.log
+    assert "CHECKPOINT_DIR naming a file" in result.log
+    assert "Error caught on signal handler" not in result.log
+    assert mockserver.hits(ns) == {}
+    assert crawl.feed.read_text() == '{"url": "kept"}\n'
+    assert not_a_directory.read_text() == "a file where the directory should be"
+
+
+def test_a_failed_final_commit_is_a_failed_commit_and_the_resume_repairs_it(
+    tmp_path, mockserver
+):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)}, settings={
+        # no commit before the close: the final one holds every item
+        "CHECKPOINT_COMMIT_INTERVAL": "1000",
+    })
+    stage_file = crawl.store_path("graph")
+    closed = crawl.run(TEST_LOCK_AT_CLOSE=str(stage_file))
+    assert "Checkpoint commit failed while closing" in closed.log
+    assert "-s CHECKPOINT_RESUME=1" in closed.log
+    assert "Error caught on signal handler" not in closed.log
+    assert closed.stats["checkpoint/commit_errors"] == 1
+    assert crawl.summary("graph").status == "running"  # as its last commit left it
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert "was still running when its last run stopped" in resumed.log
+    assert resumed.finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns)
+
+
+def test_a_resume_must_write_to_the_feed_the_stage_committed_to(tmp_path, mockserver):
+    crawl, ns, kept = killed_crawl(tmp_path, mockserver)
+    hits = mockserver.hits(ns)
+    for other in ("other.jsonl", None):  # another file, or no feed at all
+        elsewhere = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)}, feed=other)
+        refused = elsewhere.run(CHECKPOINT_RESUME="1")
+        assert refused.finish_reason == "checkpoint_feed_changed"
+        assert f"committed its items to {crawl.feed}" in refused.log
+        assert "-o items.jsonl" in refused.log  # the way to continue
+    assert not (tmp_path / "other.jsonl").exists()
+    assert crawl.feed.read_bytes() == kept
+    assert mockserver.hits(ns) == hits
+    # a second feed added on resume is allowed, with a warning
+    both = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)},
+                 more_feeds=("new.jsonl",))
+    result = both.run(CHECKPOINT_RESUME="1")
+    assert result.finish_reason == "finished"
+    assert "is new to stage graph: it will hold only the items of requests done from now" in (
+        result.log
+    )
+    assert feed_urls(crawl.feed) == pages(mockserver, ns)
+
+
+@pytest.mark.parametrize("how", ["copy", "move"])
+def test_a_copied_or_moved_project_resumes_its_own_feed(tmp_path, mockserver, how):
+    original = tmp_path / "project"
+    original.mkdir()
+    crawl, ns, kept = killed_crawl(original, mockserver, relative=True)
+    original_feed = crawl.feed.read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    if how == "copy":
+        shutil.copytree(original, elsewhere, symlinks=True)
+    else:
+        original.rename(elsewhere)
+    moved = Crawl(elsewhere, "graph", args={"start": site(mockserver, ns)}, overwrite=True,
+                  relative=True)
+    assert moved.run(CHECKPOINT_RESUME="1").finish_reason == "finished"
+    assert feed_urls(moved.feed) == pages(mockserver, ns)
+    if how == "copy":  # the original folder was not touched
+        assert crawl.feed.read_bytes() == original_feed
+        assert CheckpointStore.exists(crawl.store_path("graph"))
+        assert crawl.summary("graph").status == "running"
+
+
+def test_a_reset_with_a_feed_starts_a_new_file_and_keeps_the_old_one(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, 40)})
+    assert crawl.run().finish_reason == "finished"
+    old = crawl.feed.read_bytes()
+    reset = crawl.run(CHECKPOINT_RESET="1")
+    assert reset.finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns, 40)  # each item once, not twice
+    backups = list(tmp_path.glob("items.jsonl.bak-*"))
+    assert [b.read_bytes() for b in backups] == [old]
+    assert f"moved to {backups[0]}" in reset.log
