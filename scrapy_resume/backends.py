@@ -8,7 +8,6 @@ which backend is in use.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,6 +24,7 @@ from .redis_store import (
     new_worker_id,
 )
 from .signing import RequestSigner
+from .store import backup_name
 from .sqlite_store import CheckpointStore, StageLock
 
 if TYPE_CHECKING:
@@ -181,11 +181,7 @@ class RedisBackend(StageBackend):
         return RedisStageLock(self.client, StageKeys(stage), self.lease_seconds, self.worker_id)
 
     def move_aside(self, stage: str) -> str:
-        backup = f"{stage}.bak-{time.strftime('%Y%m%d-%H%M%S')}"
-        counter = 1
-        while self.exists(backup):
-            backup = f"{stage}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{counter}"
-            counter += 1
+        backup = backup_name(stage, self.exists)
         for old, new in zip(StageKeys(stage).data(), StageKeys(backup).data()):
             if self.client.exists(old):
                 self.client.rename(old, new)

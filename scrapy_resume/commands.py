@@ -21,9 +21,12 @@ from scrapy.exceptions import UsageError
 
 from .backends import StageBackend, backend_for
 from .config import CheckpointConfig
+from .feedfiles import FeedFiles
+from .stage import feed_offsets_if_readable
 from .store import (
     BaseCheckpointStore,
     CheckpointCorrupt,
+    CheckpointLocked,
     RequestStatus,
     StageStatus,
     format_age,
@@ -314,16 +317,11 @@ class CheckpointCommand(ScrapyCommand):
         names = ", ".join(stages)
         if not opts.force and not confirm(f"Reset {names}? A backup of each is kept. [y/N] "):
             raise CommandError("Nothing was reset (answer y, or pass --force).")
-        results = []
-        for stage in stages:
-            holders = backend.holders(stage)
-            if holders:
-                raise CommandError(
-                    f"Stage {stage} is being crawled by process {', '.join(holders)}."
-                )
-            results.append({"stage": stage, "backup": backend.move_aside(stage)})
+        results = [reset_stage(backend, stage) for stage in stages]
         self._emit(opts, results, "\n".join(
-            f"Stage {r['stage']} reset; backup: {r['backup']}" for r in results))
+            f"Stage {r['stage']} reset; backup: {r['backup']}"
+            + "".join(f"\n  feed {path} moved to {backup}" for path, backup in r["feeds"])
+            for r in results))
 
     def do_cleanup(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         if opts.days is None:
@@ -342,6 +340,30 @@ class CheckpointCommand(ScrapyCommand):
         if kept:
             text += f"\nKept (not completed; --force removes them): {', '.join(kept)}"
         self._emit(opts, {"removed": removed, "kept": kept}, text)
+
+
+def reset_stage(backend: StageBackend, stage: str) -> dict[str, Any]:
+    """Move a stage aside, and its feed files first (as CHECKPOINT_RESET does), so
+    that the next crawl starts over with new files: holding the stage's lock, so
+    that no crawl starts meanwhile."""
+    lock = backend.lock(stage)
+    try:
+        lock.acquire()
+    except CheckpointLocked as exc:
+        raise CommandError(
+            f"Stage {stage} is being crawled by process {exc.pid}: stop it first."
+        ) from None
+    try:
+        workers = [w["worker"] for w in backend.workers(stage).get("workers", [])]
+        if workers:  # a shared stage's live workers (they hold no lock)
+            raise CommandError(
+                f"Stage {stage} is being crawled by {', '.join(workers)}: stop them first."
+            )
+        files = FeedFiles(backend.directory)
+        feeds = files.move_aside(feed_offsets_if_readable(backend, stage))
+        return {"stage": stage, "backup": backend.move_aside(stage), "feeds": feeds}
+    finally:
+        lock.release()
 
 
 def confirm(question: str) -> bool:

@@ -214,11 +214,11 @@ class CheckpointExtension:
             reset_option="-s CHECKPOINT_RESET=1",
             retry=f"{command} -s CHECKPOINT_RESUME=1 -s CHECKPOINT_RETRY_FAILED=1",
         )
+        feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how)
         self.opened = open_stage(
             self.config, self.stage, spider.name, config, how, {"spider": spider},
-            shared=self.shared,
+            shared=self.shared, move_feeds_aside=feeds.move_aside,
         )
-        feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how)
         if self.opened.nothing_to_do:
             if self.shared:
                 # a worker killed after the others finished the stage: its feed still
@@ -229,8 +229,6 @@ class CheckpointExtension:
         warning = self.opened.backend.durability_warning()
         if warning:
             logger.warning("%s", warning, extra={"spider": spider})
-        if self.opened.reset_feeds:
-            feeds.move_aside(self.opened.reset_feeds)
         summary = self.opened.summary
         if summary is not None:
             committed = self.store.feed_offsets()

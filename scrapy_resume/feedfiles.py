@@ -9,7 +9,11 @@ from urllib.parse import urlparse
 
 from w3lib.url import file_uri_to_path
 
+from .store import backup_name
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from scrapy.settings import BaseSettings
 
 
@@ -53,3 +57,14 @@ class FeedFiles:
             path = os.path.abspath(file_uri_to_path(uri) if uri.startswith("file:") else uri)
             files[self.key(path)] = path
         return files
+
+    def move_aside(self, keys: Iterable[str]) -> list[tuple[str, str]]:
+        """Rename each existing file to a backup; ``[(path, backup)]``."""
+        moved = []
+        for key in keys:
+            path = self.path(key)
+            if os.path.exists(path):
+                backup = backup_name(path, os.path.exists)
+                os.rename(path, backup)
+                moved.append((path, backup))
+        return moved

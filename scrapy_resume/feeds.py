@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -172,17 +171,7 @@ class StageFeeds:
     def move_aside(self, committed: dict[str, int]) -> None:
         """A reset: the files of the old stage that this run writes again are kept
         as backups, so the new crawl's feed holds no item of the old one."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for key in committed:
-            path = self.files.path(key)
-            if key not in self.this_run or not os.path.exists(path):
-                continue
-            backup = f"{path}.bak-{stamp}"
-            counter = 1
-            while os.path.exists(backup):
-                backup = f"{path}.bak-{stamp}-{counter}"
-                counter += 1
-            os.rename(path, backup)
+        for path, backup in self.files.move_aside(k for k in committed if k in self.this_run):
             logger.warning(
                 "CHECKPOINT_RESET: feed %s held the items of the old checkpoint; it was moved "
                 "to %s, and the new crawl writes a new file", path, backup,

@@ -36,6 +36,7 @@ from .store import (
     RequestStatus,
     StageStatus,
     StageSummary,
+    backup_name,
     statuses,
 )
 
@@ -271,12 +272,7 @@ class CheckpointStore(BaseCheckpointStore):
         complete backup and no stage. Call it with the stage locked.
         """
         path = Path(path)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        backup = path.with_name(f"{path.name}.bak-{stamp}")
-        counter = 1
-        while backup.exists():
-            backup = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
-            counter += 1
+        backup = Path(backup_name(str(path), os.path.exists))
         folded = cls._fold_wal(path)
         path.rename(backup)
         if not folded:  # a damaged file: its companions go along, after it
@@ -299,8 +295,10 @@ class CheckpointStore(BaseCheckpointStore):
                 db.execute("PRAGMA journal_mode=DELETE")  # removes the WAL
             finally:
                 db.close()
+        except sqlite3.OperationalError:
+            raise  # a full disk, an I/O error: no reset now, the stage stays as it is
         except sqlite3.DatabaseError:
-            return False
+            return False  # not a database any more: moved aside as it is
         return not any(Path(f"{path}{suffix}").exists() for suffix in COMPANIONS)
 
     @contextmanager

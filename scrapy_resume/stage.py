@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from .config import CheckpointConfig
@@ -61,8 +62,6 @@ class OpenedStage:
     mode: str  # fresh, resume, recover, join, or completed (nothing to do: release it)
     summary: StageSummary | None  # before this run; None when fresh
     run_id: int = field(default=0)
-    # a reset: the feed offsets of the stage moved aside (its feeds hold its items)
-    reset_feeds: dict[str, int] = field(default_factory=dict)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -93,6 +92,7 @@ def open_stage(
     log_extra: dict[str, Any] | None = None,
     *,
     shared: bool = False,
+    move_feeds_aside: Callable[[dict[str, int]], None] | None = None,
 ) -> OpenedStage:
     """Lock and open ``stage`` for ``owner`` (a spider name, or a tracker's label).
 
@@ -102,9 +102,11 @@ def open_stage(
 
     Raises CheckpointRefused (the stage is unlocked again). A completed stage
     with nothing to retry comes back locked, in mode "completed": the caller
-    does what must be done under the lock, then releases it.
+    does what must be done under the lock, then releases it. A reset first
+    calls ``move_feeds_aside`` with the old stage's feed offsets.
     """
     extra = log_extra or {}
+    move_feeds_aside = move_feeds_aside or (lambda feeds: None)
     backend = backend_for(config)
     lock = backend.lock(stage, shared=shared)
     try:
@@ -123,6 +125,15 @@ def open_stage(
         else:
             store, mode, summary, reset_feeds = _choose_mode(config, stage, backend, how, extra)
         commands = {"resume": how.resume, "retry": how.retry}  # quoted by `scrapy checkpoint show`
+        if mode == "reset":
+            # its feeds first: killed in between, the stage is still there to reset again
+            move_feeds_aside(reset_feeds)
+            backup = backend.move_aside(stage)
+            logger.warning(
+                "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
+                stage, backup, extra=extra,
+            )
+            mode = "fresh"
         if mode == "fresh":
             missing = missing_input_files(run_config)
             if missing:
@@ -141,7 +152,7 @@ def open_stage(
         lock.release()
         backend.close()
         raise
-    return OpenedStage(stage, store, lock, backend, mode, summary, reset_feeds=reset_feeds)
+    return OpenedStage(stage, store, lock, backend, mode, summary)
 
 
 def locked_message(stage: str, exc: CheckpointLocked) -> str:
@@ -169,13 +180,8 @@ def _choose_mode(
             )
         return None, "fresh", None, {}
     if config.reset:
-        feeds = _feed_offsets_if_readable(backend, stage)
-        backup = backend.move_aside(stage)
-        logger.warning(
-            "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
-            stage, backup, extra=extra,
-        )
-        return None, "fresh", None, feeds
+        feeds = feed_offsets_if_readable(backend, stage)
+        return None, "reset", None, feeds
     store = None
     try:
         store = backend.open(stage)
@@ -217,7 +223,7 @@ def _choose_mode(
     return store, "resume", summary, {}
 
 
-def _feed_offsets_if_readable(backend: StageBackend, stage: str) -> dict[str, int]:
+def feed_offsets_if_readable(backend: StageBackend, stage: str) -> dict[str, int]:
     """The feeds of a stage about to be reset ({} if it cannot be read: a corrupt file)."""
     try:
         store = backend.open(stage)

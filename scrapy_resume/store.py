@@ -215,6 +215,17 @@ class KeyIndex:
         return index < len(prefixes) and prefixes[index] == value and self.confirm(key)
 
 
+def backup_name(name: str, exists: Callable[[str], bool]) -> str:
+    """``NAME.bak-DATE`` (``-2``, ``-3``... if taken): where a reset keeps what it replaces."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = f"{name}.bak-{stamp}"
+    counter = 1
+    while exists(backup):
+        counter += 1
+        backup = f"{name}.bak-{stamp}-{counter}"
+    return backup
+
+
 def format_time(timestamp: float | None) -> str:
     """``2026-11-23 05:03:49`` in local time, or ``-``."""
     if timestamp is None:

@@ -101,12 +101,14 @@ class Crawl:
     def log_path(self) -> Path:
         return self.workdir / f"run-{self.runs}.log"
 
-    def start(self, **settings: str) -> subprocess.Popen:
+    def start(self, prefix: list[str] | tuple[str, ...] = (), **settings: str) -> subprocess.Popen:
+        """``prefix``: a program the crawl runs under (strace, in tests/faults.py)."""
         self.runs += 1
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log = self.log_path.open("w")
         return subprocess.Popen(
-            self.command(settings), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+            [*prefix, *self.command(settings)], cwd=self.workdir, env=env, stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def finish(self, proc: subprocess.Popen, timeout: float = 120) -> RunResult:
@@ -117,8 +119,9 @@ class Crawl:
             self.stats_path.rename(self.workdir / f"stats-{self.runs}.json")
         return RunResult(proc.returncode, self.log_path.read_text(), stats)
 
-    def run(self, timeout: float = 120, **settings: str) -> RunResult:
-        return self.finish(self.start(**settings), timeout)
+    def run(self, timeout: float = 120, prefix: list[str] | tuple[str, ...] = (),
+            **settings: str) -> RunResult:
+        return self.finish(self.start(prefix, **settings), timeout)
 
     def items(self) -> list[dict]:
         if self.feed is None or not self.feed.exists():

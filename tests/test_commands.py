@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -132,6 +133,11 @@ def test_reset_asks_keeps_a_backup_and_cleanup_spares_unfinished_stages(checkpoi
     [done] = json.loads(reset.stdout)
     assert done["stage"] == "paused" and not (checkpoints / "paused.sqlite").exists()
     assert (checkpoints / done["backup"].rsplit("/", 1)[1]).exists()
+    # its feed too, as CHECKPOINT_RESET does: the next crawl starts a new file
+    feed = checkpoints.parent / "paused.jsonl"
+    [(moved, backup)] = done["feeds"]
+    assert moved == str(feed) and not feed.exists()
+    assert backup.startswith(f"{feed}.bak-") and os.path.getsize(backup) > 0
     cleanup = json.loads(scrapy_checkpoint("cleanup", "--days", "0", "--json", "--dir",
                                            str(checkpoints), cwd=tmp_path).stdout)
     assert sorted(cleanup["removed"]) == ["complete", "failing"]

@@ -1,0 +1,174 @@
+"""Deterministic crash points: a process killed, or given an I/O error, at the
+N-th call of one system call, injected by strace (Debian's package).
+
+``strace -f -e trace=SYSCALL -e inject=SYSCALL:signal=SIGKILL:when=N`` kills
+the traced program at its N-th SYSCALL; ``:error=ENOSPC:when=N+`` makes that
+call and every later one fail. A program doing the same work makes the same
+calls in the same order, so point N is the same moment in every run.
+
+Used by tests/test_crash_points.py (a sample of the points) and
+bench/crash_points.py (every point).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.crawling import REPO, Crawl
+
+STRACE = shutil.which("strace")
+
+#: What the checkpoint does to its files: SQLite's writes and syncs, renames,
+#: links (the secret), unlinks (journals, the WAL), truncations (the feeds).
+SYSCALLS = ("pwrite64", "fdatasync", "fsync", "rename", "link", "unlink", "ftruncate")
+
+SITE_SIZE = 60
+
+
+def injecting(syscall: str, when: str, action: str) -> list[str]:
+    """The strace prefix of a run that gets ``action`` at the ``when``-th ``syscall``."""
+    assert STRACE is not None, "strace is needed: apt-get install strace"
+    return [STRACE, "-f", "-qq", "-o", os.devnull, "-e", f"trace={syscall}",
+            "-e", f"inject={syscall}:{action}:when={when}"]
+
+
+def counting(trace: Path) -> list[str]:
+    """The strace prefix of a run whose calls are recorded in ``trace``."""
+    assert STRACE is not None, "strace is needed: apt-get install strace"
+    return [STRACE, "-f", "-qq", "-o", str(trace), "-e", f"trace={','.join(SYSCALLS)}"]
+
+
+def calls_in(trace: Path) -> Counter:
+    """How many times the traced program's main thread made each call (injection
+    counts per thread, and the checkpoint's files are all written from it)."""
+    lines = trace.read_text().splitlines()
+    main = lines[0].split()[0] if lines else ""
+    counts: Counter = Counter()
+    for line in lines:
+        found = re.match(r"(\d+)\s+(\w+)\(", line)
+        if found and found.group(1) == main:
+            counts[found.group(2)] += 1
+    return counts
+
+
+@dataclass(frozen=True)
+class Point:
+    phase: str  # "fresh" (a new stage's whole crawl), "reset" (RESET run), "command" (checkpoint reset)
+    syscall: str
+    when: int  # the N-th call
+    action: str = "signal=SIGKILL"  # or "error=ENOSPC" (that call and every later one)
+
+    @property
+    def label(self) -> str:
+        kind = "kill" if self.action.startswith("signal") else self.action.split("=")[1]
+        return f"{self.phase}-{self.syscall}-{self.when}-{kind}"
+
+
+class Scenario:
+    """One small crawl (SITE_SIZE pages, -o out.jsonl, no timed commit, so every run
+    makes the same calls), and the three phases a crash point can hit."""
+
+    def __init__(self, workdir: Path, mockserver, ns: str):
+        self.workdir = workdir
+        self.mockserver = mockserver
+        self.ns = ns
+        self.start = mockserver.url(f"{ns}/g/{SITE_SIZE}/3/0")
+
+    def crawl(self, workdir: Path) -> Crawl:
+        return Crawl(workdir, "graph", args={"start": self.start}, feed="out.jsonl",
+                     settings={"CHECKPOINT_COMMIT_INTERVAL": "1000"})
+
+    def expected(self) -> list[str]:
+        return sorted(self.mockserver.url(f"{self.ns}/g/{SITE_SIZE}/3/{n}")
+                      for n in range(SITE_SIZE))
+
+    def prepare(self, workdir: Path, phase: str) -> None:
+        """What exists before the phase runs: nothing, or a completed stage."""
+        workdir.mkdir(parents=True)
+        if phase != "fresh":
+            result = self.crawl(workdir).run()
+            assert result.finish_reason == "finished", result.log[-3000:]
+
+    def run_phase(self, workdir: Path, phase: str, prefix: list[str]) -> subprocess.CompletedProcess:
+        if phase == "command":
+            cmd = [sys.executable, "-m", "scrapy.cmdline", "checkpoint", "reset", "graph",
+                   "--force", "--dir", str(workdir / "checkpoints")]
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            return subprocess.run([*prefix, *cmd], cwd=workdir, env=env, capture_output=True,
+                                  text=True, timeout=120)
+        crawl = self.crawl(workdir)
+        settings = {"CHECKPOINT_RESET": "1"} if phase == "reset" else {}
+        result = crawl.run(prefix=prefix, **settings)
+        return subprocess.CompletedProcess([], result.returncode, result.log, "")
+
+    def reference_counts(self, phase: str) -> Counter:
+        """How many of each call the phase makes, from one traced run."""
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            workdir = Path(tmp) / "reference"
+            self.prepare(workdir, phase)
+            trace = Path(tmp) / "trace.txt"
+            done = self.run_phase(workdir, phase, counting(trace))
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            return calls_in(trace)
+
+    def check(self, point: Point) -> None:
+        """Run the phase with the fault at ``point``, then carry on as a user would,
+        and assert that every item ends in the feed exactly once."""
+        workdir = self.workdir / point.label
+        self.prepare(workdir, point.phase)
+        plus = "+" if point.action.startswith("error") else ""
+        faulty = self.run_phase(workdir, point.phase,
+                                injecting(point.syscall, f"{point.when}{plus}", point.action))
+        output = faulty.stdout + faulty.stderr
+        assert "Error caught on signal handler" not in output, output[-3000:]
+        if point.phase != "fresh":
+            # the old stage stays whole somewhere: in place, or as a backup
+            summaries = stage_summaries(workdir / "checkpoints")
+            assert SITE_SIZE in [s.done for s in summaries.values()], summaries
+            if point.phase == "command" or "Spider closed (finished)" not in output:
+                # the user runs the reset again (a finished RESET run did its job)
+                again = self.run_phase(workdir, point.phase, [])
+                assert again.returncode == 0 or "Unknown stage" in again.stderr, again.stderr
+        crawl = self.crawl(workdir)
+        for _ in range(3):
+            result = crawl.run(CHECKPOINT_RESUME="1")
+            assert "Error caught on signal handler" not in result.log, result.log[-3000:]
+            if result.finish_reason == "finished":
+                break
+        else:
+            raise AssertionError(f"{point.label}: not finished\n{result.log[-3000:]}")
+        assert feed_urls(crawl.feed) == self.expected(), point.label
+        summary = crawl.summary("graph")
+        assert (summary.status, summary.done, summary.pending) == ("completed", SITE_SIZE, 0)
+
+
+def stage_summaries(directory: Path) -> dict[str, object]:
+    """The summary of every stage file and backup in ``directory``: each one must
+    open (a half-made or half-moved stage would not)."""
+    from scrapy_resume import CheckpointStore
+
+    summaries = {}
+    for path in sorted(directory.glob("graph.sqlite*")):
+        if path.name.endswith(("-wal", "-shm", "-journal", ".lock")) or ".new-" in path.name:
+            continue
+        store = CheckpointStore(path)
+        try:
+            summaries[path.name] = store.summary()
+        finally:
+            store.close()
+    return summaries
+
+
+def feed_urls(path: Path) -> list[str]:
+    data = path.read_bytes() if path.exists() else b""
+    assert not data or data.endswith(b"\n"), "a torn last line"
+    return sorted(json.loads(line)["url"] for line in data.splitlines())
