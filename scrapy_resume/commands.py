@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -23,6 +24,7 @@ from .backends import StageBackend, backend_for
 from .config import CheckpointConfig
 from .feedfiles import FeedFiles
 from .stage import feed_offsets_if_readable
+from .validation import HIDDEN, shown_arguments
 from .store import (
     BaseCheckpointStore,
     CheckpointCorrupt,
@@ -95,6 +97,13 @@ def stage_info(backend: StageBackend, stage: str) -> dict[str, Any]:
     }
 
 
+def shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stage's recorded configuration, with secret arguments hidden."""
+    if "arguments" not in config:
+        return config
+    return {**config, "arguments": shown_arguments(config["arguments"])}
+
+
 def table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -144,6 +153,9 @@ class CheckpointCommand(ScrapyCommand):
         except CommandError as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 1
+        except BrokenPipeError:
+            # `scrapy checkpoint export | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         finally:
             backend.close()
 
@@ -220,7 +232,7 @@ class CheckpointCommand(ScrapyCommand):
                 runs=store.runs(),
                 counters=store.counters(),
                 cursors=store.cursors(),
-                config=state.get("config", {}),
+                config=shown_config(state.get("config", {})),
                 recent_failures=list(
                     store.ledger_rows(RequestStatus.FAILED, newest_first=True, limit=10)
                 ),
@@ -258,7 +270,8 @@ class CheckpointCommand(ScrapyCommand):
         config = info["config"]
         if config.get("arguments"):
             lines.append("arguments: " + ", ".join(
-                f"{k}={v!r}" for k, v in config["arguments"].items()))
+                f"{k}={v}" if v == HIDDEN else f"{k}={v!r}"
+                for k, v in config["arguments"].items()))
         for file, digest in config.get("input_files", {}).items():
             lines.append(f"input file: {file} (sha256 {str(digest)[:12]})")
         if info["recent_failures"]:
@@ -283,7 +296,12 @@ class CheckpointCommand(ScrapyCommand):
         stages = [self._stage(backend, args)] if args else stage_names(backend)
         fmt = opts.format or ("csv" if (opts.output or "").endswith(".csv") else "jsonl")
         status = RequestStatus[opts.status.upper()] if opts.status else None
-        out: IO[str] = open(opts.output, "w", newline="") if opts.output else sys.stdout
+        # the ledger holds URLs with their tokens: the file is private, like the checkpoint
+        out: IO[str] = (
+            os.fdopen(os.open(opts.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w",
+                      newline="")
+            if opts.output else sys.stdout
+        )
         try:
             writer = csv.DictWriter(out, LEDGER_FIELDS) if fmt == "csv" else None
             if writer is not None:

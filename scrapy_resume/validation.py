@@ -8,6 +8,7 @@ refuses and names each difference.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,27 @@ CRAWL_SHAPING_SETTINGS = (
 
 #: Spider attributes that are Scrapy's, not arguments.
 NOT_ARGUMENTS = {"name", "crawler", "settings", "custom_settings"}
+
+#: Argument names whose values are secrets: recorded as a digest, never shown.
+SECRET_NAME = re.compile(r"pass|token|secret|key|auth|http_user", re.IGNORECASE)
+HIDDEN = "(hidden)"
+_DIGEST = "sha256:"
+
+
+def is_secret(name: str) -> bool:
+    return bool(SECRET_NAME.search(name))
+
+
+def _recorded(name: str, value: Any) -> Any:
+    """A secret argument's value is kept as a digest: enough to tell a change."""
+    if not is_secret(name) or (isinstance(value, str) and value.startswith(_DIGEST)):
+        return value
+    return _DIGEST + hashlib.sha256(repr(value).encode()).hexdigest()
+
+
+def shown_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as ``scrapy checkpoint show`` prints them: secrets hidden."""
+    return {name: HIDDEN if is_secret(name) else value for name, value in arguments.items()}
 
 SIMPLE = (str, int, float, bool)
 
@@ -57,7 +79,7 @@ def spider_arguments(spider: Spider) -> dict[str, Any]:
         if isinstance(value, SIMPLE) or (
             isinstance(value, (list, tuple)) and all(isinstance(v, SIMPLE) for v in value)
         ):
-            arguments[name] = _plain(value)
+            arguments[name] = _recorded(name, _plain(value))
     return arguments
 
 
@@ -95,7 +117,11 @@ def differences(recorded: dict, current: dict) -> list[str]:
     for section, label in (("arguments", "spider argument"), ("settings", "setting")):
         old, new = recorded.get(section, {}), current.get(section, {})
         for name in sorted(set(old) | set(new)):
-            if old.get(name) != new.get(name):
+            if section == "arguments" and is_secret(name):
+                # (a stage recorded before secrets were digested holds the value)
+                if _recorded(name, old.get(name)) != _recorded(name, new.get(name)):
+                    found.append(f"{label} {name}: changed (its value is not shown)")
+            elif old.get(name) != new.get(name):
                 found.append(
                     f"{label} {name}: {_show(old, name)} then, {_show(new, name)} now"
                 )
