@@ -62,7 +62,8 @@ def calls_in(trace: Path) -> Counter:
 
 @dataclass(frozen=True)
 class Point:
-    phase: str  # "fresh" (a new stage's whole crawl), "reset" (RESET run), "command" (checkpoint reset)
+    # "fresh" (a new stage's whole crawl), "reset" (a RESET run), "command" (checkpoint reset)
+    phase: str
     syscall: str
     when: int  # the N-th call
     action: str = "signal=SIGKILL"  # or "error=ENOSPC" (that call and every later one)
@@ -98,7 +99,9 @@ class Scenario:
             result = self.crawl(workdir).run()
             assert result.finish_reason == "finished", result.log[-3000:]
 
-    def run_phase(self, workdir: Path, phase: str, prefix: list[str]) -> subprocess.CompletedProcess:
+    def run_phase(
+        self, workdir: Path, phase: str, prefix: list[str]
+    ) -> subprocess.CompletedProcess:
         if phase == "command":
             cmd = [sys.executable, "-m", "scrapy.cmdline", "checkpoint", "reset", "graph",
                    "--force", "--dir", str(workdir / "checkpoints")]
