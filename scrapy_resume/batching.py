@@ -47,6 +47,10 @@ class BatchBuilder:
         self.counter_deltas: dict[str, int] = {}
         self.warned_callbacks: set[str] = set()
         self.callbacks = CallbackNames()
+        # the callback and errback names stored requests use, committed when one
+        # is new: a resume checks that the spider still has them
+        self.stored_callbacks: set[str] = set()
+        self.new_callbacks = False
         # False on a shared scrapy-redis queue: the queue holds the serialized
         # requests, the ledger only their keys and URLs
         self.keep_blobs = True
@@ -121,6 +125,9 @@ class BatchBuilder:
             stage.outgoing += data
         if start_items.has_news:
             batch.state["start_items"] = start_items.commit()
+        if self.new_callbacks:
+            batch.state["callbacks"] = sorted(self.stored_callbacks)
+            self.new_callbacks = False
         for name, delta in self.counter_deltas.items():
             batch.counters[name] = batch.counters.get(name, 0) + delta
         self.counter_deltas = {}
@@ -212,7 +219,7 @@ class BatchBuilder:
         spider = self.crawler.spider
         try:
             data = request.to_dict(spider=self.callbacks.holder(spider, request))
-            return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             if warn:
                 self.count("unserializable")
@@ -227,6 +234,11 @@ class BatchBuilder:
                         callback, type(exc).__name__, exc, extra={"spider": spider},
                     )
             return None
+        for name in (data.get("callback"), data.get("errback")):
+            if name is not None and name not in self.stored_callbacks:
+                self.stored_callbacks.add(name)
+                self.new_callbacks = True
+        return blob
 
 
 class CallbackNames:

@@ -97,6 +97,13 @@ def stage_info(backend: StageBackend, stage: str) -> dict[str, Any]:
     }
 
 
+def unfinished_run(info: dict[str, Any], number: int) -> str:
+    """A run with no close reason: the stage's live run, or one that crashed."""
+    last = number == len(info["runs"])
+    live = info["status"] in (StageStatus.RUNNING, StageStatus.RECOVERING)
+    return "(running)" if last and live else "(crashed)"
+
+
 def shown_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stage's recorded configuration, with secret arguments hidden."""
     if "arguments" not in config:
@@ -259,7 +266,7 @@ class CheckpointCommand(ScrapyCommand):
             "",
             table(["run", "mode", "started", "ended", "close reason"], [
                 [n, r["mode"], format_time(r["started_at"]), format_time(r["ended_at"]),
-                 r["close_reason"] or "(crashed or running)"]
+                 r["close_reason"] or unfinished_run(info, n)]
                 for n, r in enumerate(info["runs"], start=1)
             ]),
             "",
@@ -344,20 +351,25 @@ class CheckpointCommand(ScrapyCommand):
     def do_cleanup(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         if opts.days is None:
             raise UsageError("cleanup needs --days N")
-        removed, kept = [], []
+        removed, kept, running = [], [], []
         for stage in stage_names(backend):
             info = stage_info(backend, stage)
-            old = info.get("age_seconds", 0) >= opts.days * 86400
-            allowed = info["status"] == StageStatus.COMPLETED or opts.force
-            if old and allowed and not backend.holders(stage):
+            if info.get("age_seconds", 0) < opts.days * 86400:
+                continue
+            holders = backend.holders(stage)
+            if holders:  # even with --force: a live crawl's checkpoint is never removed
+                running.append(f"{stage} (process {', '.join(holders)})")
+            elif info["status"] == StageStatus.COMPLETED or opts.force:
                 backend.remove(stage)
                 removed.append(stage)
-            elif old:
-                kept.append(info["stage"])
+            else:
+                kept.append(stage)
         text = f"Removed {len(removed)} checkpoint(s): {', '.join(removed) or 'none'}"
         if kept:
             text += f"\nKept (not completed; --force removes them): {', '.join(kept)}"
-        self._emit(opts, {"removed": removed, "kept": kept}, text)
+        if running:
+            text += f"\nKept (being crawled now): {', '.join(running)}"
+        self._emit(opts, {"removed": removed, "kept": kept, "running": running}, text)
 
 
 def reset_stage(backend: StageBackend, stage: str) -> dict[str, Any]:

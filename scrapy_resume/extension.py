@@ -22,7 +22,7 @@ from .leases import StageWorker, queue_key, shared_queue_problems, uses_shared_q
 from .middleware import describe_error, has_own_errback
 from .privatefiles import CheckpointUnsafe
 from .progress import Progress
-from .runtime import CheckpointRuntime, close_spider
+from .runtime import CheckpointRuntime, close_spider, missing_callbacks
 from .stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from .store import (
     BaseCheckpointStore,
@@ -230,6 +230,8 @@ class CheckpointExtension:
         if warning:
             logger.warning("%s", warning, extra={"spider": spider})
         summary = self.opened.summary
+        if summary is not None and not self.shared:  # (a shared queue holds its requests)
+            self._check_callbacks(spider, how)
         if summary is not None:
             committed = self.store.feed_offsets()
             if not self.shared:  # (each worker of a shared stage has feeds of its own)
@@ -249,6 +251,20 @@ class CheckpointExtension:
                 "yes" if self.config.retry_failed else "no", extra={"spider": spider},
             )
         return True
+
+    def _check_callbacks(self, spider: Spider, how: HowTo) -> None:
+        """Every stored request's callback still exists: refused before any is restored."""
+        assert self.store is not None
+        needed = missing_callbacks(self.store, spider, include_failed=self.config.retry_failed)
+        if needed:
+            names = ", ".join(f"{name} ({count:,} requests)" for name, count in needed.items())
+            raise CheckpointRefused(
+                "checkpoint_callback_missing",
+                f"Stage {self.stage} has pending requests for callbacks the spider no longer "
+                f"has: {names}. Put those methods back (an alias is enough, e.g. "
+                f"old_name = new_name in the spider), or start the stage over with "
+                f"{how.reset_option}.",
+            )
 
     def _check_setup(self, spider: Spider) -> None:
         if self.crawler.settings.get("JOBDIR"):

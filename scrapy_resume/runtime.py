@@ -93,6 +93,28 @@ def next_batch(batches: Any, spider: Any) -> list[tuple[bytes, bytes]] | None:
         raise CloseSpider("checkpoint_tampered") from None
 
 
+def missing_callbacks(
+    store: BaseCheckpointStore, spider: Any, *, include_failed: bool
+) -> dict[str, int]:
+    """Callbacks and errbacks of stored requests that the spider no longer has
+    (a method renamed since), with how many requests need each one.
+
+    The stage records the names its stored requests use; only when one of them
+    is gone is the frontier read, to count the requests that really need it."""
+    names = store.state().get("callbacks", [])
+    gone = {name for name in names if not callable(getattr(spider, name, None))}
+    needed: dict[str, int] = {}
+    if not gone:
+        return needed
+    for batch in store.iter_pending(include_failed=include_failed):
+        for _, blob in batch:
+            data = pickle.loads(blob)
+            for name in (data.get("callback"), data.get("errback")):
+                if name in gone:
+                    needed[name] = needed.get(name, 0) + 1
+    return needed
+
+
 async def close_spider(crawler: Crawler, reason: str) -> None:
     engine = crawler.engine
     if hasattr(engine, "close_spider_async"):
@@ -159,7 +181,9 @@ class CheckpointRuntime:
         self.cursor_values = store.cursors()
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
-        self.start_items.load(store.state().get("start_items", {}))
+        state = store.state()
+        self.start_items.load(state.get("start_items", {}))
+        self.batches.stored_callbacks = set(state.get("callbacks", []))
         self.active = True
 
     async def restored_requests(self) -> AsyncIterator[Request]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -151,3 +152,31 @@ def test_inside_a_project_the_directory_comes_from_its_settings(checkpoints, tmp
     result = scrapy_checkpoint("list", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "killed" in {info["stage"] for info in json.loads(result.stdout)}
+
+
+def test_show_and_cleanup_tell_a_crashed_run_from_a_live_one(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/2000/3/0")})
+    kill_after(crawl, mockserver, ns, 300)
+    directory = str(tmp_path / "checkpoints")
+    # a big ledger, read by a reader that stops early
+    piped = subprocess.run(
+        f"{sys.executable} -m scrapy.cmdline checkpoint export --dir {directory} | head -1",
+        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert len(piped.stdout.splitlines()) == 1 and "Error" not in piped.stderr, piped.stderr
+    live = crawl.start(CHECKPOINT_RESUME="1")
+    mockserver.wait_for_hits(ns, 400)
+    os.kill(live.pid, signal.SIGSTOP)  # crawling the stage now
+    try:
+        shown = scrapy_checkpoint("show", "graph", "--dir", directory, cwd=tmp_path).stdout
+        assert "(crashed)" in shown and "(running)" in shown  # run 1 died, run 2 is live
+        cleanup = scrapy_checkpoint("cleanup", "--days", "0", "--force", "--dir", directory,
+                                    cwd=tmp_path).stdout
+        assert f"Kept (being crawled now): graph (process {live.pid})" in cleanup
+        assert "not completed" not in cleanup
+    finally:
+        os.kill(live.pid, signal.SIGCONT)
+    assert crawl.finish(live).finish_reason == "finished"
+    shown = scrapy_checkpoint("show", "graph", "--dir", directory, cwd=tmp_path).stdout
+    assert "(crashed)" in shown and "(running)" not in shown and "finished" in shown

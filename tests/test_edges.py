@@ -174,3 +174,47 @@ def test_a_reset_with_a_feed_starts_a_new_file_and_keeps_the_old_one(tmp_path, m
     backups = list(tmp_path.glob("items.jsonl.bak-*"))
     assert [b.read_bytes() for b in backups] == [old]
     assert f"moved to {backups[0]}" in reset.log
+
+
+RENAMED = '''
+from tests.spiders.graph import GraphSpider
+
+
+class Renamed(GraphSpider):
+    """The graph spider, whose links go to a callback named {name}."""
+
+    def parse(self, response):
+        for output in super().parse(response):
+            if hasattr(output, "replace"):
+                output = output.replace(callback=self.{name})
+            yield output
+
+    def {name}(self, response):
+        yield from self.parse(response)
+'''
+
+
+def test_a_resume_after_a_callback_was_renamed_is_refused_by_name(tmp_path, mockserver):
+    versions = {}
+    for version, body in [("v1", RENAMED.format(name="parse_item")),
+                          ("v2", RENAMED.format(name="parse_product")),
+                          ("v3", RENAMED.format(name="parse_product")
+                           + "\n    parse_item = parse_product  # an alias\n")]:
+        versions[version] = tmp_path / f"renamed_{version}.py"
+        versions[version].write_text(body)
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, 2000)})
+    crawl.spider_file = versions["v1"]
+    kill_after(crawl, mockserver, ns, 300)
+    pending = crawl.summary("graph").pending
+    assert pending > 0
+    kept, hits = crawl.feed.read_bytes(), mockserver.hits(ns)
+    crawl.spider_file = versions["v2"]
+    refused = crawl.run(CHECKPOINT_RESUME="1")
+    assert refused.finish_reason == "checkpoint_callback_missing"
+    assert f"callbacks the spider no longer has: parse_item ({pending:,} requests)" in refused.log
+    assert "Traceback" not in refused.log
+    assert (crawl.feed.read_bytes(), mockserver.hits(ns)) == (kept, hits)
+    crawl.spider_file = versions["v3"]
+    assert crawl.run(CHECKPOINT_RESUME="1").finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns, 2000)
