@@ -142,3 +142,35 @@ async def test_checkpoint_skip_meta_keeps_a_request_out_of_the_ledger(tmp_path, 
         f"{base}/slow/1/tracked": RequestStatus.DONE,
         f"{base}/slow/1/child": RequestStatus.DONE,
     }
+
+
+class HoldingSpider(scrapy.Spider):
+    """Holds its stage open until told to finish."""
+
+    name = "holding"
+
+    async def start(self):
+        self.opened.set()  # start() runs once the stage is open
+        await self.release.wait()
+        return
+        yield
+
+
+@deferred_f_from_coro_f
+async def test_two_crawlers_of_one_stage_in_one_process_are_told_apart(tmp_path, caplog):
+    settings = {"ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path)}
+    opened, release = asyncio.Event(), asyncio.Event()
+    first = get_crawler(HoldingSpider, settings)
+    running = asyncio.ensure_future(maybe_deferred_to_future(
+        first.crawl(opened=opened, release=release)))
+    await opened.wait()
+    second = get_crawler(HoldingSpider, settings)
+    done = asyncio.Event()
+    done.set()
+    await maybe_deferred_to_future(second.crawl(opened=asyncio.Event(), release=done))
+    assert second.stats.get_value("finish_reason") == "checkpoint_locked"
+    assert "Stage holding is already being run by this process" in caplog.text
+    assert "CHECKPOINT_STAGE" in caplog.text
+    release.set()
+    await running
+    assert first.stats.get_value("finish_reason") == "finished"
