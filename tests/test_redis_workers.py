@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 
 import redis
 
+from scrapy_resume import CheckpointCorrupt
 from scrapy_resume.feedfiles import FeedFiles
 from scrapy_resume.redis_store import StageKeys
 from tests.crawling import Crawl, was_killed
@@ -30,7 +32,10 @@ def scrapy_redis_worker(tmp_path, number: int, start: str, redis_url: str, **arg
     workdir.mkdir()
     return Crawl(workdir, "graph", args={"start": start, **args}, backend=redis_url, settings={
         "CHECKPOINT_DIR": str(tmp_path / "checkpoints"),  # one signing secret for all
-        "CHECKPOINT_LEASE_SECONDS": "3",
+        # short, so that the survivors soon take over a dead worker's leases; long
+        # enough that a live worker's heartbeat (every third of it) renews them on
+        # a loaded machine
+        "CHECKPOINT_LEASE_SECONDS": "6",
         "SCHEDULER": "scrapy_redis.scheduler.Scheduler",
         "SCHEDULER_PERSIST": "True",
         "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
@@ -51,6 +56,13 @@ def leases_of(client: redis.Redis, pid: int) -> int:
     return sum(1 for owner in owners if owner.decode().split(":")[1] == str(pid))
 
 
+def done_so_far(crawl: Crawl) -> int:
+    try:
+        return crawl.summary("graph").done
+    except CheckpointCorrupt:
+        return 0  # the first worker is still creating the stage
+
+
 def feed_lines(crawl: Crawl) -> list[str]:
     return crawl.feed.read_text().splitlines() if crawl.feed.exists() else []
 
@@ -65,15 +77,6 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(WORKERS)]
     procs = [crawl.start() for crawl in workers]
     victim, survivors = 1, [0, 2]
-    mockserver.wait_for_hits(ns, 100)
-    # `scrapy checkpoint show` sees the workers and what they hold
-    show = scrapy_checkpoint("show", "graph", "--backend", redis_url, "--json", cwd=tmp_path)
-    assert show.returncode == 0, show.stderr
-    shown = json.loads(show.stdout)
-    assert sorted(w["worker"].split(":")[1] for w in shown["workers"]) == sorted(
-        str(p.pid) for p in procs
-    )
-    assert shown["status"] == "running" and shown["leases"]["outstanding"] > 0
     mockserver.arm(ns, procs[victim].pid, signal="KILL", at=SIZE // 3)
 
     killed = workers[victim].finish(procs[victim])
@@ -144,3 +147,35 @@ def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(
     # never in the shared queue, never leased: settled by the last worker to leave
     assert (summary.pending, summary.done, summary.dropped) == (0, 40, 4)
     assert "Checkpoint of stage graph saved (status completed, 40 done, 0 pending" in result.log
+
+
+def test_checkpoint_show_lists_the_live_workers_and_their_leases(
+    tmp_path, mockserver, redis_server
+):
+    ns = mockserver.namespace()
+    redis_url, _ = empty_database(redis_server, db=4)
+    # a page that answers in a minute keeps the stage running while show looks at it:
+    # one worker holds its lease, the other waits for it
+    args = {"also": mockserver.url(f"{ns}/slow/60000/hold")}
+    start = mockserver.url(page_path(ns, 0).replace(f"/{SIZE}/", "/40/"))
+    workers = [scrapy_redis_worker(tmp_path, i, start, redis_url, **args) for i in range(2)]
+    procs = [crawl.start() for crawl in workers]
+    try:
+        deadline = time.monotonic() + 120
+        while done_so_far(workers[0]) < 40:  # every page done, the slow one leased
+            assert time.monotonic() < deadline, "the workers are too slow"
+            time.sleep(0.1)
+        show = scrapy_checkpoint("show", "graph", "--backend", redis_url, "--json",
+                                 cwd=tmp_path)
+        assert show.returncode == 0, show.stderr
+        shown = json.loads(show.stdout)
+        assert sorted(w["worker"].split(":")[1] for w in shown["workers"]) == sorted(
+            str(p.pid) for p in procs
+        )
+        assert shown["status"] == "running"
+        assert (shown["leases"]["outstanding"], shown["done"]) == (1, 40)
+        assert sum(w["leases"] for w in shown["workers"]) == 1
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(30)

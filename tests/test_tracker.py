@@ -123,7 +123,8 @@ def test_sigkill_at_seeded_moments_loses_nothing_and_repeats_only_what_was_in_fl
 @pytest.mark.parametrize("mode", ["asyncio", "sync"])
 def test_a_first_sigint_finishes_the_items_in_flight_and_pauses(tmp_path, mode):
     worker = Worker(tmp_path)
-    flags = ["--keys", "3000", "--delay-ms", "10"] + (["--sync"] if mode == "sync" else [])
+    keys = 3000 if mode == "asyncio" else 600  # the sync loop takes one key at a time
+    flags = ["--keys", str(keys), "--delay-ms", "10"] + (["--sync"] if mode == "sync" else [])
     proc = worker.start(*flags)
     worker.wait_for_started(200, proc)
     proc.send_signal(signal.SIGINT)
@@ -135,19 +136,26 @@ def test_a_first_sigint_finishes_the_items_in_flight_and_pauses(tmp_path, mode):
     assert set(worker.started()) == worker.done()
     returncode, output = worker.run(*flags, "--resume")
     assert returncode == 0, output
-    assert collections.Counter(worker.started()) == {f"k{n}": 1 for n in range(3000)}
+    assert collections.Counter(worker.started()) == {f"k{n}": 1 for n in range(keys)}
     assert worker.summary().status == "completed"
 
 
 def test_a_second_sigint_abandons_the_items_in_flight(tmp_path):
     worker = Worker(tmp_path)
-    flags = ["--keys", "3000", "--delay-ms", "400", "--concurrency", "8"]
+    # items that take 10 s: still in flight when the second SIGINT comes, however slow
+    # the machine
+    flags = ["--keys", "3000", "--delay-ms", "10000", "--concurrency", "8"]
     proc = worker.start(*flags)
-    worker.wait_for_started(40, proc)
+    worker.wait_for_started(8, proc)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    seen = []
+    for line in proc.stdout:  # the first one was handled: not two signals merged into one
+        seen.append(line)
+        if "finishing the items in flight" in line:
+            break
     proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=30)
+    rest, _ = proc.communicate(timeout=60)
+    output = "".join(seen) + rest
     assert proc.returncode == 0, output
     assert "abandoning the items in flight" in output and "ABANDONED True" in output
     assert worker.summary().status == "paused"
