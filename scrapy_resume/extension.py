@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
-from scrapy.utils.defer import deferred_from_coro
 
 from .config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
 from .enabling import half_enabled_message, has_component, missing_lines
@@ -22,7 +21,7 @@ from .leases import StageWorker, queue_key, shared_queue_problems, uses_shared_q
 from .middleware import describe_error, has_own_errback
 from .privatefiles import CheckpointUnsafe
 from .progress import Progress
-from .runtime import CheckpointRuntime, close_spider, missing_callbacks
+from .runtime import CheckpointRuntime, missing_callbacks
 from .stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from .store import (
     BaseCheckpointStore,
@@ -296,7 +295,9 @@ class CheckpointExtension:
         if worker is None or not self.runtime.active:
             return
         self.runtime.settle_complete_trackers()
-        self.runtime.commit()
+        self.runtime.commit_or_stop()
+        if not self.runtime.active:
+            return
         stats = self.crawler.stats
         stats.inc_value("checkpoint/leases_released_idle", worker.release_leftovers())
         reclaimed = worker.reclaim_expired()
@@ -327,21 +328,9 @@ class CheckpointExtension:
     # committing
 
     def _commit_or_stop(self) -> None:
-        try:
-            self.runtime.commit()
-        except Exception as exc:
-            # The failed transaction rolled back: everything committed before it
-            # is intact and resumable. Stop instead of crawling unprotected.
-            logger.error(
-                "Checkpoint commit failed (%s); stopping the crawl. Everything committed "
-                "before this point is resumable with -s CHECKPOINT_RESUME=1.",
-                exc, exc_info=True, extra={"spider": self.crawler.spider},
-            )
-            self.crawler.stats.inc_value("checkpoint/commit_errors")
-            self.runtime.active = False
-            if self.timer is not None and self.timer.running:
-                self.timer.stop()
-            deferred_from_coro(close_spider(self.crawler, "checkpoint_write_error"))
+        self.runtime.commit_or_stop()
+        if not self.runtime.active and self.timer is not None and self.timer.running:
+            self.timer.stop()
 
     # closing
 

@@ -318,7 +318,9 @@ class ResumableFileFeedStorage(FileFeedStorage):
         ):
             header = "skip" if committed else "write"
         stage = FeedStage(path, key, file, offset, header=header)
-        runtime.open_feed(stage)
+        if not runtime.open_feed(stage):  # its first commit failed: the crawl stops
+            stage.abandon()
+            return DiscardedFeed()  # type: ignore[return-value]
         return stage  # type: ignore[return-value]
 
     def store(self, file: IO[bytes]) -> Deferred[None] | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
 from scrapy.exceptions import CloseSpider, IgnoreRequest
+from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.request import request_from_dict
 
 from .batching import BatchBuilder
@@ -222,7 +223,10 @@ class CheckpointRuntime:
                 yield request
         if self.recovering and self.active:
             self.recovering = False
-            self.store.set_status(StageStatus.RUNNING)
+            try:
+                self.store.set_status(StageStatus.RUNNING)
+            except Exception as exc:
+                self.stop_after_failed_commit(exc)
 
     async def _room_to_send(self) -> None:
         """The "Delaying start request iteration" recipe of Scrapy's documentation."""
@@ -378,7 +382,7 @@ class CheckpointRuntime:
             tracker.source = None
             self.batches.completed(tracker)
             if self.batches.waiting >= MAX_BATCH:
-                self.commit()
+                self.commit_or_stop()
 
     def _settled_before(self, key: bytes) -> bool:
         """Is ``key`` settled in the store (before this run, or committed in it)?"""
@@ -441,13 +445,19 @@ class CheckpointRuntime:
     def committed_feed_offset(self, key: str) -> int | None:
         return self.feed_offsets.get(key)
 
-    def open_feed(self, stage: FeedStage) -> None:
-        self.feeds.append(stage)
+    def open_feed(self, stage: FeedStage) -> bool:
+        """Write ``stage`` through the checkpoint; False if its first commit failed."""
         if stage.key not in self.feed_offsets:
             # record where this stage starts writing, before the first byte
             assert self.store is not None
-            self.store.commit(CommitBatch(feed_offsets={stage.key: stage.committed_offset}))
+            try:
+                self.store.commit(CommitBatch(feed_offsets={stage.key: stage.committed_offset}))
+            except Exception as exc:
+                self.stop_after_failed_commit(exc)
+                return False
             self.feed_offsets[stage.key] = stage.committed_offset
+        self.feeds.append(stage)
+        return True
 
     def feed_stored(self, stage: FeedStage) -> None:
         """The exporter is finished with ``stage``; the file closes after the last commit."""
@@ -467,6 +477,29 @@ class CheckpointRuntime:
         self.feeds = []
 
     # committing
+
+    def commit_or_stop(self) -> None:
+        try:
+            self.commit()
+        except Exception as exc:
+            self.stop_after_failed_commit(exc)
+
+    def stop_after_failed_commit(self, error: Exception) -> None:
+        """A commit failed (a full disk, an I/O error). Its transaction rolled back,
+        so everything committed before is intact and resumable; carrying on would
+        crawl unprotected (and write feed bytes twice), so nothing more is written
+        and the spider closes."""
+        if not self.active:
+            return
+        logger.error(
+            "Checkpoint commit failed (%s); stopping the crawl. Everything committed "
+            "before this point is resumable with -s CHECKPOINT_RESUME=1.",
+            error, exc_info=True, extra={"spider": self.crawler.spider},
+        )
+        self.stats.inc_value("checkpoint/commit_errors")
+        self.active = False
+        self.abandon_feeds()
+        deferred_from_coro(close_spider(self.crawler, "checkpoint_write_error"))
 
     def commit(self) -> None:
         """Make every completed request durable, with all of its consequences."""

@@ -119,6 +119,24 @@ def test_a_failed_final_commit_is_a_failed_commit_and_the_resume_repairs_it(
     assert feed_urls(crawl.feed) == pages(mockserver, ns)
 
 
+def test_a_failed_commit_when_the_feed_opens_stops_the_crawl_and_the_resume_repairs_it(
+    tmp_path, mockserver
+):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)}, settings={
+        "CHECKPOINT_COMMIT_INTERVAL": "1000",
+    })
+    # the first item opens the feed, whose starting size is committed at once
+    stopped = crawl.run(TEST_LOCK_AT_FIRST_PAGE=str(crawl.store_path("graph")))
+    assert stopped.finish_reason == "checkpoint_write_error"
+    assert stopped.log.count("Checkpoint commit failed") == 1
+    assert "Error caught on signal handler" not in stopped.log
+    assert crawl.items() == []
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns)
+
+
 def test_a_resume_must_write_to_the_feed_the_stage_committed_to(tmp_path, mockserver):
     crawl, ns, kept = killed_crawl(tmp_path, mockserver)
     hits = mockserver.hits(ns)

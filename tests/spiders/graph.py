@@ -6,9 +6,10 @@ items from start(); ``dead_every=K`` adds, on every page ``n`` with
 ``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``;
 ``offsite_every=K`` adds, on every page with ``n % K == 5``, a link to the same
 page by another host name (localhost), which OffsiteMiddleware refuses.
-The setting ``TEST_LOCK_AT_CLOSE=PATH`` (a setting: it is no spider argument,
-which a resume would compare) holds an exclusive lock on the SQLite file PATH
-from the moment the spider closes, so that the checkpoint's final commit fails.
+The settings ``TEST_LOCK_AT_CLOSE=PATH`` and ``TEST_LOCK_AT_FIRST_PAGE=PATH``
+(settings: a resume compares spider arguments) hold an exclusive lock on the
+SQLite file PATH from the moment the spider closes, or parses its first page,
+so that the checkpoint's next commit fails.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class GraphSpider(StatsDumpingSpider):
             yield request
 
     def parse(self, response):
+        self.lock_checkpoint("TEST_LOCK_AT_FIRST_PAGE")
         yield {"url": response.url, "title": response.css("title::text").get(), "kind": "page"}
         yield from response.follow_all(css="a")
         if self.dead_every and page_number(response.url) % self.dead_every == 7:
@@ -78,8 +80,11 @@ class GraphSpider(StatsDumpingSpider):
     def closed(self, reason):
         # runs before the checkpoint's own spider_closed handler: the spider's is
         # connected first
-        path = self.settings.get("TEST_LOCK_AT_CLOSE")
-        if path:
+        self.lock_checkpoint("TEST_LOCK_AT_CLOSE")
+
+    def lock_checkpoint(self, setting: str) -> None:
+        path = self.settings.get(setting)
+        if path and not hasattr(self, "holding"):
             self.holding = sqlite3.connect(path, isolation_level=None)
             self.holding.execute("BEGIN EXCLUSIVE")
 
