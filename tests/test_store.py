@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,7 @@ from scrapy_resume import CheckpointCorrupt, CheckpointStore, CheckpointTampered
 from scrapy_resume.backends import RedisBackend, SqliteBackend
 from scrapy_resume.redis_store import RedisStore
 from scrapy_resume.store import CommitBatch, NewRequest, Settlement
+from tests.crawling import REPO
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -181,18 +185,25 @@ def test_wrong_schema_version_is_corrupt_and_untouched(tmp_path, sqlite_store):
     assert path.read_bytes() == before
 
 
-def test_move_aside_keeps_the_wal_with_its_database(tmp_path):
+def test_move_aside_folds_the_wal_into_the_backup(tmp_path):
     path = tmp_path / "stage.sqlite"
-    store = CheckpointStore(path)
-    store.initialize("stage", "spider")
-    store.commit(CommitBatch(new_requests=[pending(b"a")]))
-    # the process "dies" with the data still in the WAL: no close, no checkpoint
+    # a process dies with its last commit still in the WAL: no close, no checkpoint
+    script = (
+        "import os, sys; from scrapy_resume import CheckpointStore; "
+        "from scrapy_resume.store import CommitBatch, NewRequest; "
+        f"store = CheckpointStore({str(path)!r}); store.initialize('stage', 'spider'); "
+        "store.commit(CommitBatch(new_requests=[NewRequest(b'a', 'http://x/a', b'blob')])); "
+        "os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO)
+    assert Path(f"{path}-wal").stat().st_size > 0
     backup = CheckpointStore.move_aside(path)
     assert not path.exists() and backup.exists()
+    # one file: the backup holds the commit, with no WAL beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.secret", backup.name]
     reopened = CheckpointStore(backup)
     assert frontier_keys(reopened) == [b"a"]
     reopened.close()
-    store.close()
 
 
 def test_a_forged_request_is_refused_before_it_is_unpickled(sqlite_store, tmp_path):
