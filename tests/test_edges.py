@@ -13,6 +13,7 @@ import pytest
 
 from scrapy_resume import CheckpointStore
 from tests.crawling import Crawl, kill_after
+from tests.faults import STRACE
 
 SIZE = 300
 FANOUT = 3
@@ -236,3 +237,35 @@ def test_a_resume_after_a_callback_was_renamed_is_refused_by_name(tmp_path, mock
     crawl.spider_file = versions["v3"]
     assert crawl.run(CHECKPOINT_RESUME="1").finish_reason == "finished"
     assert feed_urls(crawl.feed) == pages(mockserver, ns, 2000)
+
+
+@pytest.mark.skipif(STRACE is None, reason="needs strace (.ci/run installs it)")
+def test_a_feed_that_cannot_be_cut_back_stops_the_resume_before_any_request(
+    tmp_path, mockserver
+):
+    crawl, ns, kept = killed_crawl(tmp_path, mockserver)
+    with crawl.feed.open("ab") as torn:
+        torn.write(b'{"url": "torn by the kill"')  # to be cut back by the resume
+    hits = mockserver.hits(ns)
+    # the feed's truncation fails (EIO), and only that one: -P limits strace to the file
+    eio = [STRACE, "-f", "-qq", "-o", os.devnull, "-P", str(crawl.feed),
+           "-e", "trace=ftruncate", "-e", "inject=ftruncate:error=EIO"]
+    failed = crawl.run(prefix=eio, CHECKPOINT_RESUME="1")
+    assert failed.finish_reason == "checkpoint_unavailable"
+    assert "Input/output error" in failed.log
+    assert mockserver.hits(ns) == hits
+    assert crawl.summary("graph").status == "running"  # as the kill left it
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished"
+    assert feed_urls(crawl.feed) == pages(mockserver, ns)
+
+
+def test_a_completed_stage_whose_feed_was_moved_has_nothing_to_do(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, 40)})
+    assert crawl.run().finish_reason == "finished"
+    crawl.feed.rename(tmp_path / "uploaded.jsonl")  # the user took the finished output away
+    again = crawl.run(CHECKPOINT_RESUME="1")
+    assert again.finish_reason == "finished" and "nothing to do" in again.log
+    assert "ERROR" not in again.log
+    assert not crawl.feed.exists()
