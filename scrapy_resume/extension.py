@@ -7,6 +7,7 @@ ever deleted: a reset moves the old file aside.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -206,12 +207,12 @@ class CheckpointExtension:
         self._check_setup(spider)
         self.stage = self.config.stage_name(spider.name)
         config = crawl_config(spider, self.crawler.settings, self.config.input_files)
-        command = self.launcher.command_line(spider.name)
+        rerun = functools.partial(self.launcher.rerun, spider.name)
         how = HowTo(
-            resume=f"{command} -s CHECKPOINT_RESUME=1",
-            reset=f"{command} -s CHECKPOINT_RESET=1",
-            reset_option="-s CHECKPOINT_RESET=1",
-            retry=f"{command} -s CHECKPOINT_RESUME=1 -s CHECKPOINT_RETRY_FAILED=1",
+            resume=rerun("CHECKPOINT_RESUME=1"),
+            reset=rerun("CHECKPOINT_RESET=1"),
+            reset_option=self.launcher.option("CHECKPOINT_RESET=1"),
+            retry=rerun("CHECKPOINT_RESUME=1", "CHECKPOINT_RETRY_FAILED=1"),
         )
         feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how)
         self.opened = open_stage(

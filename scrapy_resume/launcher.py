@@ -30,13 +30,22 @@ class Launcher:
     def checkpoints(self) -> bool:
         return self.command not in DEBUGGING_COMMANDS
 
-    def command_line(self, spider_name: str) -> str:
-        """How the user runs this crawl again, quoted by messages."""
+    def rerun(self, spider_name: str, *settings: str) -> str:
+        """How the user runs this crawl again with ``settings`` ("CHECKPOINT_RESUME=1"),
+        quoted by messages: the command they typed, or their script."""
+        if self.command == "":  # a script passes its settings to Scrapy itself
+            script = f"python {sys.argv[0]}" if sys.argv and sys.argv[0] else "your script"
+            names = " and ".join(f"{setting.split('=')[0]}=True" for setting in settings)
+            return f"{script} with {names} in the settings it gives Scrapy"
         if self.command == "runspider" and self.spider_file:
-            return f"scrapy runspider {self.spider_file}"
-        if self.command == "" and sys.argv and sys.argv[0]:
-            return f"python {sys.argv[0]}"  # a script: it passes the settings itself
-        return f"scrapy crawl {spider_name}"
+            command = f"scrapy runspider {self.spider_file}"
+        else:
+            command = f"scrapy crawl {spider_name}"
+        return " ".join([command, *(f"-s {setting}" for setting in settings)])
+
+    def option(self, setting: str) -> str:
+        """``-s CHECKPOINT_RESET=1``, or for a script the setting to give Scrapy."""
+        return f"{setting.split('=')[0]}=True" if self.command == "" else f"-s {setting}"
 
 
 def running_command() -> Launcher:

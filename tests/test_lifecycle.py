@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from scrapy.settings import Settings
 
 from scrapy_resume import CheckpointConfig, CheckpointConfigError
-from tests.crawling import Crawl
+from tests.crawling import REPO, Crawl
 
 SMALL_SITE = "g/40/3/0"
 
@@ -164,3 +167,40 @@ def test_config_defaults_and_parsing():
     assert config.input_files == ("a.jsonl", "b.jsonl")
     assert str(config.stage_path("ignored")) == "/tmp/x/v2.sqlite"
     assert CheckpointConfig.from_settings(Settings()).stage_name("discovery") == "discovery"
+
+
+SCRIPT = """
+import sys
+from scrapy.crawler import CrawlerProcess
+from tests.spiders.graph import GraphSpider
+
+process = CrawlerProcess({{
+    "ADDONS": {{"scrapy_resume.Addon": 0}},
+    "CHECKPOINT_DIR": {directory!r},
+    "TELNETCONSOLE_ENABLED": False,
+    "LOG_LEVEL": "INFO",
+}})
+process.crawl(GraphSpider, start={start!r})
+process.start()
+"""
+
+
+def test_a_script_is_refused_with_what_to_change_in_its_settings(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    script = tmp_path / "crawl_shop.py"
+    script.write_text(SCRIPT.format(directory=str(tmp_path / "checkpoints"),
+                                    start=mockserver.url(f"{ns}/{SMALL_SITE}")))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def run() -> str:
+        done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+        return done.stdout + done.stderr
+
+    assert "Spider closed (finished)" in run()
+    refused = run()
+    assert "Spider closed (checkpoint_exists)" in refused
+    assert f"to continue it:   python {script} with CHECKPOINT_RESUME=True in the settings" in (
+        refused
+    )
+    assert "-s CHECKPOINT" not in refused and "scrapy crawl" not in refused
