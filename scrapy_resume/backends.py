@@ -182,9 +182,12 @@ class RedisBackend(StageBackend):
 
     def move_aside(self, stage: str) -> str:
         backup = backup_name(stage, self.exists)
-        for old, new in zip(StageKeys(stage).data(), StageKeys(backup).data()):
-            if self.client.exists(old):
-                self.client.rename(old, new)
+        moves = [(old, new) for old, new in zip(StageKeys(stage).data(), StageKeys(backup).data())
+                 if self.client.exists(old)]
+        pipe = self.client.pipeline(transaction=True)  # MULTI: the whole stage, or none of it
+        for old, new in moves:
+            pipe.rename(old, new)
+        pipe.execute()
         return self.location(backup)
 
     def remove(self, stage: str) -> None:

@@ -23,6 +23,7 @@ from scrapy.exceptions import UsageError
 from .backends import StageBackend, backend_for
 from .config import CheckpointConfig
 from .feedfiles import FeedFiles
+from .privatefiles import CheckpointUnsafe
 from .stage import feed_offsets_if_readable
 from .validation import HIDDEN, shown_arguments
 from .store import (
@@ -157,7 +158,7 @@ class CheckpointCommand(ScrapyCommand):
         backend = self._backend(opts)
         try:
             getattr(self, f"do_{args[0]}")(backend, args[1:], opts)
-        except CommandError as exc:
+        except (CommandError, CheckpointUnsafe) as exc:
             print(f"error: {exc}", file=sys.stderr)
             self.exitcode = 1
         except BrokenPipeError:

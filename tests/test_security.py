@@ -53,6 +53,10 @@ def test_a_directory_others_can_write_is_refused(tmp_path, mockserver):
     assert f"chmod 700 {directory}" in result.log
     assert mockserver.hits(ns) == {}
     assert sorted(p.name for p in directory.iterdir()) == ["checkpoint.secret"]
+    (directory / "graph.sqlite").write_bytes(b"")  # planted too
+    listed = scrapy_checkpoint("list", "--dir", str(directory), cwd=tmp_path)
+    assert listed.returncode == 1 and "writable by its group or by others" in listed.stderr
+    assert "Traceback" not in listed.stderr
 
 
 @pytest.mark.parametrize("name", ["graph.sqlite.lock", "checkpoint.secret", "graph.sqlite"])
