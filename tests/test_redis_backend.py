@@ -33,7 +33,7 @@ def test_a_second_process_on_the_stage_is_refused_and_a_killed_one_does_not_bloc
     second = redis_crawl(tmp_path / "second", mockserver, ns, url, 300)
     running = first.start()
     mockserver.wait_for_hits(ns, 10)
-
+    running.send_signal(signal.SIGSTOP)  # frozen mid-crawl, however slow the machine
     refused = second.run()
     assert refused.finish_reason == "checkpoint_locked", refused.log[-3000:]
     assert f"{running.pid}" in refused.log  # names the process that holds the stage
