@@ -41,6 +41,11 @@ class MockServer:
         with urllib.request.urlopen(self.url(f"_arm/{ns}?{query}")) as response:
             assert response.read() == b"armed"
 
+    def release(self, ns: str) -> None:
+        """Answer the pages an arm with ``hold=1`` kept waiting, and stop holding."""
+        with urllib.request.urlopen(self.url(f"_release/{ns}")) as response:
+            assert response.read() == b"released"
+
     def wait_for_hits(self, ns: str, count: int, timeout: float = 60) -> None:
         """Poll until the namespace has had ``count`` hits: a crawl is under way."""
         deadline = time.monotonic() + timeout

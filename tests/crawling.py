@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,22 @@ def kill_after(crawl: Crawl, mockserver, ns: str, hits: int, **arm: object) -> R
     return result
 
 
+def press_ctrl_c_again(crawl, proc, timeout: float = 60) -> None:
+    """The second Ctrl+C of a double Ctrl+C, sent once the first one is logged.
+
+    Two signals sent back to back can reach the process as one (a pending
+    signal is not counted twice), so this waits for Scrapy's answer to the
+    first. The first must come from an arm with ``hold=1``: the held pages
+    keep the graceful stop draining until the second one lands.
+    """
+    deadline = time.monotonic() + timeout
+    while "shutting down gracefully" not in crawl.log_path.read_text():
+        assert proc.poll() is None, "the crawl ended before its first Ctrl+C was logged"
+        assert time.monotonic() < deadline, "the first Ctrl+C was never logged"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+
+
 def run_until_finished(
     crawl, mockserver, ns, rng, *, interruptions, stage, at=(150, 450), after_each=None
 ):
@@ -180,9 +197,18 @@ def run_until_finished(
     runs = []
     while True:
         proc = crawl.start(**({"CHECKPOINT_RESUME": "1"} if runs else {}))
+        twice = False
         if len(runs) < len(interruptions):
-            mockserver.arm(ns, proc.pid, at=rng.randint(*at), **interruptions[len(runs)])
+            options = dict(interruptions[len(runs)])
+            twice = options.pop("twice", False)
+            if twice:
+                options.update(signal="INT", hold="1")
+            mockserver.arm(ns, proc.pid, at=rng.randint(*at), **options)
+        if twice:
+            press_ctrl_c_again(crawl, proc)
         result = crawl.finish(proc)
+        if twice:
+            mockserver.release(ns)
         hits = mockserver.hits(ns)
         run_hits = {p: n - previous.get(p, 0) for p, n in hits.items() if n > previous.get(p, 0)}
         previous = hits

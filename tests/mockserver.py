@@ -17,10 +17,12 @@ their hit counts:
 - ``/<ns>/api/<account>/<page>?pages=N``: JSON pages of a paginated API;
 - ``/_hits/<ns>``: JSON ``{path: hits}`` for the namespace;
 - ``/_config/<ns>?delay=MS``: delay every graph page of the namespace;
-- ``/_arm/<ns>?pid=P&signal=KILL&at=N&path=SUFFIX&delay=S&times=2``: send
+- ``/_arm/<ns>?pid=P&signal=KILL&at=N&path=SUFFIX&delay=S&hold=1``: send
   ``signal`` to process ``P`` when the namespace has received ``N`` more
   hits (only counting paths ending with SUFFIX, if given), ``delay`` seconds
-  later, ``times`` times ``gap`` seconds apart (default 0.3: a double Ctrl+C).
+  later; with ``hold``, from then on no page of the namespace is answered
+  until ``/_release/<ns>``, so a graceful stop keeps draining for as long as
+  a test needs (a double Ctrl+C: tests/crawling.py ``press_ctrl_c_again``).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from twisted.web import resource, server
 hits: dict[str, Counter] = defaultdict(Counter)
 delays: dict[str, float] = {}
 arms: dict[str, list[dict]] = defaultdict(list)
+held: dict[str, list] = {}  # namespace -> answers waiting for /_release/<ns>
 
 
 def graph_links(size: int, fanout: int, n: int) -> list[int]:
@@ -46,9 +49,10 @@ def graph_links(size: int, fanout: int, n: int) -> list[int]:
     return children + [max(1, n // 2), max(1, n // 3)]
 
 
-def _fire(arm: dict) -> None:
-    for i in range(arm["times"]):
-        reactor.callLater(arm["delay"] + arm["gap"] * i, _send, arm["pid"], arm["signal"])
+def _fire(ns: str, arm: dict) -> None:
+    if arm["hold"]:
+        held.setdefault(ns, [])
+    reactor.callLater(arm["delay"], _send, arm["pid"], arm["signal"])
 
 
 def _send(pid: int, sig: int) -> None:
@@ -68,6 +72,10 @@ class Root(resource.Resource):
             return json.dumps(hits[parts[1]]).encode()
         if parts[0] == "_arm":
             return self._arm(parts[1], request)
+        if parts[0] == "_release":
+            for answer in held.pop(parts[1], []):
+                answer()
+            return b"released"
         if parts[0] == "_config":
             delays[parts[1]] = int(request.args[b"delay"][0]) / 1000
             return b"configured"
@@ -90,8 +98,7 @@ class Root(resource.Resource):
                 "left": int(query.get("at", "1")),
                 "suffix": query.get("path", ""),
                 "delay": float(query.get("delay", "0")),
-                "times": int(query.get("times", "1")),
-                "gap": float(query.get("gap", "0.3")),
+                "hold": query.get("hold") == "1",
             }
         )
         return b"armed"
@@ -103,7 +110,7 @@ class Root(resource.Resource):
             arm["left"] -= 1
             if arm["left"] <= 0:
                 arms[ns].remove(arm)
-                _fire(arm)
+                _fire(ns, arm)
 
     def page_g(self, request, ns, args):
         size, fanout, n = (int(a) for a in args)
@@ -112,17 +119,30 @@ class Root(resource.Resource):
             for link in graph_links(size, fanout, n)
         )
         body = f"<html><title>page {n}</title><body>{links}</body></html>".encode()
-        if not delays.get(ns):
+        if not delays.get(ns) and ns not in held:
             return body
-        return self._later(request, delays[ns], body)
+        return self._later(request, delays.get(ns, 0), body, ns)
 
-    def _later(self, request, seconds: float, body: bytes):
+    def _later(self, request, seconds: float, body: bytes, ns: str = ""):
+        gone = []
+
         def finish():
+            if gone:
+                return
+            if ns in held:  # answered on /_release/<ns>
+                held[ns].append(finish)
+                return
             request.write(body)
             request.finish()
 
         call = reactor.callLater(seconds, finish)
-        request.notifyFinish().addErrback(lambda _: call.cancel())  # the client went away
+
+        def client_went_away(_):
+            gone.append(True)
+            if call.active():
+                call.cancel()
+
+        request.notifyFinish().addErrback(client_went_away)
         return server.NOT_DONE_YET
 
     def page_gl(self, request, ns, args):
@@ -165,7 +185,7 @@ class Root(resource.Resource):
         return b"<html><title>flaky ok</title></html>"
 
     def page_slow(self, request, ns, args):
-        return self._later(request, int(args[0]) / 1000, b"<html><title>slow ok</title></html>")
+        return self._later(request, int(args[0]) / 1000, b"<html><title>slow ok</title></html>", ns)
 
     def page_api(self, request, ns, args):
         account, page = args[0], int(args[1])
