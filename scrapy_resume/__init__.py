@@ -12,25 +12,25 @@ from typing import TYPE_CHECKING, Any
 
 # public name -> the module that defines it
 _EXPORTS = {
-    "Addon": ".addon",
-    "BaseCheckpointStore": ".store",
-    "Checkpoint": ".cursors",
-    "CheckpointConfig": ".config",
-    "CheckpointConfigError": ".config",
-    "CheckpointCorrupt": ".store",
-    "CheckpointExtension": ".extension",
-    "CheckpointLocked": ".store",
-    "CheckpointMiddleware": ".middleware",
-    "CheckpointRefused": ".stage",
-    "CheckpointSpiderMiddleware": ".spidermiddleware",
-    "CheckpointStore": ".sqlite_store",
-    "CheckpointTampered": ".store",
-    "LeasedPriorityQueue": ".leases",
-    "RedisStore": ".redis_store",
-    "RequestStatus": ".store",
-    "ResumableFileFeedStorage": ".feeds",
-    "StageTracker": ".tracker",
-    "checkpoint": ".cursors",
+    "Addon": "scrapy_resume.components.addon",
+    "BaseCheckpointStore": "scrapy_resume.store.base",
+    "Checkpoint": "scrapy_resume.components.cursors",
+    "CheckpointConfig": "scrapy_resume.config",
+    "CheckpointConfigError": "scrapy_resume.config",
+    "CheckpointCorrupt": "scrapy_resume.store.base",
+    "CheckpointExtension": "scrapy_resume.components.extension",
+    "CheckpointLocked": "scrapy_resume.store.base",
+    "CheckpointMiddleware": "scrapy_resume.components.middleware",
+    "CheckpointRefused": "scrapy_resume.lifecycle.stage",
+    "CheckpointSpiderMiddleware": "scrapy_resume.components.spidermiddleware",
+    "CheckpointStore": "scrapy_resume.store.sqlite",
+    "CheckpointTampered": "scrapy_resume.store.base",
+    "LeasedPriorityQueue": "scrapy_resume.components.queue",
+    "RedisStore": "scrapy_resume.store.redis",
+    "RequestStatus": "scrapy_resume.store.base",
+    "ResumableFileFeedStorage": "scrapy_resume.components.feedstorage",
+    "StageTracker": "scrapy_resume.tracker",
+    "checkpoint": "scrapy_resume.components.cursors",
 }
 
 __all__ = [
@@ -71,22 +71,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .addon import Addon
-    from .config import CheckpointConfig, CheckpointConfigError
-    from .cursors import Checkpoint, checkpoint
-    from .extension import CheckpointExtension
-    from .feeds import ResumableFileFeedStorage
-    from .leases import LeasedPriorityQueue
-    from .middleware import CheckpointMiddleware
-    from .redis_store import RedisStore
-    from .spidermiddleware import CheckpointSpiderMiddleware
-    from .sqlite_store import CheckpointStore
-    from .stage import CheckpointRefused
-    from .store import (
+    from scrapy_resume.components.addon import Addon
+    from scrapy_resume.components.cursors import Checkpoint, checkpoint
+    from scrapy_resume.components.extension import CheckpointExtension
+    from scrapy_resume.components.feedstorage import ResumableFileFeedStorage
+    from scrapy_resume.components.middleware import CheckpointMiddleware
+    from scrapy_resume.components.queue import LeasedPriorityQueue
+    from scrapy_resume.components.spidermiddleware import CheckpointSpiderMiddleware
+    from scrapy_resume.config import CheckpointConfig, CheckpointConfigError
+    from scrapy_resume.lifecycle.stage import CheckpointRefused
+    from scrapy_resume.store.base import (
         BaseCheckpointStore,
         CheckpointCorrupt,
         CheckpointLocked,
         CheckpointTampered,
         RequestStatus,
     )
-    from .tracker import StageTracker
+    from scrapy_resume.store.redis import RedisStore
+    from scrapy_resume.store.sqlite import CheckpointStore
+    from scrapy_resume.tracker import StageTracker

@@ -20,13 +20,12 @@ from typing import IO, Any
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from .backends import StageBackend, backend_for
-from .config import CheckpointConfig
-from .feedfiles import FeedFiles
-from .privatefiles import CheckpointUnsafe
-from .stage import feed_offsets_if_readable
-from .validation import HIDDEN, shown_arguments
-from .store import (
+from scrapy_resume.config import CheckpointConfig
+from scrapy_resume.engine.feedfiles import FeedFiles
+from scrapy_resume.lifecycle.stage import feed_offsets_if_readable
+from scrapy_resume.lifecycle.validation import HIDDEN, shown_arguments
+from scrapy_resume.store.backends import StageBackend, backend_for
+from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
@@ -35,6 +34,7 @@ from .store import (
     format_age,
     format_time,
 )
+from scrapy_resume.store.privatefiles import CheckpointUnsafe
 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",

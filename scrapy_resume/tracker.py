@@ -33,10 +33,18 @@ from typing import Any
 
 from scrapy.settings import Settings
 
-from .config import CheckpointConfig
-from .stage import HowTo, OpenedStage, open_stage
-from .store import CommitBatch, KeyIndex, NewRequest, RequestStatus, Settlement, StageStatus
-from .validation import input_file_digests
+from scrapy_resume.config import CheckpointConfig
+from scrapy_resume.lifecycle.stage import HowTo, OpenedStage, open_stage
+from scrapy_resume.lifecycle.validation import input_file_digests
+from scrapy_resume.store.base import (
+    CommitBatch,
+    KeyIndex,
+    NewRequest,
+    RequestStatus,
+    Settlement,
+    StageStatus,
+    describe_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +56,6 @@ def ledger_key(key: Any) -> bytes:
     """A user's key (any str, int, bytes...) as a fixed-size ledger key."""
     raw = key if isinstance(key, bytes) else str(key).encode()
     return hashlib.sha1(b"tracker:" + raw).digest()
-
-
-def describe_exception(error: BaseException | str) -> str:
-    if isinstance(error, BaseException):
-        return f"{type(error).__name__}: {error}"
-    return str(error)
 
 
 class StageTracker:
@@ -162,7 +164,7 @@ class StageTracker:
             self.commit()
             summary = self.opened.store.summary()
             if error is not None and not isinstance(error, (KeyboardInterrupt, SystemExit)):
-                status, reason = StageStatus.FAILED, describe_exception(error)
+                status, reason = StageStatus.FAILED, describe_error(error)
             elif self.exhausted and not self.in_flight and not self.stopping and not error:
                 status, reason = StageStatus.COMPLETED, "finished"
             else:
@@ -265,7 +267,7 @@ class StageTracker:
         self._settle(key, RequestStatus.DONE, None, info)
 
     def failed(self, key: Any, error: BaseException | str) -> None:
-        self._settle(key, RequestStatus.FAILED, describe_exception(error), {})
+        self._settle(key, RequestStatus.FAILED, describe_error(error), {})
 
     def _settle(self, key: Any, status: RequestStatus, error: str | None, info: dict) -> None:
         self._check_open()

@@ -13,19 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scrapy_resume import BaseCheckpointStore, CheckpointStore, RequestStatus
-from scrapy_resume.backends import RedisBackend
+from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH
+from scrapy_resume.store.backends import RedisBackend
 
 REPO = Path(__file__).resolve().parent.parent
 SPIDERS = Path(__file__).resolve().parent / "spiders"
 
 ADDON = {"ADDONS": json.dumps({"scrapy_resume.Addon": 0})}
-FEED_STORAGE = "scrapy_resume.ResumableFileFeedStorage"
+# the manual set-up: the same table the add-on and the refusal message use
 MANUAL = {
     "CHECKPOINT_ENABLED": "1",
-    "DOWNLOADER_MIDDLEWARES": json.dumps({"scrapy_resume.CheckpointMiddleware": 1}),
-    "SPIDER_MIDDLEWARES": json.dumps({"scrapy_resume.CheckpointSpiderMiddleware": 1}),
-    "EXTENSIONS": json.dumps({"scrapy_resume.CheckpointExtension": 0}),
-    "FEED_STORAGES": json.dumps({"": FEED_STORAGE, "file": FEED_STORAGE}),
+    **{c.setting: json.dumps({c.path: c.priority}) for c in COMPONENTS},
+    "FEED_STORAGES": json.dumps({"": FEED_STORAGE_PATH, "file": FEED_STORAGE_PATH}),
 }
 ENABLING = {"addon": ADDON, "manual": MANUAL, "off": {}}
 

@@ -4,7 +4,7 @@ With the add-on in a project's settings, ``scrapy fetch``, ``shell``, ``parse``,
 ``check`` and ``bench`` must never create, change or refuse a stage: only
 ``crawl`` and ``runspider`` (and scripts) checkpoint. Real commands, in a real
 project, against the mock server. This also guards the one place that reads
-Scrapy's call stack (``scrapy_resume.launcher``): if Scrapy changes how its
+Scrapy's call stack (``scrapy_resume.components.launcher``): if Scrapy changes how its
 commands start crawlers, these tests fail.
 """
 

@@ -8,7 +8,7 @@ import signal
 import redis
 from scrapy.settings import Settings
 
-from scrapy_resume.leases import shared_queue_problems
+from scrapy_resume.components.queue import shared_queue_problems
 from tests.crawling import Crawl, was_killed
 
 

@@ -13,8 +13,8 @@ import time
 import redis
 
 from scrapy_resume import CheckpointCorrupt
-from scrapy_resume.feedfiles import FeedFiles
-from scrapy_resume.redis_store import StageKeys
+from scrapy_resume.engine.feedfiles import FeedFiles
+from scrapy_resume.store.redis import StageKeys
 from tests.crawling import Crawl, was_killed
 from tests.test_commands import scrapy_checkpoint
 

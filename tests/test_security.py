@@ -90,7 +90,7 @@ def test_processes_starting_together_agree_on_one_whole_secret(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from scrapy_resume.signing import load_or_create_secret
+        from scrapy_resume.store.signing import load_or_create_secret
         while time.time() < float(sys.argv[1]):
             pass  # all at once
         print(load_or_create_secret(Path({str(directory)!r})).hex())

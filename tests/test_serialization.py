@@ -7,7 +7,7 @@ import scrapy
 from scrapy import Request
 from scrapy.utils.request import request_from_dict
 
-from scrapy_resume.batching import CallbackNames
+from scrapy_resume.engine.batching import CallbackNames
 
 
 class Spider(scrapy.Spider):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from scrapy_resume import CheckpointCorrupt, CheckpointStore, CheckpointTampered, RequestStatus
-from scrapy_resume.backends import RedisBackend, SqliteBackend
-from scrapy_resume.redis_store import RedisStore
-from scrapy_resume.store import CommitBatch, NewRequest, Settlement
+from scrapy_resume.store.backends import RedisBackend, SqliteBackend
+from scrapy_resume.store.base import CommitBatch, NewRequest, Settlement
+from scrapy_resume.store.redis import RedisStore
 from tests.crawling import REPO
 
 
@@ -190,7 +190,7 @@ def test_move_aside_folds_the_wal_into_the_backup(tmp_path):
     # a process dies with its last commit still in the WAL: no close, no checkpoint
     script = (
         "import os, sys; from scrapy_resume import CheckpointStore; "
-        "from scrapy_resume.store import CommitBatch, NewRequest; "
+        "from scrapy_resume.store.base import CommitBatch, NewRequest; "
         f"store = CheckpointStore({str(path)!r}); store.initialize('stage', 'spider'); "
         "store.commit(CommitBatch(new_requests=[NewRequest(b'a', 'http://x/a', b'blob')])); "
         "os._exit(0)"

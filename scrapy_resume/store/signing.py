@@ -13,8 +13,13 @@ import os
 import secrets
 from pathlib import Path
 
-from .privatefiles import CheckpointUnsafe, open_private, private_directory, write_new_file
-from .store import CheckpointTampered
+from scrapy_resume.store.base import CheckpointTampered
+from scrapy_resume.store.privatefiles import (
+    CheckpointUnsafe,
+    open_private,
+    private_directory,
+    write_new_file,
+)
 
 #: The secret that signs stored requests, one per checkpoint directory.
 SECRET_FILE = "checkpoint.secret"

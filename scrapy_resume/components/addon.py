@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from scrapy.settings import BaseSettings
 
-from .enabling import FEED_STORAGE_PATH
-from .extension import CheckpointExtension
-from .leases import QUEUE_CLASS_PATH, uses_shared_queue
-from .middleware import CheckpointMiddleware
-from .spidermiddleware import CheckpointSpiderMiddleware
+from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH
+from scrapy_resume.components.queue import QUEUE_CLASS_PATH, uses_shared_queue
 
 
 class Addon:
@@ -21,13 +18,10 @@ class Addon:
 
     def update_settings(self, settings: BaseSettings) -> None:
         settings.set("CHECKPOINT_ENABLED", True, priority="addon")
-        # outermost on both sides: sees downloads after retries gave up, and
-        # sees every callback's final output
-        settings.set_in_component_priority_dict("DOWNLOADER_MIDDLEWARES", CheckpointMiddleware, 1)
-        settings.set_in_component_priority_dict(
-            "SPIDER_MIDDLEWARES", CheckpointSpiderMiddleware, 1
-        )
-        settings.set_in_component_priority_dict("EXTENSIONS", CheckpointExtension, 0)
+        for component in COMPONENTS:
+            settings.set_in_component_priority_dict(
+                component.setting, component.cls, component.priority
+            )
         storages = settings.getdict("FEED_STORAGES")
         for scheme in ("", "file"):  # plain paths have the scheme ""
             storages.setdefault(scheme, FEED_STORAGE_PATH)

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .signing import RequestSigner
-from .store import (
+from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
@@ -36,6 +35,7 @@ from .store import (
     StageSummary,
     statuses,
 )
+from scrapy_resume.store.signing import RequestSigner
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from .store import StageSummary
+from scrapy_resume.store.base import StageSummary
 
 WINDOW = 6  # samples: the rate is measured over the last few intervals
 

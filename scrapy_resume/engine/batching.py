@@ -16,15 +16,15 @@ import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .store import CommitBatch, NewRequest, RequestStatus, Settlement
-from .tracking import KEY_META, LEASE_META
+from scrapy_resume.engine.requestmeta import KEY_META, LEASE_META
+from scrapy_resume.store.base import CommitBatch, NewRequest, RequestStatus, Settlement
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
-    from .feeds import FeedStage
-    from .tracking import OutputTracker, StartItems
+    from scrapy_resume.engine.completion import OutputTracker, StartItems
+    from scrapy_resume.engine.feedbuffer import FeedBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class BatchBuilder:
         self.settled_in_batch: set[bytes] = set()
         self.finished_in_batch: set[bytes] = set()
         self.loose_cursors: dict[str, Any] = {}
-        self.loose_feed_bytes: list[tuple[FeedStage, bytes]] = []
+        self.loose_feed_bytes: list[tuple[FeedBuffer, bytes]] = []
         self.counter_deltas: dict[str, int] = {}
         self.warned_callbacks: set[str] = set()
         self.callbacks = CallbackNames()
@@ -80,7 +80,7 @@ class BatchBuilder:
     def loose_cursor(self, name: str, value: Any) -> None:
         self.loose_cursors[name] = value
 
-    def loose_output(self, claimed: list[tuple[FeedStage, bytes]], items: int = 1) -> None:
+    def loose_output(self, claimed: list[tuple[FeedBuffer, bytes]], items: int = 1) -> None:
         """Items from start(), or from a response that is not tracked."""
         self.loose_feed_bytes.extend(claimed)
         self.count("items", items)

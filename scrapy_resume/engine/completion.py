@@ -19,28 +19,24 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scrapy import Request
 from scrapy.utils.misc import arg_to_iter
 
-from .store import RequestStatus
+from scrapy_resume.engine.requestmeta import ORIGIN_META
+from scrapy_resume.store.base import RequestStatus
 
 if TYPE_CHECKING:
-    from .runtime import CheckpointRuntime
+    from scrapy_resume.engine.duplicates import EarlyDuplicates
 
-#: The ledger key of a logical request. Set when it is first scheduled, copied
-#: by Scrapy to its retries and redirects. Read it, never set it.
-KEY_META = "checkpoint_key"
 
-#: The lease on a request taken from a shared scrapy-redis queue (see leases.py):
-#: released by the commit that settles the request.
-LEASE_META = "checkpoint_lease"
+class Watcher(Protocol):
+    """What a tracker reports to: the runtime, which settles complete trackers."""
 
-#: Internal tag on a request between its creation and ``request_scheduled``:
-#: ``(origin, ordinal)``. Popped when the request is scheduled, so that retries
-#: (which copy meta) never see it and it is never serialized.
-ORIGIN_META = "_checkpoint_origin"
+    early_duplicates: EarlyDuplicates | None
+
+    def check_later(self, tracker: OutputTracker) -> None: ...
 
 
 class OutputTracker:
@@ -70,7 +66,7 @@ class OutputTracker:
 
     def __init__(
         self,
-        runtime: CheckpointRuntime,
+        runtime: Watcher,
         key: bytes,
         request: Request,
         source: Any,
@@ -95,7 +91,7 @@ class OutputTracker:
         self.children: list[Request] = []  # new requests, committed with this one
         self.cursors: dict[str, Any] = {}
         self.items = 0
-        self.feed_bytes: list[tuple[Any, bytes]] = []  # (FeedStage, exported bytes) of its items
+        self.feed_bytes: list[tuple[Any, bytes]] = []  # (FeedBuffer, exported bytes) of its items
         self.check_scheduled = False
         self.settled = False
         self.blocked_on = 0  # unserializable children that must finish first

@@ -19,15 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .privatefiles import (
-    create_private_file,
-    fsync_directory,
-    open_private,
-    private_directory,
-    refuse_symlink,
-)
-from .signing import RequestSigner
-from .store import (
+from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
@@ -39,6 +31,14 @@ from .store import (
     backup_name,
     statuses,
 )
+from scrapy_resume.store.privatefiles import (
+    create_private_file,
+    fsync_directory,
+    open_private,
+    private_directory,
+    refuse_symlink,
+)
+from scrapy_resume.store.signing import RequestSigner
 
 SCHEMA_VERSION = 2
 

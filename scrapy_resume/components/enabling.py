@@ -8,14 +8,16 @@ and silently lose work. The missing lines are named exactly.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from weakref import WeakSet
-from urllib.parse import urlparse
 
 from scrapy import signals
 from scrapy.exceptions import CloseSpider
 from scrapy.utils.conf import build_component_list
 from scrapy.utils.misc import load_object
+
+from scrapy_resume.engine.feedfiles import feed_scheme
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -23,7 +25,34 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class Component:
+    """One line of a manual set-up: a component, its setting and its priority."""
+
+    setting: str
+    path: str  # its public dotted path
+    priority: int
+
+    @property
+    def cls(self) -> type:
+        return load_object(self.path)
+
+    @property
+    def line(self) -> str:
+        return f'{self.setting} = {{"{self.path}": {self.priority}}}'
+
+
+# Outermost on both sides: the downloader middleware sees downloads after
+# retries gave up, the spider middleware sees every callback's final output.
+# The add-on installs these, and a manual set-up missing one is refused.
+COMPONENTS = (
+    Component("DOWNLOADER_MIDDLEWARES", "scrapy_resume.CheckpointMiddleware", 1),
+    Component("SPIDER_MIDDLEWARES", "scrapy_resume.CheckpointSpiderMiddleware", 1),
+    Component("EXTENSIONS", "scrapy_resume.CheckpointExtension", 0),
+)
 FEED_STORAGE_PATH = "scrapy_resume.ResumableFileFeedStorage"
+FEED_STORAGE_LINE = f'FEED_STORAGES = {{"": "{FEED_STORAGE_PATH}", "file": "{FEED_STORAGE_PATH}"}}'
 
 
 def _loaded(components: list[Any]) -> list[type]:
@@ -42,41 +71,26 @@ def has_component(settings: BaseSettings, name: str, cls: type) -> bool:
 
 
 def _file_feeds_covered(settings: BaseSettings) -> bool:
-    from .feeds import ResumableFileFeedStorage
-
+    resumable = load_object(FEED_STORAGE_PATH)
     storages = settings.getwithbase("FEED_STORAGES")
     for uri in settings.getdict("FEEDS"):
-        scheme = urlparse(str(uri)).scheme
-        if len(scheme) == 1:
-            scheme = ""  # a Windows drive letter, a plain path
+        scheme = feed_scheme(str(uri))
         if scheme not in ("", "file"):
             continue
         try:
             storage = load_object(storages[scheme])
         except (KeyError, ImportError, NameError, ValueError):
             return False
-        if not (isinstance(storage, type) and issubclass(storage, ResumableFileFeedStorage)):
+        if not (isinstance(storage, type) and issubclass(storage, resumable)):
             return False
     return True
 
 
 def missing_lines(settings: BaseSettings) -> list[str]:
     """The settings lines that would complete a manual set-up; empty when complete."""
-    from .extension import CheckpointExtension
-    from .middleware import CheckpointMiddleware
-    from .spidermiddleware import CheckpointSpiderMiddleware
-
-    lines = []
-    if not has_component(settings, "DOWNLOADER_MIDDLEWARES", CheckpointMiddleware):
-        lines.append('DOWNLOADER_MIDDLEWARES = {"scrapy_resume.CheckpointMiddleware": 1}')
-    if not has_component(settings, "SPIDER_MIDDLEWARES", CheckpointSpiderMiddleware):
-        lines.append('SPIDER_MIDDLEWARES = {"scrapy_resume.CheckpointSpiderMiddleware": 1}')
-    if not has_component(settings, "EXTENSIONS", CheckpointExtension):
-        lines.append('EXTENSIONS = {"scrapy_resume.CheckpointExtension": 0}')
+    lines = [c.line for c in COMPONENTS if not has_component(settings, c.setting, c.cls)]
     if not _file_feeds_covered(settings):
-        lines.append(
-            f'FEED_STORAGES = {{"": "{FEED_STORAGE_PATH}", "file": "{FEED_STORAGE_PATH}"}}'
-        )
+        lines.append(FEED_STORAGE_LINE)
     return lines
 
 

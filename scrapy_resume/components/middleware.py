@@ -14,23 +14,18 @@ from typing import TYPE_CHECKING, Any
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from twisted.python.failure import Failure
 
-from .config import checkpointing_wanted
-from .enabling import half_enabled_message, missing_lines, refuse_on_open
-from .launcher import running_command
-from .runtime import KEY_META, CheckpointRuntime
-from .store import RequestStatus
+from scrapy_resume.components.enabling import half_enabled_message, missing_lines, refuse_on_open
+from scrapy_resume.components.launcher import running_command
+from scrapy_resume.components.lookup import runtime_of
+from scrapy_resume.config import checkpointing_wanted
+from scrapy_resume.engine.requestmeta import KEY_META
+from scrapy_resume.store.base import RequestStatus, describe_error
 
 if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
-
-def runtime_of(crawler: Crawler) -> CheckpointRuntime | None:
-    """The crawler's shared checkpoint state, or None if the extension is missing."""
-    from .extension import CheckpointExtension
-
-    extension = crawler.get_extension(CheckpointExtension)
-    return extension.runtime if extension is not None else None
+    from scrapy_resume.engine.runtime import CheckpointRuntime
 
 
 def middleware_runtime(crawler: Crawler, *, refuses_if_alone: bool) -> CheckpointRuntime | None:
@@ -72,11 +67,6 @@ def has_own_errback(request: Request, spider: Any) -> bool:
         return bool(spider.rules[request.meta["rule"]].errback)
     except (AttributeError, IndexError, KeyError, TypeError):
         return True  # cannot tell: trust the errback
-
-
-def describe_error(error: BaseException | Failure) -> str:
-    value = error.value if isinstance(error, Failure) else error
-    return f"{type(value).__name__}: {value}"
 
 
 class CheckpointMiddleware:

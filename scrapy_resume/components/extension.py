@@ -14,23 +14,26 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
 
-from .config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
-from .enabling import half_enabled_message, has_component, missing_lines
-from .feeds import FeedChanged, StageFeeds, check_feeds
-from .launcher import Launcher, running_command
-from .leases import StageWorker, queue_key, shared_queue_problems, uses_shared_queue
-from .middleware import describe_error, has_own_errback
-from .privatefiles import CheckpointUnsafe
-from .progress import Progress
-from .runtime import CheckpointRuntime, missing_callbacks
-from .stage import CheckpointRefused, HowTo, OpenedStage, open_stage
-from .store import (
+from scrapy_resume.components.enabling import half_enabled_message, has_component, missing_lines
+from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds, check_feeds
+from scrapy_resume.components.launcher import Launcher, running_command
+from scrapy_resume.components.lookup import RuntimeOwner
+from scrapy_resume.components.middleware import has_own_errback
+from scrapy_resume.components.progress import Progress
+from scrapy_resume.components.queue import queue_key, shared_queue_problems, uses_shared_queue
+from scrapy_resume.config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
+from scrapy_resume.engine.runtime import CheckpointRuntime, missing_callbacks
+from scrapy_resume.lifecycle.stage import CheckpointRefused, HowTo, OpenedStage, open_stage
+from scrapy_resume.lifecycle.validation import crawl_config
+from scrapy_resume.store.base import (
     BaseCheckpointStore,
     RequestStatus,
     StageStatus,
     StageSummary,
+    describe_error,
 )
-from .validation import crawl_config
+from scrapy_resume.store.privatefiles import CheckpointUnsafe
+from scrapy_resume.store.redis_leases import StageWorker
 
 try:
     from scrapy.utils.asyncio import create_looping_call
@@ -76,7 +79,7 @@ class HttpErrorPolicy:
         return response.status not in allowed
 
 
-class CheckpointExtension:
+class CheckpointExtension(RuntimeOwner):
     def __init__(
         self, crawler: Crawler, config: CheckpointConfig, launcher: Launcher | None = None,
         config_error: str | None = None,

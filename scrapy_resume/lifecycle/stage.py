@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from .config import CheckpointConfig
-from .backends import Lock, StageBackend, backend_for
-from .signing import RequestSigner
-from .store import (
+from scrapy_resume.config import CheckpointConfig
+from scrapy_resume.lifecycle.validation import differences, missing_input_files
+from scrapy_resume.store.backends import Lock, StageBackend, backend_for
+from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
@@ -27,7 +27,7 @@ from .store import (
     StageSummary,
     format_age,
 )
-from .validation import differences, missing_input_files
+from scrapy_resume.store.signing import RequestSigner
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
 
-from .enabling import has_component
-from .middleware import CheckpointMiddleware, middleware_runtime
-from .runtime import CheckpointRuntime
+from scrapy_resume.components.enabling import has_component
+from scrapy_resume.components.middleware import CheckpointMiddleware, middleware_runtime
+from scrapy_resume.engine.runtime import CheckpointRuntime
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler

@@ -14,10 +14,10 @@ from abc import ABC, abstractmethod
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from itertools import islice
-from operator import le
 from dataclasses import dataclass, field
 from enum import IntEnum
+from itertools import islice
+from operator import le
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,15 @@ class KeyIndex:
         value = self.prefix(key)
         index = bisect_left(prefixes, value)
         return index < len(prefixes) and prefixes[index] == value and self.confirm(key)
+
+
+def describe_error(error: Any) -> str:
+    """How an error is written in the ledger: ``ValueError: boom``. Takes an
+    exception, a Twisted Failure (its ``value``) or a message."""
+    if isinstance(error, str):
+        return error
+    value = getattr(error, "value", error) if not isinstance(error, BaseException) else error
+    return f"{type(value).__name__}: {value}"
 
 
 def backup_name(name: str, exists: Callable[[str], bool]) -> str:

@@ -20,11 +20,19 @@ from scrapy.exceptions import CloseSpider, IgnoreRequest
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.request import request_from_dict
 
-from .batching import BatchBuilder
-from .config import CheckpointConfig
-from .duplicates import EarlyDuplicates
-from .feedfiles import FeedFiles
-from .store import (
+from scrapy_resume.config import CheckpointConfig
+from scrapy_resume.engine.batching import BatchBuilder
+from scrapy_resume.engine.completion import OutputTracker, StartItems
+from scrapy_resume.engine.duplicates import EarlyDuplicates
+from scrapy_resume.engine.feedfiles import FeedFiles
+from scrapy_resume.engine.requestmeta import (
+    KEY_META,
+    LEASE_META,
+    ORIGIN_META,
+    SKIP_META,
+    WAKE_META,
+)
+from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointTampered,
     CommitBatch,
@@ -32,13 +40,12 @@ from .store import (
     RequestStatus,
     StageStatus,
 )
-from .tracking import KEY_META, ORIGIN_META, OutputTracker, StartItems
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-    from .feeds import FeedStage
-    from .leases import StageWorker
+    from scrapy_resume.engine.feedbuffer import FeedBuffer
+    from scrapy_resume.store.redis_leases import StageWorker
 
 
 def soon_caller() -> Callable[..., Any]:
@@ -60,15 +67,9 @@ def soon_caller() -> Callable[..., Any]:
 
 logger = logging.getLogger(__name__)
 
-#: ``meta["checkpoint_skip"] = True``: do not checkpoint this request at all.
-SKIP_META = "checkpoint_skip"
-
 # Origins of a request, besides an OutputTracker (a callback or errback).
 START = "start"  # yielded by the spider's start()
 RESTORED = "restored"  # read back from the checkpoint's frontier
-
-#: The meta key of the request :meth:`CheckpointRuntime.wake_engine` sends.
-WAKE_META = "checkpoint_wake"
 
 #: The error of a request still pending when a crawl finished: see
 #: :meth:`CheckpointRuntime.settle_refused_requests`.
@@ -154,7 +155,7 @@ class CheckpointRuntime:
         self.stored_frontier: Iterator[list[tuple[bytes, bytes]]] = iter(())
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.counter_totals: dict[str, int] = {}
-        self.feeds: list[FeedStage] = []
+        self.feeds: list[FeedBuffer] = []
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
         self.feed_files = FeedFiles(config.directory)  # a feed's key in the checkpoint
         self.start_items = StartItems()
@@ -246,8 +247,9 @@ class CheckpointRuntime:
         origin = meta.pop(ORIGIN_META, None)
         if origin is None:
             if KEY_META in meta:  # a retry or redirect of a request we already track
-                if self.worker is not None:
-                    self.worker.rescheduled(request)  # its copy goes back in the shared queue
+                lease = meta.pop(LEASE_META, None)
+                if self.worker is not None and lease is not None:
+                    self.worker.rescheduled(lease)  # its copy went back in the shared queue
                 return
             if WAKE_META in meta:
                 raise IgnoreRequest("only wakes the engine up")  # see wake_engine()
@@ -445,35 +447,35 @@ class CheckpointRuntime:
     def committed_feed_offset(self, key: str) -> int | None:
         return self.feed_offsets.get(key)
 
-    def open_feed(self, stage: FeedStage) -> bool:
-        """Write ``stage`` through the checkpoint; False if its first commit failed."""
-        if stage.key not in self.feed_offsets:
-            # record where this stage starts writing, before the first byte
+    def open_feed(self, buffer: FeedBuffer) -> bool:
+        """Write ``buffer`` through the checkpoint; False if its first commit failed."""
+        if buffer.key not in self.feed_offsets:
+            # record where this buffer starts writing, before the first byte
             assert self.store is not None
             try:
-                self.store.commit(CommitBatch(feed_offsets={stage.key: stage.committed_offset}))
+                self.store.commit(CommitBatch(feed_offsets={buffer.key: buffer.committed_offset}))
             except Exception as exc:
                 self.stop_after_failed_commit(exc)
                 return False
-            self.feed_offsets[stage.key] = stage.committed_offset
-        self.feeds.append(stage)
+            self.feed_offsets[buffer.key] = buffer.committed_offset
+        self.feeds.append(buffer)
         return True
 
-    def feed_stored(self, stage: FeedStage) -> None:
-        """The exporter is finished with ``stage``; the file closes after the last commit."""
-        leftover = stage.take()
+    def feed_stored(self, buffer: FeedBuffer) -> None:
+        """The exporter is finished with ``buffer``; the file closes after the last commit."""
+        leftover = buffer.take()
         if leftover:
-            self.batches.loose_output([(stage, leftover)], items=0)
+            self.batches.loose_output([(buffer, leftover)], items=0)
 
     def close_feeds(self) -> None:
-        for stage in self.feeds:
-            stage.close_file()
+        for buffer in self.feeds:
+            buffer.close_file()
         self.feeds = []
 
     def abandon_feeds(self) -> None:
         """A commit failed: close the feeds, writing nothing that was not committed."""
-        for stage in self.feeds:
-            stage.abandon()
+        for buffer in self.feeds:
+            buffer.abandon()
         self.feeds = []
 
     # committing

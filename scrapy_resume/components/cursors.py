@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .middleware import runtime_of
+from scrapy_resume.components.lookup import runtime_of
 
 if TYPE_CHECKING:
     from scrapy import Spider

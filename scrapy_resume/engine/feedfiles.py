@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 
 from w3lib.url import file_uri_to_path
 
-from .store import backup_name
+from scrapy_resume.store.base import backup_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

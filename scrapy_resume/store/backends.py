@@ -8,13 +8,13 @@ which backend is in use.
 
 from __future__ import annotations
 
-from collections import Counter
 from abc import ABC, abstractmethod
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .leases import StageWorker, live_workers, server_time_ms
-from .redis_store import (
+from scrapy_resume.store.base import backup_name
+from scrapy_resume.store.redis import (
     NAMESPACE,
     RedisStageLock,
     RedisStore,
@@ -23,13 +23,13 @@ from .redis_store import (
     describe_url,
     new_worker_id,
 )
-from .signing import RequestSigner
-from .store import backup_name
-from .sqlite_store import CheckpointStore, StageLock
+from scrapy_resume.store.redis_leases import StageWorker, live_workers, server_time_ms
+from scrapy_resume.store.signing import RequestSigner
+from scrapy_resume.store.sqlite import CheckpointStore, StageLock
 
 if TYPE_CHECKING:
-    from .config import CheckpointConfig
-    from .store import BaseCheckpointStore
+    from scrapy_resume.config import CheckpointConfig
+    from scrapy_resume.store.base import BaseCheckpointStore
 
 
 class Lock(Protocol):

@@ -15,23 +15,10 @@ crawl is finished only when the queue is empty and no lease is held.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .redis_store import Heartbeat, StageKeys, process_is_gone
-from .tracking import LEASE_META
-
-try:
-    from scrapy_redis.queue import PriorityQueue
-except ImportError:  # scrapy-redis is optional: only a shared queue needs it
-    PriorityQueue = object  # type: ignore[assignment,misc]
-
-if TYPE_CHECKING:
-    from scrapy import Request
-
-    from .runtime import CheckpointRuntime
+from scrapy_resume.store.redis import Heartbeat, StageKeys, process_is_gone
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +145,10 @@ class StageWorker:
         self.held.add(lease)
         return data, lease
 
-    def rescheduled(self, request: Request) -> None:
-        """A leased request goes back to the queue as a retry or a redirect: its
+    def rescheduled(self, lease: str) -> None:
+        """A leased request went back to the queue as a retry or a redirect: its
         copy is in the queue now, so the lease ends with the next commit."""
-        lease = request.meta.pop(LEASE_META, None)
-        if lease is not None:
-            self.to_release.append(lease)
+        self.to_release.append(lease)
 
     def releases(self) -> list[str]:
         taken, self.to_release = self.to_release, []
@@ -218,109 +203,3 @@ def live_workers(client: Any, keys: StageKeys) -> list[str]:
     """Workers whose heartbeat has not expired, but for dead processes of this host."""
     workers = client.zrangebyscore(keys.workers, server_time_ms(client), "+inf")
     return [w.decode() for w in workers if not process_is_gone(w.decode())]
-
-
-class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
-    """scrapy-redis's priority queue, where a pop is also a lease.
-
-    Set by the add-on as ``SCHEDULER_QUEUE_CLASS`` when SCHEDULER is
-    scrapy-redis's. It relies on scrapy-redis's ``Base._decode_request`` (the
-    queue classes' own decoding, meant for subclasses like this one);
-    tests/test_redis_workers.py fails loudly if that changes.
-    """
-
-    @cached_property
-    def checkpoint_runtime(self) -> CheckpointRuntime | None:
-        """The crawl's checkpoint state, looked up once rather than at every pop."""
-        from .middleware import runtime_of
-
-        return runtime_of(self.spider.crawler)
-
-    def pop(self, timeout: int = 0) -> Request | None:
-        runtime = self.checkpoint_runtime
-        worker = runtime.worker if runtime is not None and runtime.active else None
-        if worker is None:  # checkpointing is off or refused for this crawl
-            return super().pop(timeout)
-        taken = worker.take(self.key)
-        if taken is None:
-            return None
-        data, lease = taken
-        request = self._decode_request(data)
-        request.meta[LEASE_META] = lease
-        return request
-
-
-QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
-
-
-def uses_shared_queue(settings: Any) -> bool:
-    """Is SCHEDULER scrapy-redis's scheduler, or a subclass of it (a project's own)?"""
-    from scrapy.utils.misc import load_object
-
-    scheduler = settings.get("SCHEDULER")
-    try:
-        loaded = load_object(scheduler) if isinstance(scheduler, str) else scheduler
-    except (ImportError, NameError, ValueError):
-        return False  # Scrapy itself reports a scheduler that does not load
-    # loading a subclass imported scrapy-redis; otherwise it cannot be one
-    redis_scheduler = sys.modules.get("scrapy_redis.scheduler")
-    return (
-        redis_scheduler is not None and isinstance(loaded, type)
-        and issubclass(loaded, redis_scheduler.Scheduler)
-    )
-
-
-def shared_queue_problems(settings: Any, backend_url: str) -> list[str]:
-    """What stops a scrapy-redis crawl from being checkpointed safely; each
-    line says which setting to change."""
-    from scrapy.utils.misc import load_object
-
-    from .redis_store import client_for, server_identity
-
-    if not backend_url:
-        return [
-            "scrapy-redis shares one queue between workers, and a SQLite checkpoint belongs to "
-            "one process: set CHECKPOINT_BACKEND to the Redis server scrapy-redis uses "
-            "(for example -s CHECKPOINT_BACKEND=redis://127.0.0.1:6379/0)."
-        ]
-    problems = []
-    if not settings.getbool("SCHEDULER_PERSIST"):
-        problems.append(
-            "Set SCHEDULER_PERSIST = True: without it, the first worker to stop flushes the "
-            "shared queue and dupefilter, and the pending requests with them."
-        )
-    if settings.getbool("SCHEDULER_FLUSH_ON_START"):
-        problems.append(
-            "Set SCHEDULER_FLUSH_ON_START = False: a starting worker would throw away the "
-            "queue the other workers are crawling."
-        )
-    queue_class = settings.get("SCHEDULER_QUEUE_CLASS") or "scrapy_redis.queue.PriorityQueue"
-    try:
-        loaded = load_object(queue_class) if isinstance(queue_class, str) else queue_class
-    except (ImportError, NameError, ValueError):
-        loaded = None
-    if not (isinstance(loaded, type) and issubclass(loaded, LeasedPriorityQueue)):
-        problems.append(
-            f'Set SCHEDULER_QUEUE_CLASS = "{QUEUE_CLASS_PATH}" (the add-on does it): each '
-            f"request a worker takes from the queue must be leased in the same step, or a "
-            f"killed worker loses it. (Now: {queue_class})"
-        )
-    from scrapy_redis.connection import get_redis_from_settings
-
-    queue_server = server_identity(get_redis_from_settings(settings))
-    checkpoint_server = server_identity(client_for(backend_url))
-    if queue_server != checkpoint_server:
-        problems.append(
-            "CHECKPOINT_BACKEND and scrapy-redis (REDIS_URL / REDIS_HOST) must name the same "
-            "Redis server and database: a request is leased in the same step that takes it "
-            f"from the queue. Now: queue on {queue_server}, checkpoint on {checkpoint_server}."
-        )
-    return problems
-
-
-def queue_key(settings: Any, spider_name: str) -> str:
-    """scrapy-redis's request queue of this spider."""
-    from scrapy_redis import defaults
-
-    template = settings.get("SCHEDULER_QUEUE_KEY") or defaults.SCHEDULER_QUEUE_KEY
-    return template % {"spider": spider_name}

@@ -1,6 +1,6 @@
 """Exactly-once file feeds.
 
-The exporter writes into a :class:`FeedStage`, not into the file. Right after
+The exporter writes into a :class:`FeedBuffer`, not into the file. Right after
 each item is exported, the spider middleware hands the staged bytes to the
 request that produced the item; they reach the file only at the commit that
 marks that request done, and the file's new size is recorded in that same
@@ -16,7 +16,6 @@ so those formats, batched feeds and post-processing are refused at start.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from pathlib import Path
@@ -26,9 +25,10 @@ from scrapy.extensions.feedexport import FileFeedStorage
 from scrapy.utils.misc import load_object
 from w3lib.url import file_uri_to_path
 
-from .enabling import is_refused
-from .feedfiles import FeedFiles, feed_scheme
-from .middleware import runtime_of
+from scrapy_resume.components.enabling import is_refused
+from scrapy_resume.components.lookup import runtime_of
+from scrapy_resume.engine.feedbuffer import DiscardedFeed, FeedBuffer
+from scrapy_resume.engine.feedfiles import FeedFiles, feed_scheme
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -178,94 +178,6 @@ class StageFeeds:
             )
 
 
-class DiscardedFeed(io.RawIOBase):
-    """What a run that does not hold its stage exports into: nothing reaches a file.
-
-    A refused run (the stage is locked by another process, exists, is completed,
-    cannot be opened...) must leave the feed as it is; plain Scrapy would open
-    it at close to store an empty feed, truncating it with ``-O``.
-    """
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        return len(data)
-
-
-class FeedStage(io.RawIOBase):
-    """What the exporter writes into: bytes wait here until their request is done.
-
-    A CSV header belongs to no item: it is the first line the exporter writes,
-    and it goes to the file first (``header="write"``), or is dropped when the
-    file already has it (``header="skip"``).
-    """
-
-    def __init__(
-        self, path: str, key: str, file: IO[bytes], offset: int, *, header: str | None = None
-    ):
-        super().__init__()
-        self.path = path
-        self.key = key  # its name in the checkpoint (see FeedFiles)
-        self.file = file
-        self.committed_offset = offset
-        self.header = header
-        self.preamble = bytearray()  # the header, written at the next commit before any item
-        self.staged = bytearray()  # exported, not yet claimed by a request
-        self.outgoing = bytearray()  # claimed by done requests, written at the next commit
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        size = len(data)
-        data = bytes(data)
-        if self.header is not None:
-            end = data.find(b"\n")
-            head, data = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
-            if self.header == "write":
-                self.preamble += head
-            if end >= 0:
-                self.header = None
-        self.staged += data
-        return size
-
-    def take(self) -> bytes:
-        data = bytes(self.staged)
-        self.staged.clear()
-        return data
-
-    @property
-    def has_output(self) -> bool:
-        return bool(self.preamble or self.outgoing)
-
-    def write_out(self, fsync: bool) -> int:
-        """Append the header and the claimed bytes to the file; return the size to commit."""
-        data = self.preamble + self.outgoing
-        if data:
-            self.file.write(data)
-            self.file.flush()
-            if fsync:
-                os.fsync(self.file.fileno())
-        return self.committed_offset + len(data)
-
-    def committed(self, offset: int) -> None:
-        self.committed_offset = offset
-        self.preamble.clear()
-        self.outgoing.clear()
-
-    def close_file(self) -> None:
-        """After the last commit: write whatever is left (a format's trailer) and close."""
-        if not self.file.closed:
-            self.file.write(self.preamble + self.outgoing + self.staged)
-            self.file.close()
-
-    def abandon(self) -> None:
-        """Close the file without writing what was not committed (a commit failed)."""
-        if not self.file.closed:
-            self.file.close()
-
-
 class ResumableFileFeedStorage(FileFeedStorage):
     """A file feed storage that writes through the checkpoint. Plain paths and ``file://``."""
 
@@ -317,16 +229,16 @@ class ResumableFileFeedStorage(FileFeedStorage):
             "include_headers_line", True
         ):
             header = "skip" if committed else "write"
-        stage = FeedStage(path, key, file, offset, header=header)
-        if not runtime.open_feed(stage):  # its first commit failed: the crawl stops
-            stage.abandon()
+        buffer = FeedBuffer(path, key, file, offset, header=header)
+        if not runtime.open_feed(buffer):  # its first commit failed: the crawl stops
+            buffer.abandon()
             return DiscardedFeed()  # type: ignore[return-value]
-        return stage  # type: ignore[return-value]
+        return buffer  # type: ignore[return-value]
 
     def store(self, file: IO[bytes]) -> Deferred[None] | None:
         if isinstance(file, DiscardedFeed):
             return None
-        if isinstance(file, FeedStage):
+        if isinstance(file, FeedBuffer):
             runtime = self._runtime()
             if runtime is None or not runtime.active:
                 file.abandon()  # closed after the last commit already, or a commit failed
