@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from scrapy import Request  # noqa: E402
 
 from scrapy_resume import CheckpointStore, RequestStatus  # noqa: E402
-from scrapy_resume.store.base import CommitBatch, NewRequest, Settlement, StageStatus  # noqa: E402
+from scrapy_resume.store.records import CommitBatch, NewRequest, Settlement, StageStatus
 
 SPIDER = '''
 import json, time

@@ -23,11 +23,11 @@ _EXPORTS = {
     "CheckpointMiddleware": "scrapy_resume.components.middleware",
     "CheckpointRefused": "scrapy_resume.lifecycle.stage",
     "CheckpointSpiderMiddleware": "scrapy_resume.components.spidermiddleware",
-    "CheckpointStore": "scrapy_resume.store.sqlite",
+    "CheckpointStore": "scrapy_resume.store.sqlite.store",
     "CheckpointTampered": "scrapy_resume.store.base",
     "LeasedPriorityQueue": "scrapy_resume.components.queue",
-    "RedisStore": "scrapy_resume.store.redis",
-    "RequestStatus": "scrapy_resume.store.base",
+    "RedisStore": "scrapy_resume.store.redis.store",
+    "RequestStatus": "scrapy_resume.store.records",
     "ResumableFileFeedStorage": "scrapy_resume.components.feedstorage",
     "StageTracker": "scrapy_resume.tracker",
     "checkpoint": "scrapy_resume.components.cursors",
@@ -85,8 +85,8 @@ if TYPE_CHECKING:
         CheckpointCorrupt,
         CheckpointLocked,
         CheckpointTampered,
-        RequestStatus,
     )
-    from scrapy_resume.store.redis import RedisStore
-    from scrapy_resume.store.sqlite import CheckpointStore
+    from scrapy_resume.store.records import RequestStatus
+    from scrapy_resume.store.redis.store import RedisStore
+    from scrapy_resume.store.sqlite.store import CheckpointStore
     from scrapy_resume.tracker import StageTracker

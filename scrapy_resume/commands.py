@@ -24,17 +24,15 @@ from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.lifecycle.stage import feed_offsets_if_readable
 from scrapy_resume.lifecycle.validation import HIDDEN, shown_arguments
-from scrapy_resume.store.backends import StageBackend, backend_for
+from scrapy_resume.store.backends import backend_for
 from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
-    RequestStatus,
-    StageStatus,
-    format_age,
-    format_time,
+    StageBackend,
 )
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
+from scrapy_resume.store.records import RequestStatus, StageStatus, format_age, format_time
 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",

@@ -36,14 +36,14 @@ from scrapy.settings import Settings
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.lifecycle.stage import HowTo, OpenedStage, open_stage
 from scrapy_resume.lifecycle.validation import input_file_digests
-from scrapy_resume.store.base import (
+from scrapy_resume.store.base import describe_error
+from scrapy_resume.store.records import (
     CommitBatch,
     KeyIndex,
     NewRequest,
     RequestStatus,
     Settlement,
     StageStatus,
-    describe_error,
 )
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from scrapy_resume import BaseCheckpointStore, CheckpointStore, RequestStatus
 from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH
-from scrapy_resume.store.backends import RedisBackend
+from scrapy_resume.store.redis.backend import RedisBackend
 
 REPO = Path(__file__).resolve().parent.parent
 SPIDERS = Path(__file__).resolve().parent / "spiders"

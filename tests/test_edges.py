@@ -11,7 +11,6 @@ import signal
 
 import pytest
 
-from scrapy_resume import CheckpointStore
 from tests.crawling import Crawl, kill_after
 from tests.faults import STRACE
 
@@ -178,7 +177,7 @@ def test_a_copied_or_moved_project_resumes_its_own_feed(tmp_path, mockserver, ho
     assert feed_urls(moved.feed) == pages(mockserver, ns)
     if how == "copy":  # the original folder was not touched
         assert crawl.feed.read_bytes() == original_feed
-        assert CheckpointStore.exists(crawl.store_path("graph"))
+        assert crawl.store_path("graph").exists()
         assert crawl.summary("graph").status == "running"
 
 

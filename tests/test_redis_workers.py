@@ -14,7 +14,9 @@ import redis
 
 from scrapy_resume import CheckpointCorrupt
 from scrapy_resume.engine.feedfiles import FeedFiles
-from scrapy_resume.store.redis import StageKeys
+from scrapy_resume.store.redis.backend import RedisBackend
+from scrapy_resume.store.redis.keys import StageKeys
+from scrapy_resume.store.redis.scripts import LUA, lua
 from tests.crawling import Crawl, was_killed
 from tests.test_commands import scrapy_checkpoint
 
@@ -162,7 +164,10 @@ def test_checkpoint_show_lists_the_live_workers_and_their_leases(
     procs = [crawl.start() for crawl in workers]
     try:
         deadline = time.monotonic() + 120
-        while done_so_far(workers[0]) < 40:  # every page done, the slow one leased
+        client = redis.Redis.from_url(redis_url)
+        # every page done, the slow one leased, and both workers joined (on a
+        # loaded machine, one can finish the 40 pages before the other starts)
+        while done_so_far(workers[0]) < 40 or client.zcard(StageKeys("graph").workers) < 2:
             assert time.monotonic() < deadline, "the workers are too slow"
             time.sleep(0.1)
         show = scrapy_checkpoint("show", "graph", "--backend", redis_url, "--json",
@@ -179,3 +184,32 @@ def test_checkpoint_show_lists_the_live_workers_and_their_leases(
         for proc in procs:
             proc.kill()
             proc.wait(30)
+
+
+def test_every_lua_script_compiles_on_a_real_server(redis_server):
+    _, client = empty_database(redis_server, db=7)
+    for path in sorted(LUA.glob("*.lua")):
+        client.script_load(lua(path.stem, with_clock=path.stem != "now_ms"))
+
+
+def test_a_live_workers_heartbeat_renews_its_membership_and_its_leases(redis_server, tmp_path):
+    # The heartbeat's script did not compile (a Lua keyword as a variable name),
+    # so no lease was ever renewed: a request taking longer than the lease was
+    # handed to another worker while its own was still on it.
+    redis_url, client = empty_database(redis_server, db=7)
+    client.zadd("queue", {b"a request": 0})
+    worker = RedisBackend(redis_url, tmp_path, lease_seconds=60).lock("graph", shared=True)
+    worker.acquire()
+    try:
+        taken = worker.take("queue")
+        assert taken is not None
+        lease = taken[1]
+        keys = StageKeys("graph")
+        joined = client.zscore(keys.workers, worker.worker_id)
+        leased = client.zscore(keys.lease_expiry, lease)
+        time.sleep(0.01)  # Redis's clock moves on (milliseconds)
+        worker.beat()  # what the heartbeat thread calls
+        assert client.zscore(keys.workers, worker.worker_id) > joined
+        assert client.zscore(keys.lease_expiry, lease) > leased
+    finally:
+        worker.release()

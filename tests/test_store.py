@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from scrapy_resume import CheckpointCorrupt, CheckpointStore, CheckpointTampered, RequestStatus
-from scrapy_resume.store.backends import RedisBackend, SqliteBackend
-from scrapy_resume.store.base import CommitBatch, NewRequest, Settlement
-from scrapy_resume.store.redis import RedisStore
+from scrapy_resume.store.records import CommitBatch, NewRequest, Settlement
+from scrapy_resume.store.redis.backend import RedisBackend
+from scrapy_resume.store.redis.store import RedisStore
+from scrapy_resume.store.sqlite.backend import SqliteBackend
+from scrapy_resume.store.sqlite.files import move_aside
 from tests.crawling import REPO
 
 
@@ -190,14 +192,14 @@ def test_move_aside_folds_the_wal_into_the_backup(tmp_path):
     # a process dies with its last commit still in the WAL: no close, no checkpoint
     script = (
         "import os, sys; from scrapy_resume import CheckpointStore; "
-        "from scrapy_resume.store.base import CommitBatch, NewRequest; "
+        "from scrapy_resume.store.records import CommitBatch, NewRequest; "
         f"store = CheckpointStore({str(path)!r}); store.initialize('stage', 'spider'); "
         "store.commit(CommitBatch(new_requests=[NewRequest(b'a', 'http://x/a', b'blob')])); "
         "os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO)
     assert Path(f"{path}-wal").stat().st_size > 0
-    backup = CheckpointStore.move_aside(path)
+    backup = move_aside(path)
     assert not path.exists() and backup.exists()
     # one file: the backup holds the commit, with no WAL beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.secret", backup.name]

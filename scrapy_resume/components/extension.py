@@ -25,15 +25,10 @@ from scrapy_resume.config import CheckpointConfig, CheckpointConfigError, checkp
 from scrapy_resume.engine.runtime import CheckpointRuntime, missing_callbacks
 from scrapy_resume.lifecycle.stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from scrapy_resume.lifecycle.validation import crawl_config
-from scrapy_resume.store.base import (
-    BaseCheckpointStore,
-    RequestStatus,
-    StageStatus,
-    StageSummary,
-    describe_error,
-)
+from scrapy_resume.store.base import BaseCheckpointStore, describe_error
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
-from scrapy_resume.store.redis_leases import StageWorker
+from scrapy_resume.store.records import RequestStatus, StageStatus, StageSummary
+from scrapy_resume.store.redis.leases import StageWorker
 
 try:
     from scrapy.utils.asyncio import create_looping_call

@@ -19,7 +19,8 @@ from scrapy_resume.components.launcher import running_command
 from scrapy_resume.components.lookup import runtime_of
 from scrapy_resume.config import checkpointing_wanted
 from scrapy_resume.engine.requestmeta import KEY_META
-from scrapy_resume.store.base import RequestStatus, describe_error
+from scrapy_resume.store.base import describe_error
+from scrapy_resume.store.records import RequestStatus
 
 if TYPE_CHECKING:
     from scrapy import Request

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from scrapy_resume.store.base import StageSummary
+from scrapy_resume.store.records import StageSummary
 
 WINDOW = 6  # samples: the rate is measured over the last few intervals
 

@@ -78,7 +78,7 @@ def shared_queue_problems(settings: Any, backend_url: str) -> list[str]:
     line says which setting to change."""
     from scrapy.utils.misc import load_object
 
-    from scrapy_resume.store.redis import client_for, server_identity
+    from scrapy_resume.store.redis.connection import client_for, server_identity
 
     if not backend_url:
         return [

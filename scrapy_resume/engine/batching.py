@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from scrapy_resume.engine.requestmeta import KEY_META, LEASE_META
-from scrapy_resume.store.base import CommitBatch, NewRequest, RequestStatus, Settlement
+from scrapy_resume.store.records import CommitBatch, NewRequest, RequestStatus, Settlement
 
 if TYPE_CHECKING:
     from scrapy import Request

@@ -25,7 +25,7 @@ from scrapy import Request
 from scrapy.utils.misc import arg_to_iter
 
 from scrapy_resume.engine.requestmeta import ORIGIN_META
-from scrapy_resume.store.base import RequestStatus
+from scrapy_resume.store.records import RequestStatus
 
 if TYPE_CHECKING:
     from scrapy_resume.engine.duplicates import EarlyDuplicates

@@ -32,20 +32,14 @@ from scrapy_resume.engine.requestmeta import (
     SKIP_META,
     WAKE_META,
 )
-from scrapy_resume.store.base import (
-    BaseCheckpointStore,
-    CheckpointTampered,
-    CommitBatch,
-    KeyIndex,
-    RequestStatus,
-    StageStatus,
-)
+from scrapy_resume.store.base import BaseCheckpointStore, CheckpointTampered
+from scrapy_resume.store.records import CommitBatch, KeyIndex, RequestStatus, StageStatus
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from scrapy_resume.engine.feedbuffer import FeedBuffer
-    from scrapy_resume.store.redis_leases import StageWorker
+    from scrapy_resume.store.redis.leases import StageWorker
 
 
 def soon_caller() -> Callable[..., Any]:

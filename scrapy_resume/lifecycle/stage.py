@@ -17,16 +17,15 @@ from typing import Any
 
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.lifecycle.validation import differences, missing_input_files
-from scrapy_resume.store.backends import Lock, StageBackend, backend_for
+from scrapy_resume.store.backends import backend_for
 from scrapy_resume.store.base import (
     BaseCheckpointStore,
     CheckpointCorrupt,
     CheckpointLocked,
-    CommitBatch,
-    StageStatus,
-    StageSummary,
-    format_age,
+    Lock,
+    StageBackend,
 )
+from scrapy_resume.store.records import CommitBatch, StageStatus, StageSummary, format_age
 from scrapy_resume.store.signing import RequestSigner
 
 logger = logging.getLogger(__name__)

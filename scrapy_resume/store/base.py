@@ -1,47 +1,23 @@
-"""The checkpoint store's domain-level interface, and the types it speaks in.
+"""The store's two interfaces, and its errors.
 
 Components talk to a :class:`BaseCheckpointStore` in terms of the ledger:
 pending requests, settled requests, cursors, counters, feed offsets, the
-stage record and its runs. The SQLite backend is in :mod:`.sqlite_store`,
-the Redis backend for multi-worker crawls in :mod:`.redis_store`; where a
-stage lives, and how it is locked, is a :class:`~.backends.StageBackend`.
+stage record and its runs (the types are in ``records``). Where a stage lives,
+and how it is locked, is a :class:`StageBackend`: a directory of SQLite files
+(``sqlite/``), or a Redis server for multi-worker crawls (``redis/``).
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from enum import IntEnum
-from itertools import islice
-from operator import le
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from twisted.python.failure import Failure
 
-class RequestStatus(IntEnum):
-    """Where one logical request stands in the ledger.
-
-    "skipped" is not a stored status: a skipped request stays ``DONE`` and is
-    counted in the ``skipped`` counter.
-    """
-
-    PENDING = 0
-    DONE = 1
-    FAILED = 2
-    DROPPED = 3
-
-
-class StageStatus:
-    INITIALIZED = "initialized"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    RECOVERING = "recovering"
+from scrapy_resume.store.records import CommitBatch, KeyIndex, RequestStatus, StageSummary
 
 
 class CheckpointCorrupt(Exception):
@@ -65,162 +41,13 @@ class CheckpointTampered(Exception):
         self.url = url
 
 
-@dataclass
-class NewRequest:
-    """A request to add to the frontier as pending (ignored if its key is known)."""
-
-    key: bytes
-    url: str
-    blob: bytes | None  # the serialized request; None for a StageTracker's item
-
-
-@dataclass
-class Settlement:
-    """The final state of a request in this run."""
-
-    key: bytes
-    status: RequestStatus
-    url: str
-    http_status: int | None = None
-    error: str | None = None
-    blob: bytes | None = None  # kept for failed requests, so they can be retried
-    attempts: int = 1  # downloads in this run, retries included
-    info: dict[str, Any] | None = None  # what a StageTracker recorded with done(key, **info)
-
-
-@dataclass
-class CommitBatch:
-    """Everything one checkpoint transaction makes durable, all or nothing."""
-
-    new_requests: list[NewRequest] = field(default_factory=list)
-    settlements: list[Settlement] = field(default_factory=list)
-    cursors: dict[str, Any] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-    feed_offsets: dict[str, int] = field(default_factory=dict)  # path -> bytes committed
-    state: dict[str, Any] = field(default_factory=dict)  # the package's own resumable state
-    # leases on shared-queue requests this batch settles (Redis backend, scrapy-redis)
-    released_leases: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.new_requests or self.settlements or self.cursors or self.counters
-            or self.feed_offsets or self.state or self.released_leases
-        )
-
-
-    def requests_to_write(self) -> tuple[list[NewRequest], dict[bytes, str]]:
-        """The new requests to store as pending, and the discovered URL of the others.
-
-        A request discovered and finished within one commit interval (common:
-        Scrapy fetches the newest requests first) is written once, by its
-        settlement, with the URL it was discovered under (not a redirect's).
-        """
-        finished_now = {s.key for s in self.settlements if s.status != RequestStatus.FAILED}
-        pending: list[NewRequest] = []
-        discovered_url: dict[bytes, str] = {}
-        for request in self.new_requests:
-            if request.key in finished_now:
-                discovered_url[request.key] = request.url
-            else:
-                pending.append(request)
-        return pending, discovered_url
-
-
-def statuses(*, settled: bool, include_failed: bool) -> tuple[RequestStatus, ...]:
-    """Settled: never fetched again by a resume (failed too, unless retried).
-    Not settled: what a resume restores (pending, and failed when retried)."""
-    if settled:
-        if include_failed:
-            return RequestStatus.DONE, RequestStatus.FAILED, RequestStatus.DROPPED
-        return RequestStatus.DONE, RequestStatus.DROPPED
-    if include_failed:
-        return RequestStatus.PENDING, RequestStatus.FAILED
-    return (RequestStatus.PENDING,)
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    stage: str
-    spider: str
-    status: str
-    created_at: float
-    updated_at: float
-    pending: int
-    done: int
-    failed: int
-    dropped: int
-    counters: dict[str, int]
-
-    @classmethod
-    def from_records(
-        cls, meta: dict[str, str], counts: dict[int, int], counters: dict[str, int]
-    ) -> StageSummary:
-        """From a backend's stage record, its request counts by status, and its counters."""
-        return cls(
-            stage=meta["stage"],
-            spider=meta["spider"],
-            status=meta["status"],
-            created_at=float(meta["created_at"]),
-            updated_at=float(meta["updated_at"]),
-            pending=counts.get(RequestStatus.PENDING, 0),
-            done=counts.get(RequestStatus.DONE, 0),
-            failed=counts.get(RequestStatus.FAILED, 0),
-            dropped=counts.get(RequestStatus.DROPPED, 0),
-            counters=counters,
-        )
-
-    @property
-    def total(self) -> int:
-        return self.pending + self.done + self.failed + self.dropped
-
-    def describe(self, status: str | None = None) -> str:
-        """One line for the log; ``status`` overrides the stored one (a stage being closed)."""
-        age = max(0.0, time.time() - self.updated_at)
-        updated = format_time(self.updated_at)
-        return (
-            f"status {status or self.status}, {self.done:,} done, {self.pending:,} pending, "
-            f"{self.failed:,} failed, {self.dropped:,} dropped; last update {updated} "
-            f"({format_age(age)} ago)"
-        )
-
-
-class KeyIndex:
-    """Answers "is this key in that set?" (settled before this run, in the stored
-    frontier) for millions of keys, exactly, in 8 bytes a key.
-
-    A Python set of 20-byte keys costs about 90 bytes a key. This holds the
-    first 8 bytes of each key as a sorted array of 64-bit integers and searches
-    it by bisection; a prefix match is confirmed with the store.
-    """
-
-    def __init__(self, prefixes: array, confirm: Callable[[bytes], bool]):
-        if not all(map(le, prefixes, islice(prefixes, 1, None))):
-            prefixes = array("Q", sorted(prefixes))
-        self.prefixes = prefixes
-        self.confirm = confirm
-
-    @staticmethod
-    def prefix(key: bytes) -> int:
-        return int.from_bytes(key[:8] if len(key) >= 8 else key.ljust(8, b"\0"), "big")
-
-    def __len__(self) -> int:
-        return len(self.prefixes)
-
-    def __contains__(self, key: bytes) -> bool:
-        prefixes = self.prefixes
-        if not prefixes:
-            return False
-        value = self.prefix(key)
-        index = bisect_left(prefixes, value)
-        return index < len(prefixes) and prefixes[index] == value and self.confirm(key)
-
-
-def describe_error(error: Any) -> str:
+def describe_error(error: BaseException | Failure | str) -> str:
     """How an error is written in the ledger: ``ValueError: boom``. Takes an
-    exception, a Twisted Failure (its ``value``) or a message."""
+    exception, a Twisted Failure (its ``value``: a Failure is itself a
+    BaseException in recent Twisted) or a message."""
     if isinstance(error, str):
         return error
-    value = getattr(error, "value", error) if not isinstance(error, BaseException) else error
+    value = error.value if isinstance(error, Failure) else error
     return f"{type(value).__name__}: {value}"
 
 
@@ -233,22 +60,6 @@ def backup_name(name: str, exists: Callable[[str], bool]) -> str:
         counter += 1
         backup = f"{name}.bak-{stamp}-{counter}"
     return backup
-
-
-def format_time(timestamp: float | None) -> str:
-    """``2026-11-23 05:03:49`` in local time, or ``-``."""
-    if timestamp is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
-
-
-def format_age(seconds: float) -> str:
-    """``42s``, ``5m``, ``3h``, ``2d``: the largest whole unit."""
-    seconds = int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 class BaseCheckpointStore(ABC):
@@ -338,3 +149,62 @@ class BaseCheckpointStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+class Lock(Protocol):
+    def acquire(self) -> None: ...  # raises CheckpointLocked
+    def release(self) -> None: ...
+    def held_by_another(self) -> str | None: ...
+
+
+class StageBackend(ABC):
+    kind: str
+
+    @abstractmethod
+    def location(self, stage: str) -> str:
+        """Where the stage lives, for messages."""
+
+    @abstractmethod
+    def exists(self, stage: str) -> bool: ...
+
+    @abstractmethod
+    def open(self, stage: str) -> BaseCheckpointStore: ...
+
+    @abstractmethod
+    def create(self, stage: str, owner: str, state: dict[str, Any]) -> BaseCheckpointStore:
+        """A new stage, whole or not at all, with its first state (its configuration)."""
+
+    @abstractmethod
+    def lock(self, stage: str, *, shared: bool = False) -> Lock:
+        """One process per stage; ``shared``: a worker's membership of a stage
+        that several workers crawl together (scrapy-redis), on a shared backend."""
+
+    @abstractmethod
+    def move_aside(self, stage: str) -> str:
+        """Keep the stage as a backup under another name; returns where it went."""
+
+    @abstractmethod
+    def remove(self, stage: str) -> None: ...
+
+    @abstractmethod
+    def stages(self) -> list[str]:
+        """Every stage the backend holds (backups excluded), sorted."""
+
+    @abstractmethod
+    def where(self) -> str:
+        """The backend, for messages: a directory, or a Redis URL."""
+
+    @abstractmethod
+    def holders(self, stage: str) -> list[str]:
+        """The processes running the stage now (none: it is safe to reset)."""
+
+    def workers(self, stage: str) -> dict[str, Any]:
+        """A shared stage's live workers and leases, for ``scrapy checkpoint show``."""
+        return {}
+
+    def close(self) -> None:
+        """Let go of connections."""
+
+    def durability_warning(self) -> str | None:
+        """What the crash-safety promise would not survive with this backend as set up."""
+        return None

@@ -14,78 +14,13 @@ crawl is finished only when the queue is empty and no lease is held.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from scrapy_resume.store.redis import Heartbeat, StageKeys, process_is_gone
-
-logger = logging.getLogger(__name__)
-
-# Redis's own clock, so that workers on machines whose clocks differ agree
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: meta, queue, then StageKeys.leases(): lease_expiry, lease_request, lease_score,
-# lease_owner, lease_queue. ARGV: worker id, lease length (ms)
-_POP_AND_LEASE = _NOW_MS + """
-local found = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-if #found == 0 then return false end
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, 0)
-local id = tostring(redis.call('HINCRBY', KEYS[1], 'lease_seq', 1))
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), id)
-redis.call('HSET', KEYS[4], id, found[1])
-redis.call('HSET', KEYS[5], id, found[2])
-redis.call('HSET', KEYS[6], id, ARGV[1])
-redis.call('HSET', KEYS[7], id, KEYS[2])
-return {found[1], id}
-"""
-
-# KEYS: workers, lease_expiry; ARGV: worker id, lease length (ms), the worker's lease ids
-_HEARTBEAT = _NOW_MS + """
-local until = now + tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], until, ARGV[1])
-for i = 3, #ARGV do redis.call('ZADD', KEYS[2], 'XX', until, ARGV[i]) end
-"""
-
-# KEYS: workers; ARGV: worker id, lease length (ms). Returns the other live workers.
-_JOIN = _NOW_MS + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-local others = {}
-for _, worker in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if worker ~= ARGV[1] then table.insert(others, worker) end
-end
-return others
-"""
-
-# KEYS: StageKeys.leases(): lease_expiry, lease_request, lease_score, lease_owner,
-# lease_queue. ARGV[1]: 'expired' (every expired lease), 'requeue' or 'release' (the ids
-# that follow).
-# Puts the requests of the chosen leases back in their queue (not for 'release'),
-# and deletes the leases. Returns how many requests went back.
-_END_LEASES = _NOW_MS + """
-local ids = {}
-if ARGV[1] == 'expired' then
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
-else
-  for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
-end
-local requeued = 0
-for _, id in ipairs(ids) do
-  local request = redis.call('HGET', KEYS[2], id)
-  if request and ARGV[1] ~= 'release' then
-    local queue = redis.call('HGET', KEYS[5], id)
-    redis.call('ZADD', queue, redis.call('HGET', KEYS[3], id), request)
-    requeued = requeued + 1
-  end
-  redis.call('ZREM', KEYS[1], id)
-  for k = 2, 5 do redis.call('HDEL', KEYS[k], id) end
-end
-return requeued
-"""
+from scrapy_resume.store.redis.connection import process_is_gone, server_time_ms
+from scrapy_resume.store.redis.keys import StageKeys
+from scrapy_resume.store.redis.lock import Heartbeat
+from scrapy_resume.store.redis.scripts import lua
 
 
 class StageWorker:
@@ -103,10 +38,10 @@ class StageWorker:
         self.to_release: list[str] = []  # released by the next commit
         self.queue_key = ""  # scrapy-redis's queue of the spider, set when the crawl opens
         self.heartbeat = Heartbeat(self.beat, lease_seconds / 3, "this worker's leases")
-        self._pop = client.register_script(_POP_AND_LEASE)
-        self._heartbeat_script = client.register_script(_HEARTBEAT)
-        self._join = client.register_script(_JOIN)
-        self._end = client.register_script(_END_LEASES)
+        self._pop = client.register_script(lua("pop_and_lease", with_clock=True))
+        self._heartbeat_script = client.register_script(lua("heartbeat", with_clock=True))
+        self._join = client.register_script(lua("join", with_clock=True))
+        self._end = client.register_script(lua("end_leases", with_clock=True))
 
     # the lock protocol (see backends.Lock)
 
@@ -192,11 +127,6 @@ class StageWorker:
     def live_workers(self) -> list[str]:
         """The other workers of the stage whose heartbeat has not expired."""
         return [w for w in live_workers(self.client, self.keys) if w != self.worker_id]
-
-
-def server_time_ms(client: Any) -> int:
-    seconds, microseconds = client.time()
-    return seconds * 1000 + microseconds // 1000
 
 
 def live_workers(client: Any, keys: StageKeys) -> list[str]:

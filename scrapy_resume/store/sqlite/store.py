@@ -1,13 +1,7 @@
-"""The embedded default backend: one SQLite file per stage, in WAL mode.
-
-This is the only module that speaks SQL.
-"""
+"""CheckpointStore: the ledger of one stage, in one SQLite file in WAL mode."""
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import glob
 import json
 import os
 import sqlite3
@@ -19,179 +13,31 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scrapy_resume.store.base import (
-    BaseCheckpointStore,
-    CheckpointCorrupt,
-    CheckpointLocked,
+from scrapy_resume.store.base import BaseCheckpointStore, CheckpointCorrupt
+from scrapy_resume.store.privatefiles import (
+    create_private_file,
+    private_directory,
+    refuse_symlink,
+)
+from scrapy_resume.store.records import (
     CommitBatch,
     KeyIndex,
     RequestStatus,
     StageStatus,
     StageSummary,
-    backup_name,
     statuses,
 )
-from scrapy_resume.store.privatefiles import (
-    create_private_file,
-    fsync_directory,
-    open_private,
-    private_directory,
-    refuse_symlink,
-)
 from scrapy_resume.store.signing import RequestSigner
-
-SCHEMA_VERSION = 2
-
-#: SQLite's files beside a stage's, in WAL mode.
-COMPANIONS = ("-wal", "-shm")
-
-
-class StageLock:
-    """An exclusive lock on one stage, held while a crawl has it open.
-
-    It is a kernel lock (flock) on ``STAGE.sqlite.lock``: the kernel releases it
-    when its process dies, however it dies, so a killed run never blocks the next.
-    """
-
-    def __init__(self, stage_path: Path):
-        self.path = Path(f"{stage_path}.lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        private_directory(self.path.parent)
-        try:
-            fd = open_private(self.path, os.O_RDWR | os.O_CREAT)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                refuse_symlink(self.path)
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            raise CheckpointLocked(self.path, holder) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the flock
-            self._fd = None
-
-    def held_by_another(self) -> str | None:
-        """The pid of the process holding the stage, or None if nobody does."""
-        if not self.path.exists():
-            return None
-        try:
-            self.acquire()
-        except CheckpointLocked as exc:
-            return exc.pid or "?"
-        self.release()
-        return None
-
-
-# The ledger keeps one small row per request, keyed by the request key
-# (WITHOUT ROWID: the key is stored once, as the primary key, not again in a
-# UNIQUE index), about 58 bytes beyond the URL. A pending or failed request's
-# serialized form, the bulky part, sits in ``frontier`` until it is done, so
-# done rows never carry it and freed frontier pages are reused.
-_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
-""",
-    """
-CREATE TABLE IF NOT EXISTS requests (
-    key BLOB PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    url TEXT NOT NULL,
-    http_status INTEGER,
-    error TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    info TEXT
-) WITHOUT ROWID
-""",
-    """
-CREATE TABLE IF NOT EXISTS frontier (
-    seq INTEGER PRIMARY KEY,
-    key BLOB NOT NULL,
-    request BLOB NOT NULL
-)
-""",
-    """
-CREATE TABLE IF NOT EXISTS status_counts (status INTEGER PRIMARY KEY, n INTEGER NOT NULL)
-""",
-    """
-INSERT OR IGNORE INTO status_counts (status, n) VALUES (0, 0), (1, 0), (2, 0), (3, 0)
-""",
-    """
-CREATE TRIGGER IF NOT EXISTS requests_counted_insert AFTER INSERT ON requests BEGIN
-    UPDATE status_counts SET n = n + 1 WHERE status = new.status;
-END
-""",
-    """
-CREATE TRIGGER IF NOT EXISTS requests_counted_update AFTER UPDATE OF status ON requests
-WHEN old.status != new.status BEGIN
-    UPDATE status_counts SET n = n - 1 WHERE status = old.status;
-    UPDATE status_counts SET n = n + 1 WHERE status = new.status;
-END
-""",
-    """
-CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL)
-""",
-    """
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)
-""",
-    """
-CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL)
-""",
-    """
-CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)
-""",
-    """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    mode TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    close_reason TEXT
-)
-""",
+from scrapy_resume.store.sqlite.schema import (
+    ADD_PENDING,
+    ADD_TO_FRONTIER,
+    KEEP_FAILED,
+    LEAVE_FRONTIER,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SETTLE,
 )
 
-_ADD_PENDING = """
-INSERT OR IGNORE INTO requests (key, seq, status, url, attempts, created_at, updated_at)
-VALUES (?, ?, 0, ?, 0, ?, ?)
-"""
-# only for the rows the statement above inserted (when it ignored some): a
-# known key keeps its state
-_ADD_TO_FRONTIER = """
-INSERT INTO frontier (seq, key, request)
-SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM requests WHERE key = ?2 AND seq = ?1)
-"""
-
-_SETTLE = """
-INSERT INTO requests (key, seq, status, url, http_status, error, attempts, created_at,
-                      updated_at, info)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (key) DO UPDATE SET
-    status = excluded.status,
-    http_status = excluded.http_status,
-    error = excluded.error,
-    attempts = requests.attempts + excluded.attempts,
-    updated_at = excluded.updated_at,
-    info = excluded.info
-"""
-# a done or dropped request leaves the frontier; a failed one stays, to be retried
-_LEAVE_FRONTIER = "DELETE FROM frontier WHERE seq = (SELECT seq FROM requests WHERE key = ?)"
-_KEEP_FAILED = """
-INSERT OR REPLACE INTO frontier (seq, key, request)
-SELECT seq, key, ?2 FROM requests WHERE key = ?1
-"""
 
 class CheckpointStore(BaseCheckpointStore):
     """The embedded default: one SQLite file per stage, in WAL mode.
@@ -222,84 +68,9 @@ class CheckpointStore(BaseCheckpointStore):
         except sqlite3.DatabaseError as exc:
             raise CheckpointCorrupt(f"{self.path} is not a readable checkpoint: {exc}") from exc
 
-    @staticmethod
-    def exists(path: str | os.PathLike[str]) -> bool:
-        return Path(path).exists()
-
-    @classmethod
-    def create(
-        cls, path: str | os.PathLike[str], stage: str, spider: str, state: dict[str, Any],
-        *, fsync: bool = False,
-    ) -> CheckpointStore:
-        """Create a stage whole, its configuration included.
-
-        It is built under a temporary name and renamed into place, then the
-        directory is fsynced: a kill at any step leaves either no stage (the
-        next run starts fresh) or a complete one, never a half-made file that
-        every later resume would refuse. Call it with the stage locked.
-        """
-        path = Path(path)
-        private_directory(path.parent)
-        for leftover in (Path(f"{path}{suffix}") for suffix in COMPANIONS):
-            # orphans of a stage moved aside half-way by an older version: SQLite
-            # would take them for the new stage's journal
-            leftover.unlink(missing_ok=True)
-        for leftover in path.parent.glob(f"{glob.escape(path.name)}.new-*"):
-            leftover.unlink()  # a creation that was killed
-        temp = path.with_name(f"{path.name}.new-{os.getpid()}")
-        store = cls(temp, fsync=fsync)
-        try:
-            store.initialize(stage, spider, state)
-            # one file to rename: no WAL beside it
-            store._db.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            store.close()
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(temp, path)
-        fsync_directory(path.parent)
-        return cls(path, fsync=fsync)
-
-    @classmethod
-    def move_aside(cls, path: str | os.PathLike[str]) -> Path:
-        """Rename a stage to a timestamped backup, as one file, and return the new path.
-
-        Its WAL is folded into the main file first, so the rename moves the whole
-        stage at once: a kill at any step leaves either the old stage or a
-        complete backup and no stage. Call it with the stage locked.
-        """
-        path = Path(path)
-        backup = Path(backup_name(str(path), os.path.exists))
-        folded = cls._fold_wal(path)
-        path.rename(backup)
-        if not folded:  # a damaged file: its companions go along, after it
-            for suffix in COMPANIONS:
-                companion = Path(f"{path}{suffix}")
-                if companion.exists():
-                    companion.rename(f"{backup}{suffix}")
-        fsync_directory(path.parent)
-        return backup
-
-    @staticmethod
-    def _fold_wal(path: Path) -> bool:
-        """Copy the WAL into the main file and remove it; False if the file is unreadable."""
-        if not any(Path(f"{path}{suffix}").exists() for suffix in COMPANIONS):
-            return True
-        try:
-            db = sqlite3.connect(path, isolation_level=None)
-            try:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                db.execute("PRAGMA journal_mode=DELETE")  # removes the WAL
-            finally:
-                db.close()
-        except sqlite3.OperationalError:
-            raise  # a full disk, an I/O error: no reset now, the stage stays as it is
-        except sqlite3.DatabaseError:
-            return False  # not a database any more: moved aside as it is
-        return not any(Path(f"{path}{suffix}").exists() for suffix in COMPANIONS)
+    def leave_wal(self) -> None:
+        """Switch to a rollback journal: the stage is one file, with no WAL beside it."""
+        self._db.execute("PRAGMA journal_mode=DELETE")
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -324,7 +95,7 @@ class CheckpointStore(BaseCheckpointStore):
     def initialize(self, stage: str, spider: str, state: dict[str, Any] | None = None) -> None:
         now = time.time()
         with self._transaction():
-            for statement in _SCHEMA:
+            for statement in SCHEMA:
                 self._db.execute(statement)
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
@@ -430,7 +201,7 @@ class CheckpointStore(BaseCheckpointStore):
         now = int(time.time())
         with self._transaction():
             seq = self._take_seq(1)
-            return self._db.execute(_ADD_PENDING, (key, seq, url, now, now)).rowcount == 1
+            return self._db.execute(ADD_PENDING, (key, seq, url, now, now)).rowcount == 1
 
     def iter_pending(
         self, batch_size: int = 1000, *, include_failed: bool = False
@@ -539,12 +310,12 @@ class CheckpointStore(BaseCheckpointStore):
                 new_rows.append((r.key, seq, r.url, r.blob))
                 seq += 1
             added = self._db.executemany(
-                _ADD_PENDING, [(k, n, u, now, now) for k, n, u, _ in new_rows]
+                ADD_PENDING, [(k, n, u, now, now) for k, n, u, _ in new_rows]
             ).rowcount
             # usually every key was new: then no need to check which rows went in
             self._db.executemany(
                 "INSERT INTO frontier (seq, key, request) VALUES (?, ?, ?)"
-                if added == len(new_rows) else _ADD_TO_FRONTIER,
+                if added == len(new_rows) else ADD_TO_FRONTIER,
                 [(n, k, self.signer.sign(k, b)) for k, n, _, b in new_rows if b is not None],
             )
             settled = []
@@ -556,18 +327,18 @@ class CheckpointStore(BaseCheckpointStore):
                     info,
                 ))
                 seq += 1
-            self._db.executemany(_SETTLE, settled)
+            self._db.executemany(SETTLE, settled)
             failed = [s for s in batch.settlements if s.status == RequestStatus.FAILED]
             # (one discovered in this batch never entered the frontier)
             self._db.executemany(
-                _LEAVE_FRONTIER,
+                LEAVE_FRONTIER,
                 [
                     (s.key,) for s in batch.settlements
                     if s.status != RequestStatus.FAILED and s.key not in discovered_url
                 ],
             )
             self._db.executemany(
-                _KEEP_FAILED,
+                KEEP_FAILED,
                 [(s.key, self.signer.sign(s.key, s.blob)) for s in failed if s.blob is not None],
             )
             self._db.executemany(

@@ -1,33 +1,15 @@
-"""The shared backend: a stage's ledger in a Redis server, for crawls that run
-on several workers (with scrapy-redis) or that should be inspectable from
-elsewhere. Selected with ``CHECKPOINT_BACKEND = "redis://HOST:PORT/DB"``.
-
-This is the only module that speaks Redis. A commit is one Lua script, so it is
-atomic on the server whatever the other workers do: parent done, children
-pending, counters, cursors, feed offsets and the leases it releases, all or
-nothing. The lease side (taking a request from scrapy-redis's queue, putting
-back the requests of dead workers) is in :mod:`.leases`.
-"""
+"""RedisStore: a stage's ledger in Redis. Every worker of the stage has one."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import socket
-import threading
 import time
-import uuid
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from scrapy_resume.store.base import (
-    BaseCheckpointStore,
-    CheckpointCorrupt,
-    CheckpointLocked,
+from scrapy_resume.store.base import BaseCheckpointStore, CheckpointCorrupt
+from scrapy_resume.store.records import (
     CommitBatch,
     KeyIndex,
     RequestStatus,
@@ -35,249 +17,17 @@ from scrapy_resume.store.base import (
     StageSummary,
     statuses,
 )
+from scrapy_resume.store.redis.connection import this_host
+from scrapy_resume.store.redis.keys import StageKeys
+from scrapy_resume.store.redis.scripts import lua
 from scrapy_resume.store.signing import RequestSigner
 
-logger = logging.getLogger(__name__)
-
 SCHEMA_VERSION = 1  # of the Redis layout
-NAMESPACE = "scrapy_resume"
 
 # Per request: status (a digit) in one hash, the record in another, as a JSON
 # array. A pending or failed request's signed serialized form is in ``blobs``,
 # ordered by discovery in the ``frontier`` sorted set.
 SEQ, URL, HTTP_STATUS, ERROR, ATTEMPTS, CREATED, UPDATED, INFO = range(1, 9)  # Lua indexes
-
-_COMMIT = """
-local h = cjson.decode(ARGV[1])
-local meta, status, record = KEYS[1], KEYS[2], KEYS[3]
-local frontier, blobs, counts = KEYS[4], KEYS[5], KEYS[6]
-local now = h.now
-local seq = tonumber(redis.call('HGET', meta, 'next_seq') or '1')
-local i = 2
-for n = 1, h.n_new do
-  local key, url, blob = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
-  if redis.call('HSETNX', status, key, '0') == 1 then
-    redis.call('HSET', record, key, cjson.encode({seq, url, false, false, 0, now, now, false}))
-    redis.call('HINCRBY', counts, '0', 1)
-    if blob ~= '' then
-      redis.call('ZADD', frontier, seq, key)
-      redis.call('HSET', blobs, key, blob)
-    end
-    seq = seq + 1
-  end
-end
-for n = 1, h.n_settle do
-  local key, st, url, http = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local err, attempts, info, blob = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  i = i + 8
-  local old = redis.call('HGET', status, key)
-  local rec
-  if old then
-    rec = cjson.decode(redis.call('HGET', record, key))
-    rec[5] = rec[5] + tonumber(attempts)
-    if old ~= st then
-      redis.call('HINCRBY', counts, old, -1)
-      redis.call('HINCRBY', counts, st, 1)
-    end
-  else
-    rec = {seq, url, false, false, tonumber(attempts), now, now, false}
-    seq = seq + 1
-    redis.call('HINCRBY', counts, st, 1)
-  end
-  if http == '' then rec[3] = false else rec[3] = tonumber(http) end
-  if err == '' then rec[4] = false else rec[4] = err end
-  if info == '' then rec[8] = false else rec[8] = info end
-  rec[7] = now
-  redis.call('HSET', status, key, st)
-  redis.call('HSET', record, key, cjson.encode(rec))
-  if st == '2' then
-    if blob ~= '' then
-      redis.call('HSET', blobs, key, blob)
-      redis.call('ZADD', frontier, rec[1], key)
-    end
-  else
-    redis.call('HDEL', blobs, key)
-    redis.call('ZREM', frontier, key)
-  end
-end
-for name, delta in pairs(h.counters) do redis.call('HINCRBY', KEYS[7], name, delta) end
-for name, value in pairs(h.cursors) do redis.call('HSET', KEYS[8], name, value) end
-for path, offset in pairs(h.feeds) do redis.call('HSET', KEYS[9], path, offset) end
-for name, value in pairs(h.state) do redis.call('HSET', KEYS[10], name, value) end
-for _, lease in ipairs(h.release) do
-  redis.call('ZREM', KEYS[11], lease)
-  for k = 12, 15 do redis.call('HDEL', KEYS[k], lease) end
-end
-redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at)
-return seq
-"""
-
-
-_CLAIM = """
-if redis.call('HSETNX', KEYS[2], ARGV[1], '0') == 0 then return 0 end
-local seq = redis.call('HINCRBY', KEYS[1], 'next_seq', 1) - 1
-redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({seq, ARGV[2], false, false, 0, tonumber(ARGV[3]),
-  tonumber(ARGV[3]), false}))
-redis.call('HINCRBY', KEYS[4], '0', 1)
-return 1
-"""
-
-
-def client_for(url: str) -> Any:
-    """A client for ``redis://HOST:PORT/DB`` (bytes in, bytes out)."""
-    import redis
-
-    return redis.Redis.from_url(url, decode_responses=False)
-
-
-def server_identity(client: Any) -> tuple[str, int, int]:
-    """``(host, port, db)`` of a client: do two clients talk to the same data?"""
-    kwargs = client.connection_pool.connection_kwargs
-    return (
-        str(kwargs.get("host", "localhost")).replace("localhost", "127.0.0.1"),
-        int(kwargs.get("port", 6379)),
-        int(kwargs.get("db", 0)),
-    )
-
-
-def describe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path or '/0'}"
-
-
-@dataclass(frozen=True)
-class StageKeys:
-    """The names of one stage's Redis keys: ``scrapy_resume:STAGE:...``."""
-
-    stage: str
-
-    def __getattr__(self, name: str) -> str:
-        return f"{NAMESPACE}:{self.stage}:{name}"
-
-    def leases(self) -> list[str]:
-        """The lease keys, in the order the Lua scripts take them: expiry (sorted
-        set), then the hashes of each lease's queued request, its score in the
-        queue, its owner and its queue."""
-        return [self.lease_expiry, self.lease_request, self.lease_score, self.lease_owner,
-                self.lease_queue]
-
-    def data(self) -> list[str]:
-        """Every key of the stage but its lock (a reset keeps the lock it holds)."""
-        return [getattr(self, name) for name in (
-            "meta", "status", "record", "frontier", "blobs", "counts", "counters", "cursors",
-            "feeds", "state", "runs", "workers",
-        )] + self.leases()
-
-
-def this_host() -> str:
-    return socket.gethostname()
-
-
-def new_worker_id() -> str:
-    """``host:pid:random``: a restarted process is a new worker."""
-    return f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def process_is_gone(worker_id: str) -> bool:
-    """A worker of this host whose process no longer exists (killed, crashed)."""
-    host, _, rest = worker_id.partition(":")
-    pid = rest.partition(":")[0]
-    if host != this_host() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-class Heartbeat:
-    """Calls ``beat`` every ``interval`` seconds from a daemon thread, until
-    stopped: a long download or a blocked callback does not make a live process
-    look dead, and the thread dies with its process."""
-
-    def __init__(self, beat: Any, interval: float, what: str):
-        self.beat = beat
-        self.interval = interval
-        self.what = what
-        self._stopped = threading.Event()
-
-    def start(self) -> None:
-        self._stopped.clear()
-        threading.Thread(target=self._run, name=f"scrapy-resume {self.what}", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                self.beat()
-            except Exception as exc:  # a Redis hiccup: the next beat tries again
-                logger.warning("Cannot renew %s: %s", self.what, exc)
-
-
-# deletes the lock's key only while it still holds ARGV[1]
-_DELETE_IF_HELD_BY = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
-
-
-class RedisStageLock:
-    """One process per stage, as with SQLite's flock, for a stage on Redis.
-
-    The lock is a key that expires ``ttl`` seconds after its holder last
-    renewed it (the holder renews it from a heartbeat thread). A holder on this
-    host whose process is gone is taken over at once, so a killed run does not
-    block its own resume.
-    """
-
-    def __init__(self, client: Any, keys: StageKeys, ttl: float, worker_id: str):
-        self.client = client
-        self.key = keys.lock
-        self.ttl_ms = int(ttl * 1000)
-        self.worker_id = worker_id
-        self.held = False
-        self.heartbeat = Heartbeat(self.renew, ttl / 3, f"the lock {self.key}")
-
-    def acquire(self) -> None:
-        holder = self._holder()
-        if holder is not None and process_is_gone(holder):
-            self.client.eval(_DELETE_IF_HELD_BY, 1, self.key, holder)  # only the dead one's
-        if not self.client.set(self.key, self.worker_id, nx=True, px=self.ttl_ms):
-            holder = self._holder() or "?"
-            raise CheckpointLocked(self.key, holder)  # type: ignore[arg-type]
-        self.held = True
-        self.heartbeat.start()
-
-    def _holder(self) -> str | None:
-        value = self.client.get(self.key)
-        return value.decode() if value is not None else None
-
-    def renew(self) -> None:
-        if self.held:
-            self.client.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                "redis.call('PEXPIRE', KEYS[1], ARGV[2]) end",
-                1, self.key, self.worker_id, self.ttl_ms,
-            )
-
-    def release(self) -> None:
-        self.heartbeat.stop()
-        if self.held:
-            self.client.eval(_DELETE_IF_HELD_BY, 1, self.key, self.worker_id)
-            self.held = False
-
-    def held_by_another(self) -> str | None:
-        holder = self._holder()
-        if holder is None or holder == self.worker_id or process_is_gone(holder):
-            return None
-        return holder
-
 
 class RedisStore(BaseCheckpointStore):
     """A stage's ledger in Redis. Every worker of the stage has one."""
@@ -287,8 +37,8 @@ class RedisStore(BaseCheckpointStore):
         self.keys = StageKeys(stage)
         self.signer = signer
         self.path = location  # for messages: where this stage lives
-        self._commit_script = client.register_script(_COMMIT)
-        self._claim_script = client.register_script(_CLAIM)
+        self._commit_script = client.register_script(lua("commit"))
+        self._claim_script = client.register_script(lua("claim"))
         if client.exists(self.keys.meta):
             self._check_schema()
 

@@ -1,0 +1,52 @@
+"""The names of one stage's Redis keys: ``scrapy_resume:STAGE:NAME``."""
+
+from __future__ import annotations
+
+NAMESPACE = "scrapy_resume"
+
+
+class StageKeys:
+    """A stage's key names, as attributes. A misspelt name is an AttributeError,
+    never a new key."""
+
+    #: every key of the stage but its lock and leases
+    DATA = ("meta", "status", "record", "frontier", "blobs", "counts", "counters", "cursors",
+            "feeds", "state", "runs", "workers")
+    #: the lease keys, in the order the Lua scripts take them: expiry (a sorted
+    #: set), then the hashes of each lease's queued request, its score in the
+    #: queue, its owner and its queue
+    LEASES = ("lease_expiry", "lease_request", "lease_score", "lease_owner", "lease_queue")
+
+    __slots__ = ("stage", "lock", *DATA, *LEASES)
+
+    stage: str
+    lock: str
+    meta: str
+    status: str
+    record: str
+    frontier: str
+    blobs: str
+    counts: str
+    counters: str
+    cursors: str
+    feeds: str
+    state: str
+    runs: str
+    workers: str
+    lease_expiry: str
+    lease_request: str
+    lease_score: str
+    lease_owner: str
+    lease_queue: str
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        for name in ("lock", *self.DATA, *self.LEASES):
+            setattr(self, name, f"{NAMESPACE}:{stage}:{name}")
+
+    def leases(self) -> list[str]:
+        return [getattr(self, name) for name in self.LEASES]
+
+    def data(self) -> list[str]:
+        """Every key of the stage but its lock (a reset keeps the lock it holds)."""
+        return [getattr(self, name) for name in self.DATA] + self.leases()

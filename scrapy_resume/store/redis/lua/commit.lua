@@ -1,0 +1,68 @@
+-- One commit, all or nothing: new pending requests, settlements, counters, cursors,
+-- feed offsets, state, and the leases it releases.
+-- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds, state,
+-- then the lease keys (StageKeys.LEASES). ARGV[1]: a JSON header (counts and maps),
+-- then 3 values per new request and 8 per settlement (see RedisStore.commit).
+local h = cjson.decode(ARGV[1])
+local meta, status, record = KEYS[1], KEYS[2], KEYS[3]
+local frontier, blobs, counts = KEYS[4], KEYS[5], KEYS[6]
+local now = h.now
+local seq = tonumber(redis.call('HGET', meta, 'next_seq') or '1')
+local i = 2
+for n = 1, h.n_new do
+  local key, url, blob = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
+  if redis.call('HSETNX', status, key, '0') == 1 then
+    redis.call('HSET', record, key, cjson.encode({seq, url, false, false, 0, now, now, false}))
+    redis.call('HINCRBY', counts, '0', 1)
+    if blob ~= '' then
+      redis.call('ZADD', frontier, seq, key)
+      redis.call('HSET', blobs, key, blob)
+    end
+    seq = seq + 1
+  end
+end
+for n = 1, h.n_settle do
+  local key, st, url, http = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local err, attempts, info, blob = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  i = i + 8
+  local old = redis.call('HGET', status, key)
+  local rec
+  if old then
+    rec = cjson.decode(redis.call('HGET', record, key))
+    rec[5] = rec[5] + tonumber(attempts)
+    if old ~= st then
+      redis.call('HINCRBY', counts, old, -1)
+      redis.call('HINCRBY', counts, st, 1)
+    end
+  else
+    rec = {seq, url, false, false, tonumber(attempts), now, now, false}
+    seq = seq + 1
+    redis.call('HINCRBY', counts, st, 1)
+  end
+  if http == '' then rec[3] = false else rec[3] = tonumber(http) end
+  if err == '' then rec[4] = false else rec[4] = err end
+  if info == '' then rec[8] = false else rec[8] = info end
+  rec[7] = now
+  redis.call('HSET', status, key, st)
+  redis.call('HSET', record, key, cjson.encode(rec))
+  if st == '2' then
+    if blob ~= '' then
+      redis.call('HSET', blobs, key, blob)
+      redis.call('ZADD', frontier, rec[1], key)
+    end
+  else
+    redis.call('HDEL', blobs, key)
+    redis.call('ZREM', frontier, key)
+  end
+end
+for name, delta in pairs(h.counters) do redis.call('HINCRBY', KEYS[7], name, delta) end
+for name, value in pairs(h.cursors) do redis.call('HSET', KEYS[8], name, value) end
+for path, offset in pairs(h.feeds) do redis.call('HSET', KEYS[9], path, offset) end
+for name, value in pairs(h.state) do redis.call('HSET', KEYS[10], name, value) end
+for _, lease in ipairs(h.release) do
+  redis.call('ZREM', KEYS[11], lease)
+  for k = 12, 15 do redis.call('HDEL', KEYS[k], lease) end
+end
+redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at)
+return seq
