@@ -1,4 +1,4 @@
-"""Every crash point, not a sample: the full sweep behind tests/test_crash_points.py.
+"""Every crash point, not a sample: the full sweep behind tests/integration/test_crash_points.py.
 
 For each phase of a stage's life (a fresh crawl: creation, commits, close; a
 RESET run; ``scrapy checkpoint reset``), each system call the checkpoint makes

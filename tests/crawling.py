@@ -222,3 +222,11 @@ def run_until_finished(
         if result.finish_reason == "finished":
             return runs
         assert len(runs) <= len(interruptions), result.log[-3000:]
+
+
+def scrapy_checkpoint(*args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``scrapy checkpoint ARGS`` in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy.cmdline", "checkpoint", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=60, input=stdin,
+    )

@@ -6,7 +6,7 @@ the traced program at its N-th SYSCALL; ``:error=ENOSPC:when=N+`` makes that
 call and every later one fail. A program doing the same work makes the same
 calls in the same order, so point N is the same moment in every run.
 
-Used by tests/test_crash_points.py (a sample of the points) and
+Used by tests/integration/test_crash_points.py (a sample of the points) and
 bench/crash_points.py (every point).
 """
 

@@ -61,7 +61,7 @@ class Checkpoint:
         """The stage's counters as of the last commit (done, failed, items, runs...)."""
         if self._runtime is None:
             return {}
-        return dict(self._runtime.counter_totals)
+        return dict(self._runtime.committer.counter_totals)
 
 
 def checkpoint(spider_or_crawler: Spider | Crawler) -> Checkpoint:

@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any
 from scrapy import signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
 
-from scrapy_resume.components.enabling import half_enabled_message, has_component, missing_lines
+from scrapy_resume.components.enabling import half_enabled_message, missing_lines
 from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds, check_feeds
+from scrapy_resume.components.httperrors import HttpErrorPolicy
 from scrapy_resume.components.launcher import Launcher, running_command
 from scrapy_resume.components.lookup import RuntimeOwner
 from scrapy_resume.components.middleware import has_own_errback
 from scrapy_resume.components.progress import Progress
 from scrapy_resume.components.queue import queue_key, shared_queue_problems, uses_shared_queue
 from scrapy_resume.config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
-from scrapy_resume.engine.runtime import CheckpointRuntime, missing_callbacks
+from scrapy_resume.engine.restore import missing_callbacks
+from scrapy_resume.engine.runtime import CheckpointRuntime
 from scrapy_resume.lifecycle.stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from scrapy_resume.lifecycle.validation import crawl_config
 from scrapy_resume.store.base import BaseCheckpointStore, describe_error
@@ -43,35 +45,6 @@ logger = logging.getLogger(__name__)
 
 #: How often a worker with no work looks at the shared queue and the leases.
 WAIT_POLL_SECONDS = 0.25
-
-
-class HttpErrorPolicy:
-    """Mirrors Scrapy's HttpErrorMiddleware.process_spider_input (httperror.py), which
-    drops non-2xx responses before the callback unless allowed, so that such a
-    request is recorded as failed. No public API tells which responses it drops."""
-
-    def __init__(self, crawler: Crawler):
-        from scrapy.spidermiddlewares.httperror import HttpErrorMiddleware
-
-        settings = crawler.settings
-        self.crawler = crawler
-        self.enabled = has_component(settings, "SPIDER_MIDDLEWARES", HttpErrorMiddleware)
-        self.allow_all = settings.getbool("HTTPERROR_ALLOW_ALL")
-        self.allowed = settings.getlist("HTTPERROR_ALLOWED_CODES")
-
-    def ignores(self, response: Any) -> bool:
-        if not self.enabled or 200 <= response.status < 300:
-            return False
-        meta = response.meta
-        if meta.get("handle_httpstatus_all", False):
-            return False
-        if "handle_httpstatus_list" in meta:
-            allowed = meta["handle_httpstatus_list"]
-        elif self.allow_all:
-            return False
-        else:
-            allowed = getattr(self.crawler.spider, "handle_httpstatus_list", self.allowed)
-        return response.status not in allowed
 
 
 class CheckpointExtension(RuntimeOwner):
@@ -196,7 +169,8 @@ class CheckpointExtension(RuntimeOwner):
         if self.store is None or not self.runtime.active or self.progress is None:
             return
         line = self.progress.line(
-            self.store.summary(), self.runtime.settled_this_run, self.runtime.last_commit
+            self.store.summary(), self.runtime.committer.settled_this_run,
+            self.runtime.committer.last_commit,
         )
         logger.info("%s", line, extra={"spider": self.crawler.spider})
 

@@ -58,7 +58,7 @@ def running_command() -> Launcher:
     that is a ``ScrapyCommand`` is the command. Commands are matched by their
     module, ``scrapy.commands.NAME``, walking the class's bases so that a
     project's subclass of a command counts as that command.
-    ``tests/test_debug_commands.py`` runs every debugging command and fails
+    ``tests/integration/test_debug_commands.py`` runs every debugging command and fails
     loudly if Scrapy ever changes this.
     """
     from scrapy.commands import ScrapyCommand

@@ -53,7 +53,7 @@ def has_own_errback(request: Request, spider: Any) -> bool:
     the failure unhandled, as if the request had no errback. That forwarding
     errback is ``CrawlSpider._errback``, a Scrapy internal, looked up here only;
     ``spider.rules[request.meta["rule"]]`` is the rule (CrawlSpider compiles
-    ``rules`` in order). tests/test_ledger.py's CrawlSpider test fails loudly
+    ``rules`` in order). tests/integration/test_ledger.py's CrawlSpider test fails loudly
     if Scrapy changes either.
     """
     errback = request.errback

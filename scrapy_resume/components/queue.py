@@ -31,7 +31,7 @@ class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
     Set by the add-on as ``SCHEDULER_QUEUE_CLASS`` when SCHEDULER is
     scrapy-redis's. It relies on scrapy-redis's ``Base._decode_request`` (the
     queue classes' own decoding, meant for subclasses like this one);
-    tests/test_redis_workers.py fails loudly if that changes.
+    tests/integration/test_redis_workers.py fails loudly if that changes.
     """
 
     @cached_property

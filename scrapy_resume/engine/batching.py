@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
-    from scrapy_resume.engine.completion import OutputTracker, StartItems
+    from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
+
+    # what a commit settles: a complete tracker, or a request with no output
+    Finished = OutputTracker | Outcome
     from scrapy_resume.engine.feedbuffer import FeedBuffer
 
 logger = logging.getLogger(__name__)
@@ -36,7 +39,7 @@ class BatchBuilder:
         # New requests (their ledger key in meta) with no parent response: from
         # start(), or from outside any callback. Children wait in their parent.
         self.loose: list[Request] = []
-        self.ready: list[OutputTracker] = []  # completed, waiting for the next commit
+        self.ready: list[Finished] = []  # completed, waiting for the next commit
         self.waiting_parents: dict[bytes, OutputTracker] = {}  # child key -> parent
         # while a batch is being built: the keys it settles, and of those, the
         # ones done or dropped (a failed one stays in the frontier)
@@ -70,7 +73,7 @@ class BatchBuilder:
         if siblings and siblings[-1] is request:
             siblings.pop()
 
-    def completed(self, tracker: OutputTracker) -> None:
+    def completed(self, tracker: Finished) -> None:
         self.ready.append(tracker)
 
     @property
@@ -100,7 +103,7 @@ class BatchBuilder:
             # known, and they need no serialized copy (their settlement is
             # written instead). Written in completion order all the same.
             new_requests: list[list[NewRequest]] = []
-            settling: list[OutputTracker] = []
+            settling: list[Finished] = []
             for tracker in reversed(ready):
                 new_requests.append(self._children_of(tracker))
                 if not tracker.blocked_on:
@@ -133,7 +136,7 @@ class BatchBuilder:
         self.counter_deltas = {}
         return batch
 
-    def _children_of(self, tracker: OutputTracker) -> list[NewRequest]:
+    def _children_of(self, tracker: Finished) -> list[NewRequest]:
         """The new requests ``tracker``'s response yielded, to write as pending.
 
         A child that cannot be serialized and has not finished blocks it."""
@@ -152,7 +155,7 @@ class BatchBuilder:
                 self.waiting_parents[key] = tracker
         return new_requests
 
-    def _add_settlement(self, batch: CommitBatch, tracker: OutputTracker) -> None:
+    def _add_settlement(self, batch: CommitBatch, tracker: Finished) -> None:
         request = tracker.request
         blob = None
         if request is not None:
@@ -188,7 +191,7 @@ class BatchBuilder:
         for key in list(self.waiting_parents):
             self._unblock_parent_of(key)
 
-    def _settlement_committed(self, tracker: OutputTracker) -> None:
+    def _settlement_committed(self, tracker: Finished) -> None:
         """``tracker`` is settled in this batch."""
         key = tracker.key
         self.settled_in_batch.add(key)

@@ -171,6 +171,31 @@ class OutputTracker:
             self.close_chain()
 
 
+class Outcome:
+    """A request settled with no output to wait for: a download error without
+    errback, a duplicate, a request that could not be restored, one refused
+    when scheduled. The batch builder takes it as it takes a complete tracker."""
+
+    __slots__ = ("attempts", "blocked_on", "children", "cursors", "error", "feed_bytes",
+                 "http_status", "items", "key", "request", "status")
+
+    def __init__(
+        self, key: bytes, request: Request | None, status: RequestStatus, error: str,
+        attempts: int,
+    ):
+        self.key = key
+        self.request = request
+        self.status = status
+        self.error = error
+        self.attempts = attempts
+        self.http_status: int | None = None
+        self.items = 0
+        self.blocked_on = 0  # it yielded nothing, so it waits for no child
+        self.children: list[Request] = []
+        self.cursors: dict[str, Any] = {}
+        self.feed_bytes: list[tuple[Any, bytes]] = []
+
+
 class StartItems:
     """Items yielded by start(), counted by position, so a resumed start() skips
     the ones an earlier run committed (start() must yield them in the same order)."""

@@ -1,30 +1,28 @@
-"""The per-crawler checkpoint state that every component shares.
+"""The per-crawler checkpoint state that every component shares: a façade.
 
-It assigns ledger keys, restores the frontier, decides what is skipped on
-resume, keeps the per-response trackers, and commits: the feed bytes of done
-requests are written first, then the batch that marks them done (built by
-:mod:`.batching`) goes to the store in one transaction.
+Here: admission (every scheduled request gets its ledger key, or is skipped
+as done in an earlier run, or is a copy of one already claimed) and the
+per-response trackers. Restoring the frontier is in ``restore``, committing
+in ``committing``; the batch a commit writes is built by ``batching``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from scrapy import Request, signals
-from scrapy.exceptions import CloseSpider, IgnoreRequest
-from scrapy.utils.defer import deferred_from_coro
-from scrapy.utils.request import request_from_dict
+from scrapy import Request
+from scrapy.exceptions import IgnoreRequest
 
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.batching import BatchBuilder
-from scrapy_resume.engine.completion import OutputTracker, StartItems
+from scrapy_resume.engine.committing import Committer
+from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.feedfiles import FeedFiles
+from scrapy_resume.engine.origin import Origin
 from scrapy_resume.engine.requestmeta import (
     KEY_META,
     LEASE_META,
@@ -32,8 +30,9 @@ from scrapy_resume.engine.requestmeta import (
     SKIP_META,
     WAKE_META,
 )
-from scrapy_resume.store.base import BaseCheckpointStore, CheckpointTampered
-from scrapy_resume.store.records import CommitBatch, KeyIndex, RequestStatus, StageStatus
+from scrapy_resume.engine.restore import restored_requests
+from scrapy_resume.store.base import BaseCheckpointStore
+from scrapy_resume.store.records import KeyIndex, RequestStatus
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -61,10 +60,6 @@ def soon_caller() -> Callable[..., Any]:
 
 logger = logging.getLogger(__name__)
 
-# Origins of a request, besides an OutputTracker (a callback or errback).
-START = "start"  # yielded by the spider's start()
-RESTORED = "restored"  # read back from the checkpoint's frontier
-
 #: The error of a request still pending when a crawl finished: see
 #: :meth:`CheckpointRuntime.settle_refused_requests`.
 REFUSED_IN_SCHEDULING = "refused when scheduled (offsite, or a request_scheduled handler)"
@@ -72,51 +67,6 @@ REFUSED_IN_SCHEDULING = "refused when scheduled (offsite, or a request_scheduled
 #: Commit at once when this many completed requests are waiting, whatever
 #: the interval, to bound memory and the size of one transaction.
 MAX_BATCH = 5000
-
-
-def next_batch(batches: Any, spider: Any) -> list[tuple[bytes, bytes]] | None:
-    """The next batch of the stored frontier; a forged request stops the crawl."""
-    try:
-        return next(batches, None)
-    except CheckpointTampered as exc:
-        logger.error(
-            "%s. It was not signed by this checkpoint directory's secret, so it was not "
-            "loaded: a checkpoint holds pickled requests, which are code. Never resume a "
-            "checkpoint from an untrusted source. To start over: -s CHECKPOINT_RESET=1.",
-            exc, extra={"spider": spider},
-        )
-        # raised from start() (our process_start), CloseSpider ends start() and the crawl
-        raise CloseSpider("checkpoint_tampered") from None
-
-
-def missing_callbacks(
-    store: BaseCheckpointStore, spider: Any, *, include_failed: bool
-) -> dict[str, int]:
-    """Callbacks and errbacks of stored requests that the spider no longer has
-    (a method renamed since), with how many requests need each one.
-
-    The stage records the names its stored requests use; only when one of them
-    is gone is the frontier read, to count the requests that really need it."""
-    names = store.state().get("callbacks", [])
-    gone = {name for name in names if not callable(getattr(spider, name, None))}
-    needed: dict[str, int] = {}
-    if not gone:
-        return needed
-    for batch in store.iter_pending(include_failed=include_failed):
-        for _, blob in batch:
-            data = pickle.loads(blob)
-            for name in (data.get("callback"), data.get("errback")):
-                if name in gone:
-                    needed[name] = needed.get(name, 0) + 1
-    return needed
-
-
-async def close_spider(crawler: Crawler, reason: str) -> None:
-    engine = crawler.engine
-    if hasattr(engine, "close_spider_async"):
-        await engine.close_spider_async(reason=reason)
-    else:  # Scrapy 2.13
-        await engine.close_spider(crawler.spider, reason)
 
 
 def attempts_of(request: Request) -> int:
@@ -133,10 +83,7 @@ class CheckpointRuntime:
         self.store: BaseCheckpointStore | None = None
         # this process's leases, when several workers share a scrapy-redis queue
         self.worker: StageWorker | None = None
-        self.active = False  # True between a successful open and the close
         self.recovering = False  # replaying the frontier of a crashed run
-        self.settled_this_run = 0  # committed settlements: the progress line's rate
-        self.last_commit = 0.0
         # Keys settled before this run (never fetched again), and the frontier
         # found at start: compact indexes, not sets, as a stage may hold millions.
         self.finished: KeyIndex | frozenset[bytes] = frozenset()
@@ -148,12 +95,10 @@ class CheckpointRuntime:
         self.trackers: dict[int, OutputTracker] = {}
         self.stored_frontier: Iterator[list[tuple[bytes, bytes]]] = iter(())
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
-        self.counter_totals: dict[str, int] = {}
-        self.feeds: list[FeedBuffer] = []
-        self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
         self.feed_files = FeedFiles(config.directory)  # a feed's key in the checkpoint
         self.start_items = StartItems()
         self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
+        self.committer = Committer(crawler, config, self.batches, self.start_items)
         self._last_scheduled: tuple[Request, OutputTracker | None] | None = None
         # drops links to pages fetched already before they are scheduled (None: off)
         self.early_duplicates: EarlyDuplicates | None = None
@@ -175,59 +120,14 @@ class CheckpointRuntime:
         # the frontier of earlier runs, as it is now: restored lazily, later
         self.stored_frontier = store.iter_pending(include_failed=retry_failed)
         self.cursor_values = store.cursors()
-        self.counter_totals = store.counters()
-        self.feed_offsets = store.feed_offsets()
         state = store.state()
         self.start_items.load(state.get("start_items", {}))
         self.batches.stored_callbacks = set(state.get("callbacks", []))
-        self.active = True
+        self.committer.start(store, worker)  # active from now on
 
-    async def restored_requests(self) -> AsyncIterator[Request]:
-        """The frontier of earlier runs, oldest first, streamed in batches.
-
-        Scrapy pulls start() output as fast as it comes, so a frontier of
-        100,000 requests would sit in the scheduler's memory at once. Like
-        Scrapy's documented lazy start(), wait while no request can be sent.
-        """
-        assert self.store is not None
-        spider = self.crawler.spider
-        while (batch := next_batch(self.stored_frontier, spider)) is not None:
-            for key, blob in batch:
-                await self._room_to_send()
-                if key in self.claimed:
-                    continue  # a re-discovered copy is already scheduled
-                try:
-                    request = request_from_dict(pickle.loads(blob), spider=spider)
-                except Exception as exc:
-                    logger.error(
-                        "Cannot restore a pending request (%s); marking it failed",
-                        exc,
-                        exc_info=True,
-                        extra={"spider": spider},
-                    )
-                    self._settle_now(key, None, RequestStatus.FAILED, f"restore: {exc!r}")
-                    continue
-                request.meta[KEY_META] = key
-                request.meta[ORIGIN_META] = (RESTORED, 0)
-                if self.worker is not None:
-                    # a failed request retried: the shared dupefilter has seen it
-                    request.dont_filter = True
-                # a failed request being retried gets its retries afresh
-                request.meta.pop("retry_times", None)
-                self.stats.inc_value("checkpoint/restored")
-                yield request
-        if self.recovering and self.active:
-            self.recovering = False
-            try:
-                self.store.set_status(StageStatus.RUNNING)
-            except Exception as exc:
-                self.stop_after_failed_commit(exc)
-
-    async def _room_to_send(self) -> None:
-        """The "Delaying start request iteration" recipe of Scrapy's documentation."""
-        wait_for = getattr(self.crawler.signals, "wait_for", None)  # Scrapy 2.13 has none
-        if wait_for is not None and self.crawler.engine.needs_backout():
-            await wait_for(signals.scheduler_empty)
+    def restored_requests(self) -> AsyncIterator[Request]:
+        """The frontier of earlier runs, streamed back (see restore.py)."""
+        return restored_requests(self)
 
     # scheduling
 
@@ -256,7 +156,7 @@ class CheckpointRuntime:
         if meta.get(SKIP_META):
             meta.pop(KEY_META, None)  # may be inherited from response.meta
             return
-        if parent == RESTORED:
+        if parent is Origin.RESTORED:
             key = meta[KEY_META]
             if key in self.claimed:
                 raise IgnoreRequest("already scheduled in this run")
@@ -266,7 +166,7 @@ class CheckpointRuntime:
         if request.dont_filter:
             key = self._dont_filter_key(key, parent, ordinal)
         meta[KEY_META] = key
-        if self.worker is not None and parent == START:  # (worker first: the hot path)
+        if self.worker is not None and parent is Origin.START:  # (worker first: the hot path)
             # every worker's start() yields the start requests: the first one schedules them
             if not self.store.claim(key, request.url):  # type: ignore[union-attr]
                 raise IgnoreRequest("scheduled by another worker or an earlier run")
@@ -301,7 +201,7 @@ class CheckpointRuntime:
         if key is not None:
             # a request the ledger knows (a redirect to a URL already seen, a
             # restored request fetched meanwhile by another one): it ends here
-            self._settle_now(key, request, RequestStatus.DROPPED, "filtered as a duplicate")
+            self.settle_now(key, request, RequestStatus.DROPPED, "filtered as a duplicate")
 
     @staticmethod
     def _dont_filter_key(fingerprint: bytes, parent: Any, ordinal: int) -> bytes:
@@ -309,7 +209,7 @@ class CheckpointRuntime:
         request by where it came from, so the same parent regenerates the same key."""
         if type(parent) is OutputTracker:
             base = parent.key + parent.namespace
-        elif parent == START:
+        elif parent is Origin.START:
             base = b"start"
         else:
             return fingerprint
@@ -324,7 +224,7 @@ class CheckpointRuntime:
         self.crawler.engine.crawl(Request("data:,", meta={WAKE_META: True}, dont_filter=True))
 
     def tag_start_request(self, request: Request, ordinal: int) -> None:
-        request.meta[ORIGIN_META] = (START, ordinal)
+        request.meta[ORIGIN_META] = (Origin.START, ordinal)
 
     # trackers
 
@@ -343,7 +243,7 @@ class CheckpointRuntime:
 
     def on_item_scraped(self, item: Any, response: Any) -> None:
         """Right after the feed exporter wrote the item: claim its bytes for its request."""
-        claimed = [(stage, stage.take()) for stage in self.feeds if stage.staged]
+        claimed = [(buffer, buffer.take()) for buffer in self.committer.feeds if buffer.staged]
         tracker = self.trackers.get(id(response)) if response is not None else None
         if tracker is None:  # from start(), or from a response we do not track
             self.batches.loose_output(claimed)
@@ -388,7 +288,7 @@ class CheckpointRuntime:
         """A request that ends with no callback output: a download error, no errback."""
         key = request.meta.get(KEY_META)
         if key is not None and self.active:
-            self._settle_now(key, request, status, error)
+            self.settle_now(key, request, status, error)
 
     def settle_refused_requests(self) -> None:
         """At the end of a finished crawl, settle as dropped what is still pending.
@@ -406,7 +306,7 @@ class CheckpointRuntime:
         refused = 0
         if self.store.summary().pending:  # (the common case: no scan of the ledger)
             for key in self.store.pending_keys():
-                self._settle_now(key, None, RequestStatus.DROPPED, REFUSED_IN_SCHEDULING)
+                self.settle_now(key, None, RequestStatus.DROPPED, REFUSED_IN_SCHEDULING)
                 refused += 1
         if refused:
             logger.info(
@@ -416,15 +316,12 @@ class CheckpointRuntime:
             )
         self.commit()
 
-    def _settle_now(
+    def settle_now(
         self, key: bytes, request: Request | None, status: RequestStatus, error: str
     ) -> None:
-        tracker = OutputTracker(
-            self, key, request, None,  # type: ignore[arg-type]
-            status=status, error=error, attempts=attempts_of(request) if request else 0,
-        )
-        tracker.settled = True
-        self.batches.completed(tracker)
+        """Settle a request that has no output to wait for, in the next commit."""
+        attempts = attempts_of(request) if request is not None else 0
+        self.batches.completed(Outcome(key, request, status, error, attempts))
 
     # cursors and counters
 
@@ -436,94 +333,41 @@ class CheckpointRuntime:
         else:
             self.batches.loose_cursor(name, value)
 
-    # feeds
+    # feeds and commits (see committing.py)
+
+    @property
+    def active(self) -> bool:
+        """True between a successful open and the close: this crawl writes
+        through the checkpoint."""
+        return self.committer.active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self.committer.active = value
 
     def committed_feed_offset(self, key: str) -> int | None:
-        return self.feed_offsets.get(key)
+        return self.committer.committed_feed_offset(key)
 
     def open_feed(self, buffer: FeedBuffer) -> bool:
-        """Write ``buffer`` through the checkpoint; False if its first commit failed."""
-        if buffer.key not in self.feed_offsets:
-            # record where this buffer starts writing, before the first byte
-            assert self.store is not None
-            try:
-                self.store.commit(CommitBatch(feed_offsets={buffer.key: buffer.committed_offset}))
-            except Exception as exc:
-                self.stop_after_failed_commit(exc)
-                return False
-            self.feed_offsets[buffer.key] = buffer.committed_offset
-        self.feeds.append(buffer)
-        return True
+        return self.committer.open_feed(buffer)
 
     def feed_stored(self, buffer: FeedBuffer) -> None:
-        """The exporter is finished with ``buffer``; the file closes after the last commit."""
-        leftover = buffer.take()
-        if leftover:
-            self.batches.loose_output([(buffer, leftover)], items=0)
+        self.committer.feed_stored(buffer)
 
     def close_feeds(self) -> None:
-        for buffer in self.feeds:
-            buffer.close_file()
-        self.feeds = []
+        self.committer.close_feeds()
 
     def abandon_feeds(self) -> None:
-        """A commit failed: close the feeds, writing nothing that was not committed."""
-        for buffer in self.feeds:
-            buffer.abandon()
-        self.feeds = []
-
-    # committing
-
-    def commit_or_stop(self) -> None:
-        try:
-            self.commit()
-        except Exception as exc:
-            self.stop_after_failed_commit(exc)
-
-    def stop_after_failed_commit(self, error: Exception) -> None:
-        """A commit failed (a full disk, an I/O error). Its transaction rolled back,
-        so everything committed before is intact and resumable; carrying on would
-        crawl unprotected (and write feed bytes twice), so nothing more is written
-        and the spider closes."""
-        if not self.active:
-            return
-        logger.error(
-            "Checkpoint commit failed (%s); stopping the crawl. Everything committed "
-            "before this point is resumable with -s CHECKPOINT_RESUME=1.",
-            error, exc_info=True, extra={"spider": self.crawler.spider},
-        )
-        self.stats.inc_value("checkpoint/commit_errors")
-        self.active = False
-        self.abandon_feeds()
-        deferred_from_coro(close_spider(self.crawler, "checkpoint_write_error"))
+        self.committer.abandon_feeds()
 
     def commit(self) -> None:
-        """Make every completed request durable, with all of its consequences."""
-        if self.store is None or not self.active:
-            return
-        started = time.monotonic()
-        batch = self.batches.build(self.start_items)
-        if self.worker is not None:
-            batch.released_leases.extend(self.worker.releases())
-        # the items' bytes reach the feed files before "done" is written
-        for stage in self.feeds:
-            if stage.has_output:
-                batch.feed_offsets[stage.key] = stage.write_out(self.config.fsync)
-        if not batch:
-            return
-        self.store.commit(batch)
-        if self.worker is not None:
-            self.worker.committed(batch.released_leases)
-        self.settled_this_run += len(batch.settlements)
-        self.last_commit = time.monotonic()
-        for stage in self.feeds:
-            if stage.key in batch.feed_offsets:
-                stage.committed(batch.feed_offsets[stage.key])
-                self.feed_offsets[stage.key] = stage.committed_offset
-        for name, delta in batch.counters.items():
-            self.counter_totals[name] = self.counter_totals.get(name, 0) + delta
-        self.stats.inc_value("checkpoint/commits")
-        self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
+        self.committer.commit()
+
+    def commit_or_stop(self) -> None:
+        self.committer.commit_or_stop()
+
+    def stop_after_failed_commit(self, error: Exception) -> None:
+        self.committer.stop_after_failed_commit(error)
 
     def settle_complete_trackers(self) -> None:
         """Before the last commit: settle what is complete but not yet checked."""

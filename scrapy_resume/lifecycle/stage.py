@@ -125,22 +125,10 @@ def open_stage(
             store, mode, summary, reset_feeds = _choose_mode(config, stage, backend, how, extra)
         commands = {"resume": how.resume, "retry": how.retry}  # quoted by `scrapy checkpoint show`
         if mode == "reset":
-            # its feeds first: killed in between, the stage is still there to reset again
-            move_feeds_aside(reset_feeds)
-            backup = backend.move_aside(stage)
-            logger.warning(
-                "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
-                stage, backup, extra=extra,
-            )
+            _start_over(stage, backend, lambda: move_feeds_aside(reset_feeds), extra)
             mode = "fresh"
         if mode == "fresh":
-            missing = missing_input_files(run_config)
-            if missing:
-                raise CheckpointRefused(
-                    "checkpoint_misconfigured",
-                    f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
-                )
-            store = backend.create(stage, owner, {"config": run_config, "commands": commands})
+            store = _create(backend, stage, owner, run_config, commands)
         elif mode != "completed":
             assert store is not None and summary is not None
             _check_resume(config, stage, store, summary, run_config, how, extra)
@@ -152,6 +140,31 @@ def open_stage(
         backend.close()
         raise
     return OpenedStage(stage, store, lock, backend, mode, summary)
+
+
+def _start_over(
+    stage: str, backend: StageBackend, move_feeds_aside: Callable[[], None], extra: dict
+) -> None:
+    """CHECKPOINT_RESET: keep the old stage as a backup. Its feeds go first:
+    killed in between, the stage is still there to reset again."""
+    move_feeds_aside()
+    backup = backend.move_aside(stage)
+    logger.warning(
+        "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
+        stage, backup, extra=extra,
+    )
+
+
+def _create(
+    backend: StageBackend, stage: str, owner: str, run_config: dict, commands: dict[str, str]
+) -> BaseCheckpointStore:
+    missing = missing_input_files(run_config)
+    if missing:
+        raise CheckpointRefused(
+            "checkpoint_misconfigured",
+            f"CHECKPOINT_INPUT_FILES lists files that do not exist: {', '.join(missing)}",
+        )
+    return backend.create(stage, owner, {"config": run_config, "commands": commands})
 
 
 def locked_message(stage: str, exc: CheckpointLocked) -> str:

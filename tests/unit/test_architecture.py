@@ -104,3 +104,37 @@ def test_the_cycle_check_sees_late_and_type_checking_imports():
     graph = package_graph()
     runtime = graph["scrapy_resume.engine.runtime"]
     assert "scrapy_resume.store.redis.leases" in runtime  # imported under TYPE_CHECKING
+
+
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+
+def oversized(files: list[Path], root: Path = REPO) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES."""
+    found = []
+    for path in files:
+        text = path.read_text()
+        name = path.relative_to(root)
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{name}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_no_module_or_function_is_too_long_to_read_in_one_look():
+    assert oversized(sorted(PACKAGE.rglob("*.py"))) == []
+
+
+def test_the_size_check_lists_the_offenders(tmp_path):
+    long_module = tmp_path / "long.py"
+    long_module.write_text("def f():\n" + "    x = 1\n" * MAX_FUNCTION_LINES + "\n" * 400)
+    assert oversized([long_module], root=tmp_path) == [
+        f"long.py: {MAX_FUNCTION_LINES + 1 + 400} lines",
+        f"long.py:1 f: {MAX_FUNCTION_LINES + 1} lines",
+    ]

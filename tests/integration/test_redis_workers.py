@@ -17,8 +17,7 @@ from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.store.redis.backend import RedisBackend
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import LUA, lua
-from tests.crawling import Crawl, was_killed
-from tests.test_commands import scrapy_checkpoint
+from tests.crawling import Crawl, scrapy_checkpoint, was_killed
 
 SIZE = 3000
 FANOUT = 5

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -20,14 +19,22 @@ from typing import IO, Any
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from scrapy_resume.commands.stageinfo import (
+    CommandError,
+    open_store,
+    owner_label,
+    shown_config,
+    stage_info,
+    stage_names,
+    table,
+    unfinished_run,
+)
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.lifecycle.stage import feed_offsets_if_readable
-from scrapy_resume.lifecycle.validation import HIDDEN, shown_arguments
+from scrapy_resume.lifecycle.validation import HIDDEN
 from scrapy_resume.store.backends import backend_for
 from scrapy_resume.store.base import (
-    BaseCheckpointStore,
-    CheckpointCorrupt,
     CheckpointLocked,
     StageBackend,
 )
@@ -37,85 +44,6 @@ from scrapy_resume.store.records import RequestStatus, StageStatus, format_age, 
 SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
                  "updated_at", "info")
-
-
-class CommandError(Exception):
-    """A clear message for the user, and exit code 1."""
-
-
-def stage_names(backend: StageBackend) -> list[str]:
-    names = backend.stages()
-    if not names:
-        raise CommandError(
-            f"No checkpoints in {backend.where()} (use --dir PATH or --backend URL)."
-        )
-    return names
-
-
-def open_store(backend: StageBackend, stage: str) -> BaseCheckpointStore:
-    try:
-        return backend.open(stage)
-    except CheckpointCorrupt as exc:
-        raise CommandError(str(exc)) from None
-
-
-def owner_label(owner: str) -> str:
-    """``spider discovery``, or ``StageTracker`` for a tracker's stage."""
-    return owner.strip("()") if owner.startswith("(") else f"spider {owner}"
-
-
-def stage_info(backend: StageBackend, stage: str) -> dict[str, Any]:
-    """What one stage holds, as plain data (the --json output of list)."""
-    store = open_store(backend, stage)
-    try:
-        summary = store.summary()
-    except CheckpointCorrupt as exc:
-        return {"stage": stage, "status": "corrupt", "error": str(exc)}
-    finally:
-        store.close()
-    status = summary.status
-    if status in (StageStatus.RUNNING, StageStatus.RECOVERING):
-        if not backend.holders(stage):
-            status = "crashed"  # nobody runs it: the next resume recovers it
-    settled = summary.done + summary.failed
-    return {
-        "stage": summary.stage,
-        "spider": summary.spider,
-        "status": status,
-        "done": summary.done,
-        "pending": summary.pending,
-        "failed": summary.failed,
-        "dropped": summary.dropped,
-        "total": summary.total,
-        "percent_done": round(100 * summary.done / summary.total, 1) if summary.total else 0.0,
-        "success_rate": round(100 * summary.done / settled, 1) if settled else None,
-        "items": summary.counters.get("items", 0),
-        "runs": summary.counters.get("runs", 0),
-        "updated_at": summary.updated_at,
-        "age_seconds": round(time.time() - summary.updated_at, 1),
-    }
-
-
-def unfinished_run(info: dict[str, Any], number: int) -> str:
-    """A run with no close reason: the stage's live run, or one that crashed."""
-    last = number == len(info["runs"])
-    live = info["status"] in (StageStatus.RUNNING, StageStatus.RECOVERING)
-    return "(running)" if last and live else "(crashed)"
-
-
-def shown_config(config: dict[str, Any]) -> dict[str, Any]:
-    """A stage's recorded configuration, with secret arguments hidden."""
-    if "arguments" not in config:
-        return config
-    return {**config, "arguments": shown_arguments(config["arguments"])}
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers] + [["" if c is None else str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 class CheckpointCommand(ScrapyCommand):

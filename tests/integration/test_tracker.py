@@ -19,8 +19,8 @@ from scrapy_resume import CheckpointStore
 from scrapy_resume.tracker import StageTracker
 from tests.crawling import Crawl
 
-WORKER = Path(__file__).resolve().parent / "trackers" / "worker.py"
-REPO = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parents[1] / "trackers" / "worker.py"
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Worker:

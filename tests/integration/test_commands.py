@@ -11,14 +11,7 @@ import sys
 
 import pytest
 
-from tests.crawling import SPIDERS, Crawl, kill_after
-
-
-def scrapy_checkpoint(*args: str, cwd, stdin: str | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "scrapy.cmdline", "checkpoint", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=60, input=stdin,
-    )
+from tests.crawling import SPIDERS, Crawl, kill_after, scrapy_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from tests.crawling import REPO, Crawl, kill_after
+from tests.crawling import REPO, Crawl, kill_after, scrapy_checkpoint
 from tests.faults import STRACE
-from tests.test_commands import scrapy_checkpoint
 
 
 def small(tmp_path, mockserver, **kwargs) -> tuple[Crawl, str]:

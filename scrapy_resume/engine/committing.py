@@ -1,0 +1,158 @@
+"""The commit: what makes completed requests durable.
+
+The feed bytes of done requests reach their files first, then the batch that
+marks them done (built by the BatchBuilder) goes to the store in one
+transaction, with the feeds' new sizes. A failed commit stops the crawl:
+nothing more is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from scrapy.utils.defer import deferred_from_coro
+
+from scrapy_resume.store.records import CommitBatch
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+    from scrapy_resume.config import CheckpointConfig
+    from scrapy_resume.engine.batching import BatchBuilder
+    from scrapy_resume.engine.completion import StartItems
+    from scrapy_resume.engine.feedbuffer import FeedBuffer
+    from scrapy_resume.store.base import BaseCheckpointStore
+    from scrapy_resume.store.redis.leases import StageWorker
+
+logger = logging.getLogger(__name__)
+
+
+async def close_spider(crawler: Crawler, reason: str) -> None:
+    engine = crawler.engine
+    if hasattr(engine, "close_spider_async"):
+        await engine.close_spider_async(reason=reason)
+    else:  # Scrapy 2.13
+        await engine.close_spider(crawler.spider, reason)
+
+
+class Committer:
+    def __init__(
+        self, crawler: Crawler, config: CheckpointConfig, batches: BatchBuilder,
+        start_items: StartItems,
+    ):
+        self.crawler = crawler
+        self.config = config
+        self.stats = crawler.stats
+        self.batches = batches
+        self.start_items = start_items
+        self.store: BaseCheckpointStore | None = None
+        self.worker: StageWorker | None = None
+        self.active = False  # True between a successful open and the close
+        self.feeds: list[FeedBuffer] = []
+        self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
+        self.counter_totals: dict[str, int] = {}
+        self.settled_this_run = 0  # committed settlements: the progress line's rate
+        self.last_commit = 0.0
+
+    def start(self, store: BaseCheckpointStore, worker: StageWorker | None) -> None:
+        self.store = store
+        self.worker = worker
+        self.counter_totals = store.counters()
+        self.feed_offsets = store.feed_offsets()
+        self.active = True
+
+    # feeds
+
+    def committed_feed_offset(self, key: str) -> int | None:
+        return self.feed_offsets.get(key)
+
+    def open_feed(self, buffer: FeedBuffer) -> bool:
+        """Write ``buffer`` through the checkpoint; False if its first commit failed."""
+        if buffer.key not in self.feed_offsets:
+            # record where this buffer starts writing, before the first byte
+            assert self.store is not None
+            try:
+                self.store.commit(CommitBatch(feed_offsets={buffer.key: buffer.committed_offset}))
+            except Exception as exc:
+                self.stop_after_failed_commit(exc)
+                return False
+            self.feed_offsets[buffer.key] = buffer.committed_offset
+        self.feeds.append(buffer)
+        return True
+
+    def feed_stored(self, buffer: FeedBuffer) -> None:
+        """The exporter is finished with ``buffer``; the file closes after the last commit."""
+        leftover = buffer.take()
+        if leftover:
+            self.batches.loose_output([(buffer, leftover)], items=0)
+
+    def close_feeds(self) -> None:
+        for buffer in self.feeds:
+            buffer.close_file()
+        self.feeds = []
+
+    def abandon_feeds(self) -> None:
+        """A commit failed: close the feeds, writing nothing that was not committed."""
+        for buffer in self.feeds:
+            buffer.abandon()
+        self.feeds = []
+
+    # committing
+
+    def commit_or_stop(self) -> None:
+        try:
+            self.commit()
+        except Exception as exc:
+            self.stop_after_failed_commit(exc)
+
+    def stop_after_failed_commit(self, error: Exception) -> None:
+        """A commit failed (a full disk, an I/O error). Its transaction rolled back,
+        so everything committed before is intact and resumable; carrying on would
+        crawl unprotected (and write feed bytes twice), so nothing more is written
+        and the spider closes."""
+        if not self.active:
+            return
+        logger.error(
+            "Checkpoint commit failed (%s); stopping the crawl. Everything committed "
+            "before this point is resumable with -s CHECKPOINT_RESUME=1.",
+            error, exc_info=True, extra={"spider": self.crawler.spider},
+        )
+        self.stats.inc_value("checkpoint/commit_errors")
+        self.active = False
+        self.abandon_feeds()
+        deferred_from_coro(close_spider(self.crawler, "checkpoint_write_error"))
+
+    def commit(self) -> None:
+        """Make every completed request durable, with all of its consequences."""
+        if self.store is None or not self.active:
+            return
+        started = time.monotonic()
+        batch = self.batches.build(self.start_items)
+        if self.worker is not None:
+            batch.released_leases.extend(self.worker.releases())
+        # the items' bytes reach the feed files before "done" is written
+        for buffer in self.feeds:
+            if buffer.has_output:
+                batch.feed_offsets[buffer.key] = buffer.write_out(self.config.fsync)
+        if not batch:
+            return
+        self.store.commit(batch)
+        if self.worker is not None:
+            self.worker.committed(batch.released_leases)
+        self._committed(batch)
+        self.stats.inc_value("checkpoint/commits")
+        self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
+
+    def _committed(self, batch: CommitBatch) -> None:
+        self.settled_this_run += len(batch.settlements)
+        self.last_commit = time.monotonic()
+        for buffer in self.feeds:
+            if buffer.key in batch.feed_offsets:
+                buffer.committed(batch.feed_offsets[buffer.key])
+                self.feed_offsets[buffer.key] = buffer.committed_offset
+        for name, delta in batch.counters.items():
+            self.counter_totals[name] = self.counter_totals.get(name, 0) + delta
+
+
