@@ -1,0 +1,137 @@
+"""Direct tests of pieces the crawls exercise only as a whole."""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+
+from scrapy.settings import Settings
+
+from scrapy_resume.components import progress
+from scrapy_resume.components.feedstorage import check_feeds
+from scrapy_resume.components.progress import Progress, format_duration
+from scrapy_resume.lifecycle.validation import differences
+from scrapy_resume.store.records import KeyIndex, StageSummary
+
+
+def key(n: int) -> bytes:
+    return hashlib.sha1(str(n).encode()).digest()
+
+
+def index_of(keys: list[bytes], confirmed: set[bytes]) -> KeyIndex:
+    return KeyIndex(array("Q", (KeyIndex.prefix(k) for k in keys)), confirmed.__contains__)
+
+
+def test_key_index_answers_exactly_and_asks_the_store_only_on_a_prefix_match():
+    keys = [key(n) for n in range(1000)]
+    asked = []
+
+    def confirm(k: bytes) -> bool:
+        asked.append(k)
+        return k in set(keys)
+
+    index = KeyIndex(array("Q", (KeyIndex.prefix(k) for k in reversed(keys))), confirm)
+    assert len(index) == 1000
+    assert all(k in index for k in keys)  # unsorted input is sorted
+    assert asked == keys
+    asked.clear()
+    assert not any(key(n) in index for n in range(1000, 2000))
+    assert asked == []  # no prefix matched: the store was not asked
+    # a key sharing a prefix with a known one: the store decides
+    twin = keys[0][:8] + b"\xff" * 12
+    assert twin not in index and asked == [twin]
+
+
+def test_key_index_of_nothing_and_of_short_keys():
+    assert b"anything" not in index_of([], set())
+    short = [b"a", b"ab"]
+    index = index_of(short, set(short))
+    assert b"a" in index and b"ab" in index and b"b" not in index
+
+
+def test_differences_name_every_change_and_hide_secret_values():
+    recorded = {
+        "arguments": {"category": "books", "api_token": "sha256:" + "0" * 64},
+        "settings": {"DEPTH_LIMIT": 2},
+        "input_files": {"urls.txt": "a" * 64, "gone.txt": "b" * 64},
+    }
+    current = {
+        "arguments": {"category": "games", "api_token": "another"},
+        "settings": {"DEPTH_LIMIT": 2, "CLOSESPIDER_ITEMCOUNT": 10},
+        "input_files": {"urls.txt": "c" * 64, "new.txt": "d" * 64},
+    }
+    assert differences(recorded, current) == [
+        "spider argument api_token: changed (its value is not shown)",
+        "spider argument category: 'books' then, 'games' now",
+        "setting CLOSESPIDER_ITEMCOUNT: unset then, 10 now",
+        "input file gone.txt: listed then, not listed now",
+        "input file new.txt: not listed then, listed now",
+        f"input file urls.txt: its content changed (sha256 {'a' * 12} then, {'c' * 12} now)",
+    ]
+    assert differences(recorded, recorded) == []
+
+
+def summary(**counts: int) -> StageSummary:
+    values = {"pending": 0, "done": 0, "failed": 0, "dropped": 0, **counts}
+    return StageSummary("discovery", "shop", "running", 0.0, 0.0, counters={}, **values)
+
+
+def test_progress_line_rate_eta_and_success(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    bar = Progress("discovery")
+    clock[0] = 110.0  # 10 s later, 400 settled by this run
+    line = bar.line(summary(pending=6000, done=3900, failed=100), 400, last_commit=109.5)
+    assert line == (
+        "Checkpoint discovery: 40.0% (4,000/10,000 requests) | ok 97.5% | 40.0 req/s | "
+        "ETA 2m30s | committed 0.5s ago"
+    )
+    clock[0] = 120.0  # nothing settled in the last 10 s: the window still holds the first 400
+    line = bar.line(summary(pending=6000, done=3900, failed=100), 400, last_commit=0.0)
+    assert "20.0 req/s" in line and "ETA 5m00s" in line and "committed not yet" in line
+
+
+def test_progress_line_of_a_stage_with_nothing_judged_yet(monkeypatch):
+    monkeypatch.setattr(progress.time, "monotonic", lambda: 5.0)
+    line = Progress("s").line(summary(pending=3), 0, last_commit=0.0)
+    assert line == (
+        "Checkpoint s: 0.0% (0/3 requests) | ok - | 0.0 req/s | ETA unknown | committed not yet"
+    )
+
+
+def test_durations_read_like_a_clock():
+    assert [format_duration(s) for s in (0, 59, 60, 3599, 3600, 86399, 86400, 200000)] == [
+        "0s", "59s", "1m00s", "59m59s", "1h00m", "23h59m", "1d0h", "2d7h",
+    ]
+
+
+def feed_check(feeds: dict, **settings) -> tuple[list[str], list[str]]:
+    return check_feeds(Settings({"FEEDS": feeds, **settings}))
+
+
+def test_line_feeds_pass_the_feed_check():
+    assert feed_check({"a.jsonl": {"format": "jsonlines"}, "b.csv": {"format": "csv"},
+                       "file:///tmp/c.pickle": {"format": "pickle"}}) == ([], [])
+
+
+def test_the_feed_check_names_each_problem_and_the_fix():
+    problems, warnings = feed_check({
+        "items.json": {"format": "json"},
+        "parts.jsonl": {"format": "jsonlines", "batch_item_count": 100},
+        "packed.jsonl": {"format": "jsonlines", "postprocessing": ["x.Gzip"]},
+        "s3://bucket/items.jsonl": {"format": "jsonlines"},
+    })
+    assert problems == [
+        "Feed items.json uses the 'json' format, which cannot be resumed exactly-once: a crash "
+        "leaves the document without its closing bracket or tag. Use a line format, e.g. "
+        "-o items.jsonl (or .csv).",
+        "Feed parts.jsonl is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); batch "
+        "files cannot be resumed exactly-once. Use one file per stage.",
+        "Feed packed.jsonl uses postprocessing, which hides record boundaries; write a plain "
+        "file and compress it when the stage is completed.",
+    ]
+    assert len(warnings) == 1 and warnings[0].startswith("Feed s3://bucket/items.jsonl is not")
+    # the project-wide batch setting counts too
+    problems, _ = feed_check({"a.jsonl": {"format": "jsonlines"}},
+                             FEED_EXPORT_BATCH_ITEM_COUNT=10)
+    assert len(problems) == 1 and "is batched" in problems[0]
