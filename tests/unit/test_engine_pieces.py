@@ -1,0 +1,110 @@
+"""The engine's pieces on their own: completion tracking and batch building."""
+
+from __future__ import annotations
+
+import pickle
+
+import scrapy
+from scrapy.utils.test import get_crawler
+
+from scrapy_resume.engine.batching import BatchBuilder
+from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
+from scrapy_resume.engine.requestmeta import KEY_META, ORIGIN_META
+from scrapy_resume.store.records import RequestStatus
+
+
+class Watcher:
+    """What a tracker reports to, recording the checks it asks for."""
+
+    early_duplicates = None
+
+    def __init__(self) -> None:
+        self.checks: list[OutputTracker] = []
+
+    def check_later(self, tracker: OutputTracker) -> None:
+        self.checks.append(tracker)
+
+
+class Shop(scrapy.Spider):
+    name = "shop"
+
+    def parse(self, response):
+        pass
+
+    def parse_item(self, response):
+        pass
+
+
+def test_a_tracker_is_complete_when_its_chain_ended_and_every_output_settled():
+    watcher = Watcher()
+    tracker = OutputTracker(watcher, b"parent", scrapy.Request("http://shop/"), source=object())
+    child = scrapy.Request("http://shop/a")
+    outputs = list(tracker.iterate([child, {"name": "an item"}]))
+    assert outputs == [child, {"name": "an item"}]
+    assert child.meta[ORIGIN_META] == (tracker, 0)  # the request knows its parent
+    assert not tracker.complete and watcher.checks == []  # two outputs in flight
+    tracker.output_settled()
+    assert not tracker.complete and watcher.checks == []
+    tracker.output_settled()
+    assert tracker.complete and watcher.checks == [tracker]
+
+
+def test_a_callback_that_raises_fails_its_request():
+    watcher = Watcher()
+    tracker = OutputTracker(watcher, b"k", scrapy.Request("http://shop/"), source=object())
+    tracker.failed_with("ValueError: boom")
+    assert (tracker.status, tracker.error) == (RequestStatus.FAILED, "ValueError: boom")
+    assert watcher.checks == [tracker]
+
+
+def builder() -> BatchBuilder:
+    crawler = get_crawler(Shop)
+    crawler.spider = Shop.from_crawler(crawler)
+    return BatchBuilder(crawler, settled_before=lambda key: False)
+
+
+def keyed(url: str, key: bytes, **kwargs) -> scrapy.Request:
+    return scrapy.Request(url, meta={KEY_META: key}, **kwargs)
+
+
+def test_a_batch_writes_a_child_settled_with_its_parent_once_without_its_copy():
+    batches = builder()
+    spider = batches.crawler.spider
+    parent = OutputTracker(Watcher(), b"p", keyed("http://shop/", b"p"), object())
+    quick = keyed("http://shop/quick", b"q", callback=spider.parse_item)
+    slow = keyed("http://shop/slow", b"s", callback=spider.parse_item)
+    batches.new_request(quick, parent)
+    batches.new_request(slow, parent)
+    done_child = OutputTracker(Watcher(), b"q", quick, object())
+    batches.completed(parent)
+    batches.completed(done_child)  # finished in the same commit interval
+    batch = batches.build(StartItems())
+    written = {new.key: new for new in batch.new_requests}
+    assert written[b"q"].blob is None  # settled in this batch: its copy is never needed
+    stored = pickle.loads(written[b"s"].blob)
+    assert (stored["url"], stored["callback"]) == ("http://shop/slow", "parse_item")
+    assert [s.key for s in batch.settlements] == [b"p", b"q"]  # in completion order
+    assert batch.counters == {"done": 2}
+    assert batch.state == {"callbacks": ["parse_item"]}  # a resume checks the spider has it
+
+
+def test_an_outcome_settles_like_a_tracker_with_no_output():
+    batches = builder()
+    request = keyed("http://shop/gone", b"g")
+    batches.completed(Outcome(b"g", request, RequestStatus.FAILED, "DNSLookupError: x", 3))
+    batch = batches.build(StartItems())
+    (settlement,) = batch.settlements
+    assert (settlement.key, settlement.status, settlement.error, settlement.attempts) == (
+        b"g", RequestStatus.FAILED, "DNSLookupError: x", 3
+    )
+    assert pickle.loads(settlement.blob)["url"] == "http://shop/gone"  # kept, to be retried
+    assert batch.counters == {"failed": 1}
+
+
+def test_a_duplicate_dropped_at_once_is_forgotten():
+    batches = builder()
+    parent = OutputTracker(Watcher(), b"p", keyed("http://shop/", b"p"), object())
+    link = keyed("http://shop/seen", b"x")
+    batches.new_request(link, parent)
+    batches.drop_new_request(link, parent)
+    assert parent.children == []
