@@ -230,3 +230,20 @@ def scrapy_checkpoint(*args: str, cwd, stdin: str | None = None) -> subprocess.C
         [sys.executable, "-m", "scrapy.cmdline", "checkpoint", *args],
         cwd=cwd, capture_output=True, text=True, timeout=60, input=stdin,
     )
+
+
+def graph_page(ns: str, size: int, fanout: int, n: int = 0) -> str:
+    """The path of page ``n`` of the mock server's graph site (tests/mockserver.py)."""
+    return f"/{ns}/g/{size}/{fanout}/{n}"
+
+
+def graph_pages(mockserver, ns: str, size: int, fanout: int) -> list[str]:
+    """Every page URL of a graph site, sorted: what a finished crawl has fetched."""
+    return sorted(mockserver.url(graph_page(ns, size, fanout, n)) for n in range(size))
+
+
+def graph_crawl(workdir: Path, mockserver, ns: str, size: int, fanout: int = 5, *,
+                args: dict[str, str] | None = None, **kwargs) -> Crawl:
+    """The graph spider (tests/spiders/graph.py) over a graph site of ``size`` pages."""
+    start = mockserver.url(graph_page(ns, size, fanout))
+    return Crawl(workdir, "graph", args={"start": start, **(args or {})}, **kwargs)

@@ -7,7 +7,14 @@ import random
 import pytest
 
 from scrapy_resume import RequestStatus
-from tests.crawling import Crawl, kill_after, press_ctrl_c_again, run_until_finished, was_killed
+from tests.crawling import (
+    Crawl,
+    graph_page,
+    kill_after,
+    press_ctrl_c_again,
+    run_until_finished,
+    was_killed,
+)
 
 SIZE = 2000
 FANOUT = 5
@@ -15,7 +22,7 @@ KILLS = 3
 
 
 def page_path(ns: str, n: int) -> str:
-    return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
+    return graph_page(ns, SIZE, FANOUT, n)
 
 
 @pytest.mark.parametrize("enable, backend", [

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from tests.crawling import Crawl, kill_after
+from tests.crawling import Crawl, graph_crawl, graph_page, graph_pages, kill_after
 from tests.faults import STRACE
 
 SIZE = 300
@@ -19,11 +19,11 @@ FANOUT = 3
 
 
 def site(mockserver, ns: str, size: int = SIZE) -> str:
-    return mockserver.url(f"{ns}/g/{size}/{FANOUT}/0")
+    return mockserver.url(graph_page(ns, size, FANOUT))
 
 
 def pages(mockserver, ns: str, size: int = SIZE) -> list[str]:
-    return sorted(mockserver.url(f"{ns}/g/{size}/{FANOUT}/{n}") for n in range(size))
+    return graph_pages(mockserver, ns, size, FANOUT)
 
 
 def feed_urls(path) -> list[str]:
@@ -36,8 +36,7 @@ def feed_urls(path) -> list[str]:
 def killed_crawl(tmp_path, mockserver, **kwargs) -> tuple[Crawl, str, bytes]:
     """A crawl with -O, SIGKILLed half-way: the crawl, its namespace, its feed's bytes."""
     ns = mockserver.namespace()
-    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns)}, overwrite=True,
-                  **kwargs)
+    crawl = graph_crawl(tmp_path, mockserver, ns, SIZE, FANOUT, overwrite=True, **kwargs)
     kill_after(crawl, mockserver, ns, SIZE // 2)
     kept = crawl.feed.read_bytes()
     assert kept  # something was committed before the kill

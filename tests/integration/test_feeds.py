@@ -9,7 +9,14 @@ import random
 
 import pytest
 
-from tests.crawling import Crawl, kill_after, run_until_finished, was_killed
+from tests.crawling import (
+    Crawl,
+    graph_crawl,
+    graph_pages,
+    kill_after,
+    run_until_finished,
+    was_killed,
+)
 
 SIZE = 2000
 FANOUT = 5
@@ -23,7 +30,7 @@ INTERRUPTIONS = (
 
 
 def expected_urls(mockserver, ns) -> list[str]:
-    pages = [mockserver.url(f"{ns}/g/{SIZE}/{FANOUT}/{n}") for n in range(SIZE)]
+    pages = graph_pages(mockserver, ns, SIZE, FANOUT)
     dead = [f"http://127.0.0.1:1/dead/{n}" for n in range(SIZE) if n % DEAD_EVERY == 7]
     starts = [f"start:{i}" for i in range(START_ITEMS)]
     return sorted(pages + dead + starts)
@@ -42,15 +49,15 @@ def csv_rows(path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
-def graph_crawl(tmp_path, mockserver, ns, **kwargs) -> Crawl:
-    args = {"start": mockserver.url(f"{ns}/g/{SIZE}/{FANOUT}/0"),
-            "start_items": str(START_ITEMS), "dead_every": str(DEAD_EVERY)}
-    return Crawl(tmp_path, "graph", args=args, feed="out.jsonl", **kwargs)
+def feeds_crawl(tmp_path, mockserver, ns, **kwargs) -> Crawl:
+    args = {"start_items": str(START_ITEMS), "dead_every": str(DEAD_EVERY)}
+    return graph_crawl(tmp_path, mockserver, ns, SIZE, FANOUT, args=args, feed="out.jsonl",
+                       **kwargs)
 
 
 def test_eleven_interruptions_leave_every_item_exactly_once_in_jsonl_and_csv(tmp_path, mockserver):
     ns = mockserver.namespace()
-    crawl = graph_crawl(tmp_path, mockserver, ns, more_feeds=("out.csv",))
+    crawl = feeds_crawl(tmp_path, mockserver, ns, more_feeds=("out.csv",))
     runs = run_until_finished(
         crawl, mockserver, ns, random.Random("feeds"), interruptions=INTERRUPTIONS,
         stage="graph", at=(60, 140),
@@ -72,7 +79,7 @@ def test_eleven_interruptions_leave_every_item_exactly_once_in_jsonl_and_csv(tmp
 
 def test_overwrite_flag_on_a_resumed_stage_appends(tmp_path, mockserver):
     ns = mockserver.namespace()
-    crawl = graph_crawl(tmp_path, mockserver, ns, overwrite=True)
+    crawl = feeds_crawl(tmp_path, mockserver, ns, overwrite=True)
     kill_after(crawl, mockserver, ns, 600)
     kept = (tmp_path / "out.jsonl").read_bytes()
     assert kept  # something was committed before the kill
@@ -87,7 +94,7 @@ def test_overwrite_flag_on_a_resumed_stage_appends(tmp_path, mockserver):
 @pytest.mark.parametrize("damage", ["shorten", "delete"])
 def test_a_changed_feed_is_refused(tmp_path, mockserver, damage):
     ns = mockserver.namespace()
-    crawl = graph_crawl(tmp_path, mockserver, ns)
+    crawl = feeds_crawl(tmp_path, mockserver, ns)
     kill_after(crawl, mockserver, ns, 600)
     feed = tmp_path / "out.jsonl"
     if damage == "shorten":
@@ -151,7 +158,7 @@ def test_bytes_written_after_the_last_commit_are_cut_on_resume(tmp_path, mockser
     # A kill between the feed write and the checkpoint transaction leaves
     # uncommitted bytes, possibly a torn line, at the end of the file.
     ns = mockserver.namespace()
-    crawl = graph_crawl(tmp_path, mockserver, ns)
+    crawl = feeds_crawl(tmp_path, mockserver, ns)
     kill_after(crawl, mockserver, ns, 600)
     feed = tmp_path / "out.jsonl"
     tail = b'{"url": "http://uncommitted/1", "kind": "page"}\n{"url": "torn'

@@ -12,7 +12,7 @@ import stat
 import subprocess
 
 from scrapy_resume import CheckpointStore
-from tests.crawling import Crawl, kill_after, was_killed
+from tests.crawling import Crawl, graph_crawl, kill_after, was_killed
 
 
 def ledger_rows(crawl: Crawl, stage: str) -> dict[str, dict]:
@@ -102,8 +102,7 @@ def test_a_crawlspider_failure_is_failed_unless_its_rule_has_an_errback(tmp_path
 
 
 def graph(tmp_path, mockserver, ns, size=2000, **kwargs) -> Crawl:
-    return Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/{size}/5/0")},
-                 **kwargs)
+    return graph_crawl(tmp_path, mockserver, ns, size, **kwargs)
 
 
 def test_two_stages_resume_and_reset_independently(tmp_path, mockserver):

@@ -11,15 +11,12 @@ import pytest
 from scrapy.settings import Settings
 
 from scrapy_resume import CheckpointConfig, CheckpointConfigError
-from tests.crawling import REPO, Crawl
-
-SMALL_SITE = "g/40/3/0"
+from tests.crawling import REPO, graph_crawl, graph_page
 
 
 def small_crawl(tmp_path, mockserver, **kwargs):
     ns = mockserver.namespace()
-    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/{SMALL_SITE}")}, **kwargs)
-    return crawl, ns
+    return graph_crawl(tmp_path, mockserver, ns, 40, 3, **kwargs), ns
 
 
 def test_existing_checkpoint_without_a_flag_refuses_and_says_what_to_type(tmp_path, mockserver):
@@ -189,7 +186,7 @@ def test_a_script_is_refused_with_what_to_change_in_its_settings(tmp_path, mocks
     ns = mockserver.namespace()
     script = tmp_path / "crawl_shop.py"
     script.write_text(SCRIPT.format(directory=str(tmp_path / "checkpoints"),
-                                    start=mockserver.url(f"{ns}/{SMALL_SITE}")))
+                                    start=mockserver.url(graph_page(ns, 40, 3))))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def run() -> str:

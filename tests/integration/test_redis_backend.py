@@ -9,17 +9,16 @@ import redis
 from scrapy.settings import Settings
 
 from scrapy_resume.components.queue import shared_queue_problems
-from tests.crawling import Crawl, was_killed
+from tests.crawling import Crawl, graph_crawl, graph_page, was_killed
 
 
 def graph(ns: str, size: int, n: int = 0) -> str:
-    return f"/{ns}/g/{size}/5/{n}"
+    return graph_page(ns, size, 5, n)
 
 
 def redis_crawl(workdir, mockserver, ns, redis_url, size, **settings) -> Crawl:
     workdir.mkdir(exist_ok=True)
-    return Crawl(workdir, "graph", args={"start": mockserver.url(graph(ns, size))},
-                 backend=redis_url, settings=settings)
+    return graph_crawl(workdir, mockserver, ns, size, backend=redis_url, settings=settings)
 
 
 def test_a_second_process_on_the_stage_is_refused_and_a_killed_one_does_not_block(

@@ -17,7 +17,7 @@ from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.store.redis.backend import RedisBackend
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import LUA, lua
-from tests.crawling import Crawl, scrapy_checkpoint, was_killed
+from tests.crawling import Crawl, graph_page, scrapy_checkpoint, was_killed
 
 SIZE = 3000
 FANOUT = 5
@@ -25,7 +25,7 @@ WORKERS = 3
 
 
 def page_path(ns: str, n: int) -> str:
-    return f"/{ns}/g/{SIZE}/{FANOUT}/{n}"
+    return graph_page(ns, SIZE, FANOUT, n)
 
 
 def scrapy_redis_worker(tmp_path, number: int, start: str, redis_url: str, **args: str) -> Crawl:

@@ -16,14 +16,13 @@ import time
 
 import pytest
 
-from tests.crawling import REPO, Crawl, kill_after, scrapy_checkpoint
+from tests.crawling import REPO, Crawl, graph_crawl, kill_after, scrapy_checkpoint
 from tests.faults import STRACE
 
 
 def small(tmp_path, mockserver, **kwargs) -> tuple[Crawl, str]:
     ns = mockserver.namespace()
-    return Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/40/3/0")},
-                 **kwargs), ns
+    return graph_crawl(tmp_path, mockserver, ns, 40, 3, **kwargs), ns
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a directory to another user needs root")
