@@ -212,10 +212,10 @@ class CheckpointExtension(RuntimeOwner):
         self.opened.begin()
         self.runtime.recovering = self.opened.mode == "recover"
         self.runtime.feed_files = feeds.files
-        worker = self.opened.lock if self.shared else None
+        worker = self.opened.worker
         if worker is not None:
-            worker.queue_key = queue_key(self.crawler.settings, spider.name)  # type: ignore[attr-defined]
-        self.runtime.start(self.store, worker)  # type: ignore[arg-type]
+            worker.queue_key = queue_key(self.crawler.settings, spider.name)
+        self.runtime.start(self.store, worker)
         if summary is not None:  # counted before this run: the same requests
             logger.info(
                 "Resuming stage %s: %s done, %s failed, %s pending (retrying failed: %s)",

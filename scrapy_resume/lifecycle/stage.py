@@ -26,6 +26,7 @@ from scrapy_resume.store.base import (
     StageBackend,
 )
 from scrapy_resume.store.records import CommitBatch, StageStatus, StageSummary, format_age
+from scrapy_resume.store.redis.leases import StageWorker
 from scrapy_resume.store.signing import RequestSigner
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ class OpenedStage:
     @property
     def nothing_to_do(self) -> bool:
         return self.mode == "completed"
+
+    @property
+    def worker(self) -> StageWorker | None:
+        """A shared stage's membership (it takes the lock's place), else None."""
+        return self.lock if isinstance(self.lock, StageWorker) else None
 
     def begin(self) -> None:
         self.run_id = self.store.begin_run(self.mode)
