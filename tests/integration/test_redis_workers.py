@@ -135,7 +135,7 @@ def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(
     tmp_path, mockserver, redis_server
 ):
     ns = mockserver.namespace()
-    redis_url, _ = empty_database(redis_server, db=3)
+    redis_url, _ = empty_database(redis_server, db=8)
     # pages 5, 15, 25 and 35 link to themselves by another host name: OffsiteMiddleware
     # refuses those links in request_scheduled, after our handler has recorded them
     start = mockserver.url(f"/{ns}/g/40/3/0")
@@ -154,7 +154,7 @@ def test_checkpoint_show_lists_the_live_workers_and_their_leases(
     tmp_path, mockserver, redis_server
 ):
     ns = mockserver.namespace()
-    redis_url, _ = empty_database(redis_server, db=4)
+    redis_url, _ = empty_database(redis_server, db=9)
     # a page that answers in a minute keeps the stage running while show looks at it:
     # one worker holds its lease, the other waits for it
     args = {"also": mockserver.url(f"{ns}/slow/60000/hold")}
@@ -186,7 +186,7 @@ def test_checkpoint_show_lists_the_live_workers_and_their_leases(
 
 
 def test_every_lua_script_compiles_on_a_real_server(redis_server):
-    _, client = empty_database(redis_server, db=7)
+    _, client = empty_database(redis_server, db=10)
     for path in sorted(LUA.glob("*.lua")):
         client.script_load(lua(path.stem, with_clock=path.stem != "now_ms"))
 
@@ -195,7 +195,7 @@ def test_a_live_workers_heartbeat_renews_its_membership_and_its_leases(redis_ser
     # The heartbeat's script did not compile (a Lua keyword as a variable name),
     # so no lease was ever renewed: a request taking longer than the lease was
     # handed to another worker while its own was still on it.
-    redis_url, client = empty_database(redis_server, db=7)
+    redis_url, client = empty_database(redis_server, db=11)
     client.zadd("queue", {b"a request": 0})
     worker = RedisBackend(redis_url, tmp_path, lease_seconds=60).lock("graph", shared=True)
     worker.acquire()
