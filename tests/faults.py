@@ -146,9 +146,11 @@ class Scenario:
             summaries = stage_summaries(workdir / "checkpoints")
             assert SITE_SIZE in [s.done for s in summaries.values()], summaries
             if point.phase == "command" or "Spider closed (finished)" not in output:
-                # the user runs the reset again (a finished RESET run did its job)
+                # the user runs the reset again (a finished RESET run did its job);
+                # the stage may be gone already: the fault came after its move
                 again = self.run_phase(workdir, point.phase, [])
-                assert again.returncode == 0 or "Unknown stage" in again.stderr, again.stderr
+                gone = ("Unknown stage" in again.stderr or "No checkpoints in" in again.stderr)
+                assert again.returncode == 0 or gone, again.stderr
         crawl = self.crawl(workdir)
         for _ in range(3):
             result = crawl.run(CHECKPOINT_RESUME="1")
