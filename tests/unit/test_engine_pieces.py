@@ -9,6 +9,7 @@ from scrapy.utils.test import get_crawler
 
 from scrapy_resume.engine.batching import BatchBuilder
 from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
+from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.requestmeta import KEY_META, ORIGIN_META
 from scrapy_resume.store.records import RequestStatus
 
@@ -108,3 +109,25 @@ def test_a_duplicate_dropped_at_once_is_forgotten():
     batches.new_request(link, parent)
     batches.drop_new_request(link, parent)
     assert parent.children == []
+
+
+def test_early_duplicates_drop_only_what_the_dupefilter_is_known_to_have_seen():
+    duplicates = EarlyDuplicates.for_crawler(get_crawler(Shop))
+    assert duplicates is not None
+    fetched, dropped = scrapy.Request("http://shop/a"), scrapy.Request("http://shop/b")
+    duplicates.fetched_through_scheduler(fetched)
+    duplicates.fetched_through_scheduler(scrapy.Request("http://shop/c", dont_filter=True))
+    duplicates.dropped_by_dupefilter(duplicates.fingerprint(dropped))
+    links = ["http://shop/a", "http://shop/b", "http://shop/c", "http://shop/new"]
+    assert [duplicates.drops(scrapy.Request(url)) for url in links] == [True, True, False, False]
+    # a link that asks to be fetched again, and an item, always pass
+    assert not duplicates.drops(scrapy.Request("http://shop/a", dont_filter=True))
+    assert not duplicates.drops({"url": "http://shop/a"})
+    assert duplicates.dropped == 2
+
+
+def test_early_duplicates_stay_off_where_dropping_early_could_change_the_crawl():
+    assert EarlyDuplicates.for_crawler(get_crawler(Shop, {"DUPEFILTER_DEBUG": True})) is None
+    assert EarlyDuplicates.for_crawler(
+        get_crawler(Shop, {"DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter"})
+    ) is None
