@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 def is_record_format(settings: BaseSettings, fmt: Any) -> bool:
     """Do files of this format stay valid when cut at any record boundary?"""
     # imported here: FeedExporter has loaded them by then (importing them costs ~70 ms)

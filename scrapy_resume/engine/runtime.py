@@ -106,6 +106,8 @@ class CheckpointRuntime:
     # starting and restoring
 
     def start(self, store: BaseCheckpointStore, worker: StageWorker | None = None) -> None:
+        # the committer is given both too (below); kept here as plain attributes,
+        # read for every scheduled request
         self.store = store
         self.worker = worker
         # on a shared queue, the queue holds the pending requests (and restores them)

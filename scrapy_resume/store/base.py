@@ -138,7 +138,8 @@ class BaseCheckpointStore(ABC):
 
     @abstractmethod
     def feed_offsets(self) -> dict[str, int]:
-        """Committed size of every feed file the stage writes, by absolute path."""
+        """Committed size of every feed file the stage writes, by the feed's key (its path
+        relative to the checkpoint directory; an absolute path for older stages)."""
 
     @abstractmethod
     def state(self) -> dict[str, Any]: ...

@@ -29,6 +29,7 @@ SCHEMA_VERSION = 1  # of the Redis layout
 # ordered by discovery in the ``frontier`` sorted set.
 SEQ, URL, HTTP_STATUS, ERROR, ATTEMPTS, CREATED, UPDATED, INFO = range(1, 9)  # Lua indexes
 
+
 class RedisStore(BaseCheckpointStore):
     """A stage's ledger in Redis. Every worker of the stage has one."""
 

@@ -8,6 +8,7 @@ from typing import Any
 from scrapy_resume.store.base import StageBackend
 from scrapy_resume.store.sqlite.files import create_stage, move_aside
 from scrapy_resume.store.sqlite.lock import StageLock
+from scrapy_resume.store.sqlite.schema import COMPANIONS
 from scrapy_resume.store.sqlite.store import CheckpointStore
 
 
@@ -45,7 +46,8 @@ class SqliteBackend(StageBackend):
 
     def remove(self, stage: str) -> None:
         path = self.path(stage)
-        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}.lock")):
+        companions = [Path(f"{path}{suffix}") for suffix in (*COMPANIONS, ".lock")]
+        for file in (path, *companions):
             file.unlink(missing_ok=True)
 
     def stages(self) -> list[str]:
