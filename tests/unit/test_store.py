@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 import subprocess
@@ -258,3 +259,74 @@ def test_a_damaged_file_is_corrupt(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointCorrupt):
         CheckpointStore(path).summary()
+
+
+# Records exactly as scrapy-resume's Redis layout 1 wrote them (captured from
+# version e22664f): a done request, a failed one with its error and info, a pending one.
+LAYOUT_1_RECORDS = {
+    b"a": b'[1,"http:\\/\\/x\\/a",200,false,1,1796188304,1796188304,false]',
+    b"b": b'[2,"http:\\/\\/x\\/b",503,"HttpError 503",2,1796188304,1796188304,'
+          b'"{\\"why\\": \\"x\\"}"]',
+    b"c": b'[3,"http:\\/\\/x\\/c",false,false,0,1796188304,1796188304,false]',
+}
+
+
+@pytest.fixture
+def layout_1_stage(tmp_path, redis_server):
+    """A Redis stage as layout 1 left it: its records are JSON arrays."""
+    backend = RedisBackend(redis_server.url(), tmp_path / "ckpt")
+    stage = f"stage-{uuid.uuid4().hex[:8]}"
+    store = backend.open(stage)
+    store.initialize(stage, "spider")
+    store.commit(CommitBatch(new_requests=[pending(b"a"), pending(b"b"), pending(b"c")]))
+    store.commit(CommitBatch(settlements=[
+        Settlement(b"a", RequestStatus.DONE, "http://x/a", http_status=200, attempts=1),
+        Settlement(b"b", RequestStatus.FAILED, "http://x/b", blob=b"blob-b", attempts=2),
+    ]))
+    store.client.hset(store.keys.record, mapping=LAYOUT_1_RECORDS)
+    store.client.hset(store.keys.meta, "schema_version", 1)
+    store.close()
+    yield backend, stage
+    backend.remove(stage)
+    backend.close()
+
+
+def test_a_redis_stage_of_layout_1_is_read_and_converted_as_it_is_written(layout_1_stage):
+    backend, stage = layout_1_stage
+    store = backend.open(stage)
+    assert [(r["url"], r["status"], r["http_status"], r["error"], r["attempts"], r["info"])
+            for r in store.ledger_rows()] == [
+        ("http://x/a", "done", 200, None, 1, None),
+        ("http://x/b", "failed", 503, "HttpError 503", 2, {"why": "x"}),
+        ("http://x/c", "pending", None, None, 0, None),
+    ]
+    assert [key for key, _ in next(store.iter_pending(include_failed=True))] == [b"b", b"c"]
+    store.commit(CommitBatch(settlements=[
+        Settlement(b"b", RequestStatus.DONE, "http://x/b", http_status=200, attempts=1),
+        Settlement(b"c", RequestStatus.DONE, "http://x/c", http_status=200, attempts=1),
+    ]))
+    rows = {r["url"]: r for r in store.ledger_rows()}
+    assert [(r["status"], r["attempts"], r["http_status"], r["error"]) for r in rows.values()] == [
+        ("done", 1, 200, None), ("done", 3, 200, None), ("done", 1, 200, None),
+    ]
+    assert rows["http://x/b"]["created_at"] == 1796188304  # kept from the old record
+    raw = store.client.hgetall(store.keys.record)
+    assert raw[b"a"] == LAYOUT_1_RECORDS[b"a"]  # not rewritten: still read as it is
+    assert json.loads(raw[b"c"]) == {
+        "seq": 3, "url": "http://x/c", "http_status": 200, "attempts": 1,
+        "created_at": 1796188304, "updated_at": json.loads(raw[b"c"])["updated_at"],
+    }
+    # written by this version: a version that reads only layout 1 refuses it
+    assert store.client.hget(store.keys.meta, "schema_version") == b"2"
+    assert store.summary().done == 3
+    store.close()
+
+
+def test_a_redis_stage_of_a_newer_layout_is_corrupt_and_untouched(layout_1_stage):
+    backend, stage = layout_1_stage
+    client = backend.client
+    client.hset(f"scrapy_resume:{stage}:meta", "schema_version", 3)
+    before = {key: client.dump(key) for key in client.keys(f"scrapy_resume:{stage}:*")}
+    with pytest.raises(CheckpointCorrupt, match="layout version 3.*reads 1 and 2"):
+        backend.open(stage)
+    assert {key: client.dump(key) for key in client.keys(f"scrapy_resume:{stage}:*")} == before

@@ -22,12 +22,26 @@ from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import lua
 from scrapy_resume.store.signing import RequestSigner
 
-SCHEMA_VERSION = 1  # of the Redis layout
+# Layout 2 stores each record as a JSON object. Layout 1 stored the same fields as
+# an array, in RECORD_FIELDS order: a stage written by version 1 is read as it is,
+# each of its records converted when it is next written (commit.lua does the same).
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # Per request: status (a digit) in one hash, the record in another, as a JSON
-# array. A pending or failed request's signed serialized form is in ``blobs``,
-# ordered by discovery in the ``frontier`` sorted set.
-SEQ, URL, HTTP_STATUS, ERROR, ATTEMPTS, CREATED, UPDATED, INFO = range(1, 9)  # Lua indexes
+# object with these fields (a field that is empty is left out). A pending or
+# failed request's signed serialized form is in ``blobs``, ordered by discovery
+# in the ``frontier`` sorted set.
+RECORD_FIELDS = ("seq", "url", "http_status", "error", "attempts", "created_at", "updated_at",
+                 "info")
+
+
+def decode_record(raw: bytes) -> dict[str, Any]:
+    """A request's record as a dict of RECORD_FIELDS (from either layout)."""
+    record = json.loads(raw)
+    if isinstance(record, list):  # layout 1: the same fields by position, false for empty
+        record = {name: value for name, value in zip(RECORD_FIELDS, record) if value is not False}
+    return record
 
 
 class RedisStore(BaseCheckpointStore):
@@ -47,10 +61,11 @@ class RedisStore(BaseCheckpointStore):
         version = self.client.hget(self.keys.meta, "schema_version")
         if version is None:
             raise CheckpointCorrupt(f"{self.path} has no schema_version")
-        if int(version) != SCHEMA_VERSION:
+        if int(version) not in READABLE_VERSIONS:
+            readable = " and ".join(map(str, READABLE_VERSIONS))
             raise CheckpointCorrupt(
                 f"{self.path} has Redis layout version {version.decode()}, this version of "
-                f"scrapy-resume reads {SCHEMA_VERSION}"
+                f"scrapy-resume reads {readable}: it was written by a newer scrapy-resume"
             )
 
     # stage record
@@ -175,7 +190,7 @@ class RedisStore(BaseCheckpointStore):
             for key, status, blob, record in zip(keys, found_statuses, blobs, records):
                 if status not in statuses or blob is None:
                     continue
-                url = json.loads(record)[URL - 1] if record else "?"
+                url = decode_record(record)["url"] if record else "?"
                 batch.append((key, self.signer.verified(key, blob, url)))
             if batch:
                 yield batch
@@ -194,30 +209,30 @@ class RedisStore(BaseCheckpointStore):
         records = self._records([key for key, _ in rows])
         entries = [(int(found), records[key]) for key, found in rows if key in records]
         if newest_first:
-            entries.sort(key=lambda e: (e[1][UPDATED - 1], e[1][SEQ - 1]), reverse=True)
+            entries.sort(key=lambda e: (e[1]["updated_at"], e[1]["seq"]), reverse=True)
         else:
-            entries.sort(key=lambda e: e[1][SEQ - 1])
+            entries.sort(key=lambda e: e[1]["seq"])
         if limit >= 0:
             entries = entries[:limit]
         for found, rec in entries:
             yield {
-                "url": rec[URL - 1],
+                "url": rec["url"],
                 "status": RequestStatus(found).name.lower(),
-                "http_status": rec[HTTP_STATUS - 1] or None,
-                "error": rec[ERROR - 1] or None,
-                "attempts": rec[ATTEMPTS - 1],
-                "created_at": rec[CREATED - 1],
-                "updated_at": rec[UPDATED - 1],
-                "info": json.loads(rec[INFO - 1]) if rec[INFO - 1] else None,
+                "http_status": rec.get("http_status") or None,
+                "error": rec.get("error") or None,
+                "attempts": rec["attempts"],
+                "created_at": rec["created_at"],
+                "updated_at": rec["updated_at"],
+                "info": json.loads(rec["info"]) if rec.get("info") else None,
             }
 
-    def _records(self, keys: list[bytes]) -> dict[bytes, list[Any]]:
-        records: dict[bytes, list[Any]] = {}
+    def _records(self, keys: list[bytes]) -> dict[bytes, dict[str, Any]]:
+        records: dict[bytes, dict[str, Any]] = {}
         for start in range(0, len(keys), 5000):
             chunk = keys[start:start + 5000]
             for key, raw in zip(chunk, self.client.hmget(self.keys.record, chunk)):
                 if raw is not None:
-                    records[key] = json.loads(raw)
+                    records[key] = decode_record(raw)
         return records
 
     def runs(self) -> list[dict[str, Any]]:
@@ -228,8 +243,8 @@ class RedisStore(BaseCheckpointStore):
         """Every request of the stage as ``(key, status, url)``, in discovery order."""
         statuses = dict(self.client.hscan_iter(self.keys.status, count=10000))
         records = self._records(list(statuses))
-        for key in sorted(records, key=lambda k: records[k][SEQ - 1]):
-            yield key, RequestStatus(int(statuses[key])), records[key][URL - 1]
+        for key in sorted(records, key=lambda k: records[k]["seq"]):
+            yield key, RequestStatus(int(statuses[key])), records[key]["url"]
 
     def _json_hash(self, name: str) -> dict[str, Any]:
         stored = self.client.hgetall(getattr(self.keys, name))
@@ -276,6 +291,7 @@ class RedisStore(BaseCheckpointStore):
             "feeds": {f"{host}:{path}": offset for path, offset in batch.feed_offsets.items()},
             "state": {name: json.dumps(value) for name, value in batch.state.items()},
             "release": batch.released_leases,
+            "schema_version": SCHEMA_VERSION,  # a layout-1 stage is layout 2 once written
         }
         # an empty Lua table encodes as {}; cjson decodes {} as an empty table either way
         keys = self.keys

@@ -3,6 +3,18 @@
 -- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds, state,
 -- then the lease keys (StageKeys.LEASES). ARGV[1]: a JSON header (counts and maps),
 -- then 3 values per new request and 8 per settlement (see RedisStore.commit).
+-- A record is a JSON object (RECORD_FIELDS in store.py); an empty field is left out.
+local function decode_record(raw)
+  local rec = cjson.decode(raw)
+  if rec[1] ~= nil then  -- layout 1: the same fields by position, false for empty
+    local function field(v) if v == false then return nil end return v end
+    rec = {seq = rec[1], url = rec[2], http_status = field(rec[3]), error = field(rec[4]),
+           attempts = rec[5], created_at = rec[6], updated_at = rec[7], info = field(rec[8])}
+  end
+  return rec
+end
+local function nonempty(value) if value == '' then return nil end return value end
+
 local h = cjson.decode(ARGV[1])
 local meta, status, record = KEYS[1], KEYS[2], KEYS[3]
 local frontier, blobs, counts = KEYS[4], KEYS[5], KEYS[6]
@@ -13,7 +25,8 @@ for n = 1, h.n_new do
   local key, url, blob = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   i = i + 3
   if redis.call('HSETNX', status, key, '0') == 1 then
-    redis.call('HSET', record, key, cjson.encode({seq, url, false, false, 0, now, now, false}))
+    redis.call('HSET', record, key, cjson.encode(
+      {seq = seq, url = url, attempts = 0, created_at = now, updated_at = now}))
     redis.call('HINCRBY', counts, '0', 1)
     if blob ~= '' then
       redis.call('ZADD', frontier, seq, key)
@@ -29,27 +42,27 @@ for n = 1, h.n_settle do
   local old = redis.call('HGET', status, key)
   local rec
   if old then
-    rec = cjson.decode(redis.call('HGET', record, key))
-    rec[5] = rec[5] + tonumber(attempts)
+    rec = decode_record(redis.call('HGET', record, key))
+    rec.attempts = rec.attempts + tonumber(attempts)
     if old ~= st then
       redis.call('HINCRBY', counts, old, -1)
       redis.call('HINCRBY', counts, st, 1)
     end
   else
-    rec = {seq, url, false, false, tonumber(attempts), now, now, false}
+    rec = {seq = seq, url = url, attempts = tonumber(attempts), created_at = now}
     seq = seq + 1
     redis.call('HINCRBY', counts, st, 1)
   end
-  if http == '' then rec[3] = false else rec[3] = tonumber(http) end
-  if err == '' then rec[4] = false else rec[4] = err end
-  if info == '' then rec[8] = false else rec[8] = info end
-  rec[7] = now
+  if http == '' then rec.http_status = nil else rec.http_status = tonumber(http) end
+  rec.error = nonempty(err)
+  rec.info = nonempty(info)
+  rec.updated_at = now
   redis.call('HSET', status, key, st)
   redis.call('HSET', record, key, cjson.encode(rec))
   if st == '2' then
     if blob ~= '' then
       redis.call('HSET', blobs, key, blob)
-      redis.call('ZADD', frontier, rec[1], key)
+      redis.call('ZADD', frontier, rec.seq, key)
     end
   else
     redis.call('HDEL', blobs, key)
@@ -62,7 +75,8 @@ for path, offset in pairs(h.feeds) do redis.call('HSET', KEYS[9], path, offset) 
 for name, value in pairs(h.state) do redis.call('HSET', KEYS[10], name, value) end
 for _, lease in ipairs(h.release) do
   redis.call('ZREM', KEYS[11], lease)
-  for k = 12, 15 do redis.call('HDEL', KEYS[k], lease) end
+  for k = 12, #KEYS do redis.call('HDEL', KEYS[k], lease) end
 end
-redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at)
+redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at,
+  'schema_version', h.schema_version)
 return seq
