@@ -50,7 +50,7 @@ PASS_THROUGH = {"iterate", "aiterate", "process_spider_output", "process_spider_
 
 
 def function_name(frame: str) -> str:
-    """``OutputTracker.aiterate (/path/tracking.py:140)`` -> ``aiterate``."""
+    """``Completion.aiterate (/path/completion.py:140)`` -> ``aiterate``."""
     return frame.split(" (")[0].rsplit(".", 1)[-1]
 
 

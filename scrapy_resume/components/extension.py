@@ -7,7 +7,6 @@ ever deleted: a reset moves the old file aside.
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -107,20 +106,20 @@ class CheckpointExtension(RuntimeOwner):
 
     def response_received(self, response: Any, request: Any, **signal_args: Any) -> None:
         request = response.request or request
-        tracker = self.runtime.open_tracker(response, request, http_status=response.status)
+        completion = self.runtime.open_completion(response, request, http_status=response.status)
         if (
-            tracker is not None
+            completion is not None
             and self.http_errors.ignores(response)
             and not has_own_errback(request, self.crawler.spider)
         ):
             # HttpErrorMiddleware will drop it before the callback: the request failed
-            tracker.status = RequestStatus.FAILED
-            tracker.error = f"HttpError: Ignoring non-200 response ({response.status})"
+            completion.status = RequestStatus.FAILED
+            completion.error = f"HttpError: Ignoring non-200 response ({response.status})"
 
     def spider_error(self, failure: Any, response: Any, **signal_args: Any) -> None:
-        tracker = self.runtime.tracker_for(response)
-        if tracker is not None:
-            tracker.failed_with(describe_error(failure))
+        completion = self.runtime.completion_of(response)
+        if completion is not None:
+            completion.failed_with(describe_error(failure))
 
     # opening
 
@@ -179,13 +178,7 @@ class CheckpointExtension(RuntimeOwner):
         self._check_setup(spider)
         self.stage = self.config.stage_name(spider.name)
         config = crawl_config(spider, self.crawler.settings, self.config.input_files)
-        rerun = functools.partial(self.launcher.rerun, spider.name)
-        how = HowTo(
-            resume=rerun("CHECKPOINT_RESUME=1"),
-            reset=rerun("CHECKPOINT_RESET=1"),
-            reset_option=self.launcher.option("CHECKPOINT_RESET=1"),
-            retry=rerun("CHECKPOINT_RESUME=1", "CHECKPOINT_RETRY_FAILED=1"),
-        )
+        how = self.launcher.how_to(spider.name)
         feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how)
         self.opened = open_stage(
             self.config, self.stage, spider.name, config, how, {"spider": spider},
@@ -202,13 +195,10 @@ class CheckpointExtension(RuntimeOwner):
         if warning:
             logger.warning("%s", warning, extra={"spider": spider})
         summary = self.opened.summary
-        if summary is not None and not self.shared:  # (a shared queue holds its requests)
-            self._check_callbacks(spider, how)
         if summary is not None:
-            committed = self.store.feed_offsets()
-            if not self.shared:  # (each worker of a shared stage has feeds of its own)
-                feeds.check_same_files(self.stage, committed, summary)
-            feeds.cut_back(committed, only_this_run=self.shared)
+            if not self.shared:  # (a shared queue holds its requests)
+                self._check_callbacks(spider, how)
+            self._repair_feeds(feeds, summary)
         self.opened.begin()
         self.runtime.recovering = self.opened.mode == "recover"
         self.runtime.feed_files = feeds.files
@@ -223,6 +213,15 @@ class CheckpointExtension(RuntimeOwner):
                 "yes" if self.config.retry_failed else "no", extra={"spider": spider},
             )
         return True
+
+    def _repair_feeds(self, feeds: StageFeeds, summary: StageSummary) -> None:
+        """A resume writes to the feeds the stage started with, cut back to
+        their last commit: bytes written after it are exported again."""
+        assert self.store is not None
+        committed = self.store.feed_offsets()
+        if not self.shared:  # (each worker of a shared stage has feeds of its own)
+            feeds.check_same_files(self.stage, committed, summary)
+        feeds.cut_back(committed, only_this_run=self.shared)
 
     def _check_callbacks(self, spider: Spider, how: HowTo) -> None:
         """Every stored request's callback still exists: refused before any is restored."""
@@ -267,7 +266,7 @@ class CheckpointExtension(RuntimeOwner):
         worker = self.runtime.worker
         if worker is None or not self.runtime.active:
             return
-        self.runtime.settle_complete_trackers()
+        self.runtime.settle_completions()
         self.runtime.commit_or_stop()
         if not self.runtime.active:
             return
@@ -333,19 +332,15 @@ class CheckpointExtension(RuntimeOwner):
 
     def _close_stage(self, spider: Spider, reason: str) -> None:
         assert self.store is not None and self.opened is not None
-        self.runtime.settle_complete_trackers()
+        self.runtime.settle_completions()
         self.runtime.commit()
-        worker = self.runtime.worker
-        shared_status = None if worker is None else self._shared_stage_status(reason, worker)
-        if reason == "finished" and shared_status in (None, StageStatus.COMPLETED):
+        left_as = self.opened.leave(reason)
+        if self.opened.requeued:
+            self.crawler.stats.set_value("checkpoint/leases_requeued", self.opened.requeued)
+        if reason == "finished" and left_as in (None, StageStatus.COMPLETED):
             self.runtime.settle_refused_requests()
         summary = self.store.summary()
-        if shared_status is not None:
-            status = shared_status
-        elif reason == "finished" and summary.pending == 0:
-            status = StageStatus.COMPLETED
-        else:
-            status = StageStatus.PAUSED
+        status = self.opened.final_status(reason, summary.pending, left_as)
         self.runtime.close_feeds()
         self.runtime.active = False
         self.opened.end(reason, status)
@@ -357,18 +352,6 @@ class CheckpointExtension(RuntimeOwner):
             "Resume with -s CHECKPOINT_RESUME=1." if status == StageStatus.PAUSED else "",
             extra={"spider": spider},
         )
-
-    def _shared_stage_status(self, reason: str, worker: StageWorker) -> str:
-        """The last worker to leave decides whether the stage is completed."""
-        requeued = worker.requeue_own()  # in flight at a forced close: back to the queue
-        if requeued:
-            self.crawler.stats.set_value("checkpoint/leases_requeued", requeued)
-        worker.release()  # deregistered first: of two last workers, one sees no other
-        if worker.live_workers():
-            return StageStatus.RUNNING
-        if reason == "finished" and not worker.outstanding() and not worker.queued():
-            return StageStatus.COMPLETED
-        return StageStatus.PAUSED
 
     def _publish_stats(self, summary: StageSummary) -> None:
         stats = self.crawler.stats

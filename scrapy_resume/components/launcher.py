@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from scrapy_resume.lifecycle.stage import HowTo
+
 #: Scrapy's commands that run a spider only to debug it (``view`` subclasses ``fetch``).
 DEBUGGING_COMMANDS = frozenset({"fetch", "view", "shell", "parse", "check", "bench"})
 
@@ -46,6 +48,15 @@ class Launcher:
     def option(self, setting: str) -> str:
         """``-s CHECKPOINT_RESET=1``, or for a script the setting to give Scrapy."""
         return f"{setting.split('=')[0]}=True" if self.command == "" else f"-s {setting}"
+
+    def how_to(self, spider_name: str) -> HowTo:
+        """What the user types for each mode, quoted by the stage's messages."""
+        return HowTo(
+            resume=self.rerun(spider_name, "CHECKPOINT_RESUME=1"),
+            reset=self.rerun(spider_name, "CHECKPOINT_RESET=1"),
+            reset_option=self.option("CHECKPOINT_RESET=1"),
+            retry=self.rerun(spider_name, "CHECKPOINT_RESUME=1", "CHECKPOINT_RETRY_FAILED=1"),
+        )
 
 
 def running_command() -> Launcher:

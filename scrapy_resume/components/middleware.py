@@ -101,20 +101,20 @@ class CheckpointMiddleware:
 
         @functools.wraps(original)
         def errback(failure: Failure) -> Any:
-            tracker = runtime.open_tracker(
+            completion = runtime.open_completion(
                 failure, request, namespace=b"e", status=status, error=error
             )
             try:
                 output = original(failure)
             except Exception as exc:
-                if tracker is not None:
-                    tracker.failed_with(describe_error(exc))
+                if completion is not None:
+                    completion.failed_with(describe_error(exc))
                 raise
-            if tracker is None:
+            if completion is None:
                 return output
             if isinstance(output, Failure):
-                tracker.failed_with(describe_error(output))
+                completion.failed_with(describe_error(output))
                 return output
-            return tracker.wrap(output)
+            return completion.wrap(output)
 
         return errback

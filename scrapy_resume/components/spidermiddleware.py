@@ -67,25 +67,25 @@ class CheckpointSpiderMiddleware:
     def process_spider_output(
         self, response: Response, result: Iterable[Any], spider: Any = None
     ) -> Iterable[Any]:
-        tracker = self.runtime.tracker_for(response) if self.runtime else None
-        if tracker is None:
+        completion = self.runtime.completion_of(response) if self.runtime else None
+        if completion is None:
             return result
-        return tracker.iterate(result)
+        return completion.iterate(result)
 
     async def process_spider_output_async(
         self, response: Response, result: AsyncIterator[Any], spider: Any = None
     ) -> AsyncIterator[Any]:
-        tracker = self.runtime.tracker_for(response) if self.runtime else None
-        if tracker is None:
+        completion = self.runtime.completion_of(response) if self.runtime else None
+        if completion is None:
             async for output in result:
                 yield output
             return
-        # tracker.aiterate() inlined: one async generator per output hop, not two
+        # completion.aiterate() inlined: one async generator per output hop, not two
         duplicates = self.runtime.early_duplicates
-        tracker.open_chains += 1
+        completion.open_chains += 1
         try:
             async for output in result:
                 if duplicates is None or not duplicates.drops(output):
-                    yield tracker.tag(output)
+                    yield completion.tag(output)
         finally:
-            tracker.close_chain()
+            completion.close_chain()

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from scrapy import Request
     from scrapy.crawler import Crawler
 
-    from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
+    from scrapy_resume.engine.completion import Completion, Outcome, StartItems
 
-    # what a commit settles: a complete tracker, or a request with no output
-    Finished = OutputTracker | Outcome
+    # what a commit settles: a finished Completion, or a request with no output
+    Finished = Completion | Outcome
     from scrapy_resume.engine.feedbuffer import FeedBuffer
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class BatchBuilder:
         # start(), or from outside any callback. Children wait in their parent.
         self.loose: list[Request] = []
         self.ready: list[Finished] = []  # completed, waiting for the next commit
-        self.waiting_parents: dict[bytes, OutputTracker] = {}  # child key -> parent
+        self.waiting_parents: dict[bytes, Completion] = {}  # child key -> parent
         # while a batch is being built: the keys it settles, and of those, the
         # ones done or dropped (a failed one stays in the frontier)
         self.settled_in_batch: set[bytes] = set()
@@ -60,21 +60,21 @@ class BatchBuilder:
 
     # what happened since the last commit
 
-    def new_request(self, request: Request, parent: OutputTracker | None) -> None:
+    def new_request(self, request: Request, parent: Completion | None) -> None:
         if parent is not None:
             parent.children.append(request)  # committed with the parent's completion
         else:
             self.loose.append(request)
 
-    def drop_new_request(self, request: Request, parent: OutputTracker | None) -> None:
+    def drop_new_request(self, request: Request, parent: Completion | None) -> None:
         """The dupefilter refused the request just passed to :meth:`new_request`."""
         # Most links of a broad crawl end here: forget them at once, at O(1).
         siblings = parent.children if parent is not None else self.loose
         if siblings and siblings[-1] is request:
             siblings.pop()
 
-    def completed(self, tracker: Finished) -> None:
-        self.ready.append(tracker)
+    def completed(self, completion: Finished) -> None:
+        self.ready.append(completion)
 
     @property
     def waiting(self) -> int:
@@ -104,15 +104,15 @@ class BatchBuilder:
             # written instead). Written in completion order all the same.
             new_requests: list[list[NewRequest]] = []
             settling: list[Finished] = []
-            for tracker in reversed(ready):
-                new_requests.append(self._children_of(tracker))
-                if not tracker.blocked_on:
-                    settling.append(tracker)
-                    self._settlement_committed(tracker)
+            for completion in reversed(ready):
+                new_requests.append(self._children_of(completion))
+                if not completion.blocked_on:
+                    settling.append(completion)
+                    self._settlement_committed(completion)
             for children in reversed(new_requests):
                 batch.new_requests.extend(children)
-            for tracker in reversed(settling):
-                self._add_settlement(batch, tracker)
+            for completion in reversed(settling):
+                self._add_settlement(batch, completion)
         # (after the settlements, so that a start request fetched already needs no
         # copy either, but first in discovery order)
         loose, self.loose = self.loose, []
@@ -124,8 +124,8 @@ class BatchBuilder:
         batch.cursors.update(self.loose_cursors)
         self.loose_cursors = {}
         loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
-        for stage, data in loose_bytes:
-            stage.outgoing += data
+        for feed, data in loose_bytes:
+            feed.outgoing += data
         if start_items.has_news:
             batch.state["start_items"] = start_items.commit()
         if self.new_callbacks:
@@ -136,11 +136,11 @@ class BatchBuilder:
         self.counter_deltas = {}
         return batch
 
-    def _children_of(self, tracker: Finished) -> list[NewRequest]:
-        """The new requests ``tracker``'s response yielded, to write as pending.
+    def _children_of(self, completion: Finished) -> list[NewRequest]:
+        """The new requests ``completion``'s response yielded, to write as pending.
 
         A child that cannot be serialized and has not finished blocks it."""
-        children, tracker.children = tracker.children, []
+        children, completion.children = completion.children, []
         new_requests = []
         for request in children:
             new = self._pending_form(request)
@@ -151,38 +151,38 @@ class BatchBuilder:
             if not (key in self.settled_in_batch or self.settled_before(key)):
                 # The child exists only in memory: this request stays not-done
                 # until the child has finished, so a crash re-runs it.
-                tracker.blocked_on += 1
-                self.waiting_parents[key] = tracker
+                completion.blocked_on += 1
+                self.waiting_parents[key] = completion
         return new_requests
 
-    def _add_settlement(self, batch: CommitBatch, tracker: Finished) -> None:
-        request = tracker.request
+    def _add_settlement(self, batch: CommitBatch, completion: Finished) -> None:
+        request = completion.request
         blob = None
         if request is not None:
-            if tracker.status == RequestStatus.FAILED:
+            if completion.status == RequestStatus.FAILED:
                 blob = self.serialize(request, warn=False)  # kept, to be retried
             lease = request.meta.get(LEASE_META)
             if lease is not None:  # taken from a shared queue: the lease ends with this commit
                 batch.released_leases.append(lease)
         batch.settlements.append(
             Settlement(
-                key=tracker.key,
-                status=tracker.status,
+                key=completion.key,
+                status=completion.status,
                 url=request.url if request is not None else "",
-                http_status=tracker.http_status,
-                error=tracker.error,
+                http_status=completion.http_status,
+                error=completion.error,
                 blob=blob,
-                attempts=tracker.attempts,
+                attempts=completion.attempts,
             )
         )
-        batch.cursors.update(tracker.cursors)
-        for stage, data in tracker.feed_bytes:
-            stage.outgoing += data
+        batch.cursors.update(completion.cursors)
+        for feed, data in completion.feed_bytes:
+            feed.outgoing += data
         counters = batch.counters
-        status_name = tracker.status.name.lower()
+        status_name = completion.status.name.lower()
         counters[status_name] = counters.get(status_name, 0) + 1
-        if tracker.items:
-            counters["items"] = counters.get("items", 0) + tracker.items
+        if completion.items:
+            counters["items"] = counters.get("items", 0) + completion.items
 
     def release_waiting_parents(self) -> None:
         """The crawl finished, and children that exist only in memory never
@@ -191,11 +191,11 @@ class BatchBuilder:
         for key in list(self.waiting_parents):
             self._unblock_parent_of(key)
 
-    def _settlement_committed(self, tracker: Finished) -> None:
-        """``tracker`` is settled in this batch."""
-        key = tracker.key
+    def _settlement_committed(self, completion: Finished) -> None:
+        """``completion`` is settled in this batch."""
+        key = completion.key
         self.settled_in_batch.add(key)
-        if tracker.status != RequestStatus.FAILED:  # (a failed one keeps a copy, to be retried)
+        if completion.status != RequestStatus.FAILED:  # (a failed one keeps a copy, to be retried)
             self.finished_in_batch.add(key)
         self._unblock_parent_of(key)
 

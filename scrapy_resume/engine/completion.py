@@ -2,7 +2,7 @@
 
 Scrapy has no signal for "this response is fully processed": the callback's
 output is handed to up to CONCURRENT_ITEMS workers, so when the output
-generator ends, outputs may still be in flight. An :class:`OutputTracker`
+generator ends, outputs may still be in flight. A :class:`Completion`
 counts, for one response (or one errback call):
 
 * the output chains that are still open (a ``process_spider_exception``
@@ -32,14 +32,14 @@ if TYPE_CHECKING:
 
 
 class Watcher(Protocol):
-    """What a tracker reports to: the runtime, which settles complete trackers."""
+    """What a completion reports to: the runtime, which settles the finished ones."""
 
     early_duplicates: EarlyDuplicates | None
 
-    def check_later(self, tracker: OutputTracker) -> None: ...
+    def check_later(self, completion: Completion) -> None: ...
 
 
-class OutputTracker:
+class Completion:
     """Counts what one response's output still has in flight."""
 
     __slots__ = (
@@ -174,7 +174,7 @@ class OutputTracker:
 class Outcome:
     """A request settled with no output to wait for: a download error without
     errback, a duplicate, a request that could not be restored, one refused
-    when scheduled. The batch builder takes it as it takes a complete tracker."""
+    when scheduled. The batch builder takes it as it takes a finished Completion."""
 
     __slots__ = ("attempts", "blocked_on", "children", "cursors", "error", "feed_bytes",
                  "http_status", "items", "key", "request", "status")

@@ -8,7 +8,7 @@ from enum import Enum
 class Origin(Enum):
     """The parent of a request that no response yielded.
 
-    A request's parent is the ``OutputTracker`` of the response (or failure)
+    A request's parent is the ``Completion`` of the response (or failure)
     whose callback yielded it, or one of these. It travels in
     ``request.meta[ORIGIN_META]`` as ``(parent, ordinal)`` until the request
     is scheduled; None there means it came from outside the spider's code

@@ -2,7 +2,7 @@
 
 Here: admission (every scheduled request gets its ledger key, or is skipped
 as done in an earlier run, or is a copy of one already claimed) and the
-per-response trackers. Restoring the frontier is in ``restore``, committing
+per-response completions. Restoring the frontier is in ``restore``, committing
 in ``committing``; the batch a commit writes is built by ``batching``.
 """
 
@@ -19,7 +19,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.batching import BatchBuilder
 from scrapy_resume.engine.committing import Committer
-from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
+from scrapy_resume.engine.completion import Completion, Outcome, StartItems
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.engine.origin import Origin
@@ -92,14 +92,14 @@ class CheckpointRuntime:
         # copy, whichever came first; finished keys already counted as skipped
         self.claimed: set[bytes] = set()
         self.skipped: set[bytes] = set()
-        self.trackers: dict[int, OutputTracker] = {}
+        self.completions: dict[int, Completion] = {}
         self.stored_frontier: Iterator[list[tuple[bytes, bytes]]] = iter(())
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.feed_files = FeedFiles(config.directory)  # a feed's key in the checkpoint
         self.start_items = StartItems()
         self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
         self.committer = Committer(crawler, config, self.batches, self.start_items)
-        self._last_scheduled: tuple[Request, OutputTracker | None] | None = None
+        self._last_scheduled: tuple[Request, Completion | None] | None = None
         # drops links to pages fetched already before they are scheduled (None: off)
         self.early_duplicates: EarlyDuplicates | None = None
 
@@ -152,9 +152,9 @@ class CheckpointRuntime:
             parent, ordinal = None, 0  # injected with engine.crawl() from outside a callback
         else:
             parent, ordinal = origin
-        tracker = parent if type(parent) is OutputTracker else None
-        if tracker is not None:
-            tracker.output_settled()
+        completion = parent if type(parent) is Completion else None
+        if completion is not None:
+            completion.output_settled()
         if meta.get(SKIP_META):
             meta.pop(KEY_META, None)  # may be inherited from response.meta
             return
@@ -183,8 +183,8 @@ class CheckpointRuntime:
         if key in self.frontier:
             self.claimed.add(key)  # this copy stands in for the stored one
             return
-        self.batches.new_request(request, tracker)
-        self._last_scheduled = (request, tracker)
+        self.batches.new_request(request, completion)
+        self._last_scheduled = (request, completion)
 
     def on_request_dropped(self, request: Request, **signal_args: Any) -> None:
         # Sent right after request_scheduled for the same request, when the
@@ -209,7 +209,7 @@ class CheckpointRuntime:
     def _dont_filter_key(fingerprint: bytes, parent: Any, ordinal: int) -> bytes:
         """dont_filter asks for a fetch even if the fingerprint was seen: key such a
         request by where it came from, so the same parent regenerates the same key."""
-        if type(parent) is OutputTracker:
+        if type(parent) is Completion:
             base = parent.key + parent.namespace
         elif parent is Origin.START:
             base = b"start"
@@ -228,57 +228,57 @@ class CheckpointRuntime:
     def tag_start_request(self, request: Request, ordinal: int) -> None:
         request.meta[ORIGIN_META] = (Origin.START, ordinal)
 
-    # trackers
+    # completions
 
-    def open_tracker(self, source: Any, request: Request, **kwargs: Any) -> OutputTracker | None:
+    def open_completion(self, source: Any, request: Request, **kwargs: Any) -> Completion | None:
         key = request.meta.get(KEY_META)
         if key is None or not self.active:
             return None
         if self.early_duplicates is not None:
             self.early_duplicates.fetched_through_scheduler(request)
-        tracker = OutputTracker(self, key, request, source, attempts=attempts_of(request), **kwargs)
-        self.trackers[id(source)] = tracker
-        return tracker
+        completion = Completion(self, key, request, source, attempts=attempts_of(request), **kwargs)
+        self.completions[id(source)] = completion
+        return completion
 
-    def tracker_for(self, source: Any) -> OutputTracker | None:
-        return self.trackers.get(id(source))
+    def completion_of(self, source: Any) -> Completion | None:
+        return self.completions.get(id(source))
 
     def on_item_scraped(self, item: Any, response: Any) -> None:
         """Right after the feed exporter wrote the item: claim its bytes for its request."""
         claimed = [(buffer, buffer.take()) for buffer in self.committer.feeds if buffer.staged]
-        tracker = self.trackers.get(id(response)) if response is not None else None
-        if tracker is None:  # from start(), or from a response we do not track
+        completion = self.completions.get(id(response)) if response is not None else None
+        if completion is None:  # from start(), or from a response we do not track
             self.batches.loose_output(claimed)
             if response is None:
                 self.start_items.settled(item)
             return
-        tracker.feed_bytes.extend(claimed)
-        tracker.items += 1
-        tracker.output_settled()
+        completion.feed_bytes.extend(claimed)
+        completion.items += 1
+        completion.output_settled()
 
     def on_item_not_scraped(self, item: Any, response: Any) -> None:
         """item_dropped or item_error: the item is settled, and nothing was exported."""
         if response is None:
             self.start_items.settled(item)
             return
-        tracker = self.trackers.get(id(response))
-        if tracker is not None:
-            tracker.output_settled()
+        completion = self.completions.get(id(response))
+        if completion is not None:
+            completion.output_settled()
 
-    def check_later(self, tracker: OutputTracker) -> None:
+    def check_later(self, completion: Completion) -> None:
         # Deferred by one loop turn: handlers later in the same signal gather,
         # and a recovery chain started right after this one, run first.
-        if not tracker.check_scheduled and not tracker.settled:
-            tracker.check_scheduled = True
-            self.call_soon(self._check, tracker)
+        if not completion.check_scheduled and not completion.settled:
+            completion.check_scheduled = True
+            self.call_soon(self._check, completion)
 
-    def _check(self, tracker: OutputTracker) -> None:
-        tracker.check_scheduled = False
-        if tracker.complete and not tracker.settled:
-            tracker.settled = True
-            self.trackers.pop(id(tracker.source), None)
-            tracker.source = None
-            self.batches.completed(tracker)
+    def _check(self, completion: Completion) -> None:
+        completion.check_scheduled = False
+        if completion.complete and not completion.settled:
+            completion.settled = True
+            self.completions.pop(id(completion.source), None)
+            completion.source = None
+            self.batches.completed(completion)
             if self.batches.waiting >= MAX_BATCH:
                 self.commit_or_stop()
 
@@ -329,9 +329,9 @@ class CheckpointRuntime:
 
     def set_cursor(self, name: str, value: Any, response: Any = None) -> None:
         self.cursor_values[name] = value
-        tracker = self.trackers.get(id(response)) if response is not None else None
-        if tracker is not None:
-            tracker.cursors[name] = value
+        completion = self.completions.get(id(response)) if response is not None else None
+        if completion is not None:
+            completion.cursors[name] = value
         else:
             self.batches.loose_cursor(name, value)
 
@@ -371,8 +371,8 @@ class CheckpointRuntime:
     def stop_after_failed_commit(self, error: Exception) -> None:
         self.committer.stop_after_failed_commit(error)
 
-    def settle_complete_trackers(self) -> None:
+    def settle_completions(self) -> None:
         """Before the last commit: settle what is complete but not yet checked."""
-        for tracker in list(self.trackers.values()):
-            if tracker.complete:
-                self._check(tracker)
+        for completion in list(self.completions.values()):
+            if completion.complete:
+                self._check(completion)

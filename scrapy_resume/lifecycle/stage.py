@@ -62,6 +62,7 @@ class OpenedStage:
     mode: str  # fresh, resume, recover, join, or completed (nothing to do: release it)
     summary: StageSummary | None  # before this run; None when fresh
     run_id: int = field(default=0)
+    requeued: int = field(default=0)  # a shared stage's requests put back when leaving it
 
     @property
     def nothing_to_do(self) -> bool:
@@ -76,6 +77,33 @@ class OpenedStage:
         self.run_id = self.store.begin_run(self.mode)
         recovering = self.mode == "recover"
         self.store.set_status(StageStatus.RECOVERING if recovering else StageStatus.RUNNING)
+
+    def leave(self, reason: str) -> str | None:
+        """A shared stage's worker leaves it, its own leases back in the queue
+        (requests in flight at a forced close). The last worker to leave
+        decides what the stage becomes: returned here. None for a single
+        process: see final_status."""
+        worker = self.worker
+        if worker is None:
+            return None
+        self.requeued = worker.requeue_own()
+        worker.release()  # deregistered first: of two last workers, one sees no other
+        if worker.live_workers():
+            return StageStatus.RUNNING
+        if reason == "finished" and not worker.outstanding() and not worker.queued():
+            return StageStatus.COMPLETED
+        return StageStatus.PAUSED
+
+    @staticmethod
+    def final_status(reason: str, pending: int, left_as: str | None) -> str:
+        """What the stage is once this run ends: what its last worker left it
+        as (a shared stage), else completed when the crawl finished with nothing
+        pending, and paused otherwise (a resume carries on)."""
+        if left_as is not None:
+            return left_as
+        return StageStatus.COMPLETED if reason == "finished" and pending == 0 else (
+            StageStatus.PAUSED
+        )
 
     def end(self, reason: str, status: str) -> None:
         self.store.set_status(status)

@@ -8,22 +8,22 @@ import scrapy
 from scrapy.utils.test import get_crawler
 
 from scrapy_resume.engine.batching import BatchBuilder
-from scrapy_resume.engine.completion import Outcome, OutputTracker, StartItems
+from scrapy_resume.engine.completion import Completion, Outcome, StartItems
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.requestmeta import KEY_META, ORIGIN_META
 from scrapy_resume.store.records import RequestStatus
 
 
 class Watcher:
-    """What a tracker reports to, recording the checks it asks for."""
+    """What a completion reports to, recording the checks it asks for."""
 
     early_duplicates = None
 
     def __init__(self) -> None:
-        self.checks: list[OutputTracker] = []
+        self.checks: list[Completion] = []
 
-    def check_later(self, tracker: OutputTracker) -> None:
-        self.checks.append(tracker)
+    def check_later(self, completion: Completion) -> None:
+        self.checks.append(completion)
 
 
 class Shop(scrapy.Spider):
@@ -38,24 +38,24 @@ class Shop(scrapy.Spider):
 
 def test_a_tracker_is_complete_when_its_chain_ended_and_every_output_settled():
     watcher = Watcher()
-    tracker = OutputTracker(watcher, b"parent", scrapy.Request("http://shop/"), source=object())
+    completion = Completion(watcher, b"parent", scrapy.Request("http://shop/"), source=object())
     child = scrapy.Request("http://shop/a")
-    outputs = list(tracker.iterate([child, {"name": "an item"}]))
+    outputs = list(completion.iterate([child, {"name": "an item"}]))
     assert outputs == [child, {"name": "an item"}]
-    assert child.meta[ORIGIN_META] == (tracker, 0)  # the request knows its parent
-    assert not tracker.complete and watcher.checks == []  # two outputs in flight
-    tracker.output_settled()
-    assert not tracker.complete and watcher.checks == []
-    tracker.output_settled()
-    assert tracker.complete and watcher.checks == [tracker]
+    assert child.meta[ORIGIN_META] == (completion, 0)  # the request knows its parent
+    assert not completion.complete and watcher.checks == []  # two outputs in flight
+    completion.output_settled()
+    assert not completion.complete and watcher.checks == []
+    completion.output_settled()
+    assert completion.complete and watcher.checks == [completion]
 
 
 def test_a_callback_that_raises_fails_its_request():
     watcher = Watcher()
-    tracker = OutputTracker(watcher, b"k", scrapy.Request("http://shop/"), source=object())
-    tracker.failed_with("ValueError: boom")
-    assert (tracker.status, tracker.error) == (RequestStatus.FAILED, "ValueError: boom")
-    assert watcher.checks == [tracker]
+    completion = Completion(watcher, b"k", scrapy.Request("http://shop/"), source=object())
+    completion.failed_with("ValueError: boom")
+    assert (completion.status, completion.error) == (RequestStatus.FAILED, "ValueError: boom")
+    assert watcher.checks == [completion]
 
 
 def builder() -> BatchBuilder:
@@ -71,12 +71,12 @@ def keyed(url: str, key: bytes, **kwargs) -> scrapy.Request:
 def test_a_batch_writes_a_child_settled_with_its_parent_once_without_its_copy():
     batches = builder()
     spider = batches.crawler.spider
-    parent = OutputTracker(Watcher(), b"p", keyed("http://shop/", b"p"), object())
+    parent = Completion(Watcher(), b"p", keyed("http://shop/", b"p"), object())
     quick = keyed("http://shop/quick", b"q", callback=spider.parse_item)
     slow = keyed("http://shop/slow", b"s", callback=spider.parse_item)
     batches.new_request(quick, parent)
     batches.new_request(slow, parent)
-    done_child = OutputTracker(Watcher(), b"q", quick, object())
+    done_child = Completion(Watcher(), b"q", quick, object())
     batches.completed(parent)
     batches.completed(done_child)  # finished in the same commit interval
     batch = batches.build(StartItems())
@@ -104,7 +104,7 @@ def test_an_outcome_settles_like_a_tracker_with_no_output():
 
 def test_a_duplicate_dropped_at_once_is_forgotten():
     batches = builder()
-    parent = OutputTracker(Watcher(), b"p", keyed("http://shop/", b"p"), object())
+    parent = Completion(Watcher(), b"p", keyed("http://shop/", b"p"), object())
     link = keyed("http://shop/seen", b"x")
     batches.new_request(link, parent)
     batches.drop_new_request(link, parent)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 from array import array
 
+import pytest
+import scrapy
 from scrapy.settings import Settings
 
 from scrapy_resume.components import progress
-from scrapy_resume.components.feedstorage import check_feeds
+from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds, check_feeds
 from scrapy_resume.components.progress import Progress, format_duration
+from scrapy_resume.lifecycle.stage import HowTo
 from scrapy_resume.lifecycle.validation import differences
 from scrapy_resume.store.records import KeyIndex, StageSummary
 
@@ -135,3 +138,38 @@ def test_the_feed_check_names_each_problem_and_the_fix():
     problems, _ = feed_check({"a.jsonl": {"format": "jsonlines"}},
                              FEED_EXPORT_BATCH_ITEM_COUNT=10)
     assert len(problems) == 1 and "is batched" in problems[0]
+
+
+def stage_feeds(directory, *feeds: str) -> StageFeeds:
+    settings = Settings({"FEEDS": {feed: {"format": "jsonlines"} for feed in feeds}})
+    how = HowTo(resume="R", reset="X", reset_option="-s CHECKPOINT_RESET=1", retry="T")
+    return StageFeeds(directory, settings, scrapy.Spider("shop"), how)
+
+
+def test_a_resume_must_write_to_the_feeds_the_stage_committed_to(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "ckpt"
+    summary = StageSummary("shop", "shop", "paused", 0.0, 0.0, pending=2, done=40, failed=0,
+                           dropped=0, counters={})
+    committed = {"../items.jsonl": 1234}  # keys are relative to the checkpoint directory
+    stage_feeds(ckpt, "items.jsonl").check_same_files("shop", committed, summary)
+    stage_feeds(ckpt, "%(name)s/../items.jsonl").check_same_files("shop", committed, summary)
+    assert caplog.records == []
+    with pytest.raises(FeedChanged) as refused:
+        stage_feeds(ckpt, "other.jsonl").check_same_files("shop", committed, summary)
+    assert str(refused.value) == (
+        f"Stage shop committed its items to {tmp_path / 'items.jsonl'}, but this run writes "
+        f"to {tmp_path / 'other.jsonl'}: the items would be split between files. Resume with "
+        f"the same feed (-o items.jsonl), or start the stage over with -s CHECKPOINT_RESET=1."
+    )
+    with pytest.raises(FeedChanged, match="but this run writes to no feed"):
+        stage_feeds(ckpt).check_same_files("shop", committed, summary)
+    # a second feed added on resume: allowed, with a warning that it misses the first 40 items
+    stage_feeds(ckpt, "items.jsonl", "more.csv").check_same_files("shop", committed, summary)
+    [warning] = caplog.records
+    assert warning.getMessage() == (
+        f"Feed {tmp_path / 'more.csv'} is new to stage shop: it will hold only the items of "
+        f"requests done from now on, not those of the 40 requests done before"
+    )
+    # a file named by the time is new every run: nothing to compare
+    stage_feeds(ckpt, "items-%(time)s.jsonl").check_same_files("shop", committed, summary)
