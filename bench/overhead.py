@@ -1,7 +1,7 @@
 """What does checkpointing cost? Plain Scrapy vs scrapy-resume vs JOBDIR, same run.
 
     python bench/overhead.py [--pages 5000] [--pairs 5] [--profiles 3] [--no-profile]
-                             [--instructions 200]
+                             [--instructions 200] [--before REV]
 
 Crawls a local site (served on 127.0.0.1 by tests/mockserver.py) of
 ``--pages`` pages, with ``-o items.jsonl``, in alternating rounds of plain
@@ -11,14 +11,17 @@ crawl time (Scrapy's ``elapsed_time_seconds``) of each against plain Scrapy.
 Paired wall-time ratios are noisy on shared machines, so it also runs
 ``--profiles`` checkpointed crawls under py-spy, their samples pooled (ours
 are a few hundred a crawl, so one crawl's share moved by ±0.2 points), and
-reports the share of CPU samples spent in scrapy_resume's own frames. Samples where our spider-middleware wrapper
-is only pulling the spider's own output through Scrapy's chain are not ours
+reports the share of CPU samples spent in scrapy_resume's own frames. Samples
+where our spider-middleware wrapper is only pulling the spider's own output
+through Scrapy's chain are not ours
 and are not counted: those below the wrapper (the spider's and Scrapy's
 work), and those on the wrapper's own ``async for`` line (the async generator
 hop of one more middleware layer; printed apart, and in a second headline
 figure that counts them). With ``--instructions N``, it also counts, under
 valgrind's callgrind, the instructions of an N-page crawl, plain and
-checkpointed: a ratio that host noise does not move.
+checkpointed: a ratio that host noise does not move. With ``--before REV``, each
+round also crawls with scrapy_resume as it was at git revision REV (checkpointed
+the same way), for a before/after ratio measured in the same run.
 """
 
 from __future__ import annotations
@@ -74,8 +77,9 @@ def start_site() -> tuple[subprocess.Popen, str]:
 
 
 def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Path,
-          under: list[str] | None = None) -> dict:
-    """One crawl in a subprocess; ``under`` is a profiler command to run it under."""
+          under: list[str] | None = None, package: Path = REPO) -> dict:
+    """One crawl in a subprocess; ``under`` is a profiler command to run it under,
+    ``package`` the directory scrapy_resume is imported from."""
     workdir.mkdir(parents=True)
     stats_file = workdir / "stats.json"
     settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
@@ -84,7 +88,8 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     if variant == "jobdir":
         settings["JOBDIR"] = str(workdir / "job")
     site = f"gl/{pages}/{fanout}" if fanout > 5 else f"g/{pages}/{fanout}"
-    cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(REPO / "tests/spiders/graph.py"),
+    spider = str(REPO / "tests/spiders/graph.py")
+    cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", spider,
            "-a", f"start={base}/{ns}/{site}/0", "-a", f"stats_file={stats_file}",
            "-o", str(workdir / "items.jsonl")]
     for name, value in settings.items():
@@ -93,7 +98,8 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
         cmd = [*under, *cmd]
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
+    path = os.pathsep.join(dict.fromkeys([str(package), str(REPO)]))  # tests/ from this tree
+    subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": path}, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -107,6 +113,16 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     commit_share = float(stats.get("checkpoint/commit_seconds", 0)) / elapsed
     return {"elapsed": elapsed, "wall": wall, "cpu": cpu, "items": items,
             "commit_share": commit_share}
+
+
+def package_at(revision: str, tmp: Path) -> Path:
+    """scrapy_resume as it was at git ``revision``, extracted under ``tmp``."""
+    where = tmp / "before"
+    where.mkdir()
+    archive = subprocess.run(["git", "archive", revision, "scrapy_resume"], cwd=REPO,
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
 
 
 def py_spy(raw: Path) -> list[str]:
@@ -224,6 +240,8 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=3,
                         help="checkpointed crawls run under py-spy, their samples pooled")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--before", metavar="REV",
+                        help="also crawl with scrapy_resume at git revision REV, each round")
     parser.add_argument("--instructions", type=int, default=0, metavar="PAGES",
                         help="also count the instructions of a PAGES-page crawl, plain and "
                              "checkpointed, under valgrind (slow: try 200)")
@@ -232,14 +250,17 @@ def main() -> None:
     site, base = start_site()
     tmp = Path(tempfile.mkdtemp(prefix="scrapy-resume-bench-"))
     results: dict[str, list[dict]] = {"plain": [], "checkpoint": [], "jobdir": []}
+    packages = {"before": package_at(args.before, tmp)} if args.before else {}
+    results.update((name, []) for name in packages)
     try:
         for round_ in range(args.pairs):
-            order = ["plain", "checkpoint", "jobdir"]
+            order = ["plain", "checkpoint", "jobdir", *packages]
             if round_ % 2:
                 order.reverse()  # alternate, so drift over time favours no one
             for variant in order:
-                result = crawl(variant, base, f"{variant}{round_}", args.pages, args.fanout,
-                               tmp / f"{variant}-{round_}")
+                result = crawl("checkpoint" if variant in packages else variant, base,
+                               f"{variant}{round_}", args.pages, args.fanout,
+                               tmp / f"{variant}-{round_}", package=packages.get(variant, REPO))
                 results[variant].append(result)
                 print(f"round {round_ + 1} {variant:>10}: {result['elapsed']:.2f}s crawl, "
                       f"{result['wall']:.2f}s wall, {result['cpu']:.2f}s CPU", flush=True)
@@ -266,7 +287,7 @@ def main() -> None:
 
     print(f"\n{args.pages} pages, {args.fanout} links per page, -o items.jsonl, "
           f"{args.pairs} rounds")
-    for variant in ("checkpoint", "jobdir"):
+    for variant in ("checkpoint", "jobdir", *packages):
         ratios = [r["elapsed"] / p["elapsed"] for r, p in zip(results[variant], results["plain"])]
         walls = [r["wall"] / p["wall"] for r, p in zip(results[variant], results["plain"])]
         cpus = [r["cpu"] / p["cpu"] for r, p in zip(results[variant], results["plain"])]
@@ -276,6 +297,13 @@ def main() -> None:
               f"median CPU-time ratio {statistics.median(cpus):.3f} "
               f"(pairs {min(cpus):.3f}..{max(cpus):.3f}); "
               f"pages per minute {1 / statistics.median(ratios):.1%} of plain")
+    if packages:
+        cpus = [r["cpu"] / b["cpu"] for r, b in zip(results["checkpoint"], results["before"])]
+        times = [r["elapsed"] / b["elapsed"]
+                 for r, b in zip(results["checkpoint"], results["before"])]
+        print(f"checkpoint / before ({args.before}): median CPU-time ratio "
+              f"{statistics.median(cpus):.3f} (pairs {min(cpus):.3f}..{max(cpus):.3f}); "
+              f"median crawl-time ratio {statistics.median(times):.3f}")
     commit_shares = [r["commit_share"] for r in results["checkpoint"]]
     print(f"time in checkpoint commits: median {statistics.median(commit_shares):.2%} of the "
           f"crawl time (checkpoint/commit_seconds)")

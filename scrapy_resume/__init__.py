@@ -25,7 +25,7 @@ _EXPORTS = {
     "CheckpointSpiderMiddleware": "scrapy_resume.components.spidermiddleware",
     "CheckpointStore": "scrapy_resume.store.sqlite.store",
     "CheckpointTampered": "scrapy_resume.store.base",
-    "LeasedPriorityQueue": "scrapy_resume.components.queue",
+    "LeasedPriorityQueue": "scrapy_resume.components.leasedqueue",
     "RedisStore": "scrapy_resume.store.redis.store",
     "RequestStatus": "scrapy_resume.store.records",
     "ResumableFileFeedStorage": "scrapy_resume.components.feedstorage",
@@ -75,8 +75,8 @@ if TYPE_CHECKING:
     from scrapy_resume.components.cursors import Checkpoint, checkpoint
     from scrapy_resume.components.extension import CheckpointExtension
     from scrapy_resume.components.feedstorage import ResumableFileFeedStorage
+    from scrapy_resume.components.leasedqueue import LeasedPriorityQueue
     from scrapy_resume.components.middleware import CheckpointMiddleware
-    from scrapy_resume.components.queue import LeasedPriorityQueue
     from scrapy_resume.components.spidermiddleware import CheckpointSpiderMiddleware
     from scrapy_resume.config import CheckpointConfig, CheckpointConfigError
     from scrapy_resume.lifecycle.stage import CheckpointRefused

@@ -29,7 +29,6 @@ from scrapy_resume.lifecycle.validation import crawl_config
 from scrapy_resume.store.base import BaseCheckpointStore, describe_error
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
 from scrapy_resume.store.records import RequestStatus, StageStatus, StageSummary
-from scrapy_resume.store.redis.leases import StageWorker
 
 try:
     from scrapy.utils.asyncio import create_looping_call
@@ -39,6 +38,8 @@ except ImportError:  # Scrapy 2.13
 if TYPE_CHECKING:
     from scrapy import Spider
     from scrapy.crawler import Crawler
+
+    from scrapy_resume.store.redis.leases import StageWorker
 
 logger = logging.getLogger(__name__)
 

@@ -1,57 +1,11 @@
-"""LeasedPriorityQueue: scrapy-redis's shared queue, where a pop is also a lease.
-
-The leases themselves (store/redis_leases.py) belong to the store; this is the
-Scrapy side: the queue class, and the checks that a scrapy-redis crawl is set
-up so that no worker can lose a request.
+"""A scrapy-redis crawl: is this one, and is it set up so that no worker can
+lose a request? The queue class itself is in leasedqueue.py.
 """
 
 from __future__ import annotations
 
 import sys
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
-
-from scrapy_resume.components.lookup import runtime_of
-from scrapy_resume.engine.requestmeta import LEASE_META
-
-try:
-    from scrapy_redis.queue import PriorityQueue
-except ImportError:  # scrapy-redis is optional: only a shared queue needs it
-    PriorityQueue = object  # type: ignore[assignment,misc]
-
-if TYPE_CHECKING:
-    from scrapy import Request
-
-    from scrapy_resume.engine.runtime import CheckpointRuntime
-
-
-class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
-    """scrapy-redis's priority queue, where a pop is also a lease.
-
-    Set by the add-on as ``SCHEDULER_QUEUE_CLASS`` when SCHEDULER is
-    scrapy-redis's. It relies on scrapy-redis's ``Base._decode_request`` (the
-    queue classes' own decoding, meant for subclasses like this one);
-    tests/integration/test_redis_workers.py fails loudly if that changes.
-    """
-
-    @cached_property
-    def checkpoint_runtime(self) -> CheckpointRuntime | None:
-        """The crawl's checkpoint state, looked up once rather than at every pop."""
-        return runtime_of(self.spider.crawler)
-
-    def pop(self, timeout: int = 0) -> Request | None:
-        runtime = self.checkpoint_runtime
-        worker = runtime.worker if runtime is not None and runtime.active else None
-        if worker is None:  # checkpointing is off or refused for this crawl
-            return super().pop(timeout)
-        taken = worker.take(self.key)
-        if taken is None:
-            return None
-        data, lease = taken
-        request = self._decode_request(data)
-        request.meta[LEASE_META] = lease
-        return request
-
+from typing import Any
 
 QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
 
@@ -78,6 +32,7 @@ def shared_queue_problems(settings: Any, backend_url: str) -> list[str]:
     line says which setting to change."""
     from scrapy.utils.misc import load_object
 
+    from scrapy_resume.components.leasedqueue import LeasedPriorityQueue
     from scrapy_resume.store.redis.connection import client_for, server_identity
 
     if not backend_url:

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.lifecycle.validation import differences, missing_input_files
@@ -26,8 +26,10 @@ from scrapy_resume.store.base import (
     StageBackend,
 )
 from scrapy_resume.store.records import CommitBatch, StageStatus, StageSummary, format_age
-from scrapy_resume.store.redis.leases import StageWorker
 from scrapy_resume.store.signing import RequestSigner
+
+if TYPE_CHECKING:
+    from scrapy_resume.store.redis.leases import StageWorker
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class OpenedStage:
     backend: StageBackend
     mode: str  # fresh, resume, recover, join, or completed (nothing to do: release it)
     summary: StageSummary | None  # before this run; None when fresh
+    shared: bool = field(default=False)  # several workers crawl it: ``lock`` is a StageWorker
     run_id: int = field(default=0)
     requeued: int = field(default=0)  # a shared stage's requests put back when leaving it
 
@@ -71,7 +74,7 @@ class OpenedStage:
     @property
     def worker(self) -> StageWorker | None:
         """A shared stage's membership (it takes the lock's place), else None."""
-        return self.lock if isinstance(self.lock, StageWorker) else None
+        return self.lock if self.shared else None  # type: ignore[return-value]
 
     def begin(self) -> None:
         self.run_id = self.store.begin_run(self.mode)
@@ -173,7 +176,7 @@ def open_stage(
         lock.release()
         backend.close()
         raise
-    return OpenedStage(stage, store, lock, backend, mode, summary)
+    return OpenedStage(stage, store, lock, backend, mode, summary, shared=shared)
 
 
 def _start_over(

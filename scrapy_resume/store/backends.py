@@ -1,14 +1,14 @@
 """Which backend a crawl's stages live in: a directory of SQLite files (the
 default), or a Redis server (``CHECKPOINT_BACKEND = "redis://HOST:PORT/DB"``).
 
-Nothing outside the store knows which backend is in use.
+Nothing outside the store knows which backend is in use. The Redis backend is
+imported only when it is asked for: a crawl on SQLite loads none of it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from scrapy_resume.store.redis.backend import RedisBackend
 from scrapy_resume.store.sqlite.backend import SqliteBackend
 
 if TYPE_CHECKING:
@@ -18,5 +18,7 @@ if TYPE_CHECKING:
 
 def backend_for(config: CheckpointConfig) -> StageBackend:
     if config.backend:
+        from scrapy_resume.store.redis.backend import RedisBackend
+
         return RedisBackend(config.backend, config.directory, lease_seconds=config.lease_seconds)
     return SqliteBackend(config.directory, fsync=config.fsync)
