@@ -1,4 +1,5 @@
-"""The stage lifecycle: open or refuse, resume, commit on a timer, close.
+"""CheckpointExtension: a crawl's signals, wired to its stage (lifecycle/) and
+its runtime (engine/): open or refuse, resume, commit on a timer, close.
 
 Refusals close the spider from ``spider_opened`` with a named reason, before
 any request is sent, and log what to type next. Nothing already saved is

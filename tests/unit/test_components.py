@@ -1,0 +1,47 @@
+"""The components' wiring, in-process with Scrapy's get_crawler: no crawl runs."""
+
+from __future__ import annotations
+
+import scrapy
+from scrapy.utils.test import get_crawler
+
+from scrapy_resume import Addon, CheckpointExtension
+from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_LINE, missing_lines
+from scrapy_resume.components.lookup import runtime_of
+
+
+def crawler_with(settings: dict, tmp_path) -> scrapy.crawler.Crawler:
+    return get_crawler(scrapy.Spider, {"CHECKPOINT_DIR": str(tmp_path), **settings})
+
+
+def test_the_addon_installs_every_line_of_the_table(tmp_path):
+    crawler = crawler_with({"ADDONS": {Addon: 0}, "FEEDS": {"items.jsonl": {}}}, tmp_path)
+    assert missing_lines(crawler.settings) == []
+    for component in COMPONENTS:
+        assert crawler.settings.getwithbase(component.setting)[component.cls] == (
+            component.priority
+        )
+    # and nothing else in the crawl: the runtime is found through get_extension
+    runtime = runtime_of(crawler)
+    assert runtime is crawler.get_extension(CheckpointExtension).runtime is not None
+
+
+def test_a_manual_set_up_missing_lines_is_told_each_one(tmp_path):
+    middleware = COMPONENTS[0]
+    crawler = crawler_with({
+        "CHECKPOINT_ENABLED": True,
+        middleware.setting: {middleware.path: middleware.priority},
+        "FEEDS": {"items.jsonl": {}},
+    }, tmp_path)
+    assert missing_lines(crawler.settings) == [
+        'SPIDER_MIDDLEWARES = {"scrapy_resume.CheckpointSpiderMiddleware": 1}',
+        'EXTENSIONS = {"scrapy_resume.CheckpointExtension": 0}',
+        FEED_STORAGE_LINE,
+    ]
+    assert runtime_of(crawler) is None  # no extension: components run as plain Scrapy
+
+
+def test_a_project_setting_still_wins_over_the_addon(tmp_path):
+    crawler = crawler_with({"ADDONS": {Addon: 0}, "CHECKPOINT_ENABLED": False}, tmp_path)
+    assert not crawler.settings.getbool("CHECKPOINT_ENABLED")
+    assert crawler.get_extension(CheckpointExtension) is None  # NotConfigured
