@@ -129,32 +129,42 @@ def py_spy(raw: Path) -> list[str]:
     return ["py-spy", "record", "-r", "250", "-f", "raw", "-o", str(raw), "--"]
 
 
-def instructions(variant: str, base: str, pages: int, fanout: int, workdir: Path) -> int:
+def instructions(variant: str, base: str, pages: int, fanout: int, workdir: Path,
+                 package: Path = REPO) -> int:
     """Instructions a crawl executes, counted by valgrind's callgrind: unlike
     seconds, the same whatever else the machine runs, so two crawls compare
     exactly on a noisy host (each runs about 50 times slower, though)."""
     out = workdir.parent / f"{workdir.name}.callgrind"
     crawl(variant, base, workdir.name, pages, fanout, workdir,
-          under=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"])
+          under=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"], package=package)
     for line in out.read_text(errors="replace").splitlines():
         if line.startswith(("summary:", "totals:")):
             return int(line.split()[1])
     raise SystemExit(f"no instruction count in {out}")
 
 
-def instruction_ratio(base: str, pages: int, fanout: int, tmp: Path) -> tuple[float, float]:
-    """(whole crawl, per page beyond start-up) instruction ratios of a
-    checkpointed crawl to a plain one; start-up is a 1-page crawl's count."""
-    runs = [(variant, size) for size in (pages, 1) for variant in ("plain", "checkpoint")]
+def instruction_ratios(base: str, pages: int, fanout: int, tmp: Path,
+                       packages: dict[str, Path]) -> dict[str, tuple[float, float]]:
+    """(whole crawl, per page beyond start-up) instruction ratios of each
+    checkpointed crawl (this tree's, and ``packages``') to a plain one;
+    start-up is a 1-page crawl's count."""
+    variants = ["plain", "checkpoint", *packages]
+    runs = [(variant, size) for size in (pages, 1) for variant in variants]
+
+    def count(run: tuple[str, int]) -> int:
+        variant, size = run
+        return instructions("checkpoint" if variant in packages else variant, base, size,
+                            fanout, tmp / f"cg-{variant}-{size}", packages.get(variant, REPO))
+
     with ThreadPoolExecutor(2) as pool:  # counts do not depend on timing: run two at once
-        counts = dict(zip(runs, pool.map(
-            lambda run: instructions(run[0], base, run[1], fanout, tmp / f"cg-{run[0]}-{run[1]}"),
-            runs,
-        )))
-    whole = counts["checkpoint", pages] / counts["plain", pages]
-    per_page = ((counts["checkpoint", pages] - counts["checkpoint", 1])
-                / (counts["plain", pages] - counts["plain", 1]))
-    return whole, per_page
+        counts = dict(zip(runs, pool.map(count, runs)))
+    ratios = {}
+    for variant in variants[1:]:
+        whole = counts[variant, pages] / counts["plain", pages]
+        per_page = ((counts[variant, pages] - counts[variant, 1])
+                    / (counts["plain", pages] - counts["plain", 1]))
+        ratios[variant] = (whole, per_page)
+    return ratios
 
 
 def samples(*raws: Path) -> Iterator[tuple[list[str], int]]:
@@ -278,7 +288,7 @@ def main() -> None:
             fingerprints = (fingerprint_share(plain_raw), fingerprint_share(*raws))
         counted = None
         if args.instructions and shutil.which("valgrind"):
-            counted = instruction_ratio(base, args.instructions, args.fanout, tmp)
+            counted = instruction_ratios(base, args.instructions, args.fanout, tmp, packages)
         elif args.instructions:
             print("valgrind not found: apt-get install valgrind for the instruction counts")
     finally:
@@ -319,9 +329,9 @@ def main() -> None:
               f"(counted too: {profile.overhead_with_pulling:.2%})")
     elif not args.no_profile:
         print("py-spy not found: pip install py-spy for the CPU-share figure")
-    if counted is not None:
-        print(f"instructions (callgrind, {args.instructions} pages), checkpointed / plain: "
-              f"{counted[0]:.3f} for the whole crawl, {counted[1]:.3f} per page beyond start-up")
+    for variant, (whole, per_page) in (counted or {}).items():
+        print(f"instructions (callgrind, {args.instructions} pages), {variant} / plain: "
+              f"{whole:.3f} for the whole crawl, {per_page:.3f} per page beyond start-up")
     ratio = {v: statistics.median(r["elapsed"] / p["elapsed"]
                                   for r, p in zip(results[v], results["plain"]))
              for v in ("checkpoint", "jobdir")}
@@ -336,7 +346,8 @@ def main() -> None:
           f"pages/min {1 / ratio['checkpoint']:.1%} of plain, "
           f"CPU-time ratio {cpu_ratio:.3f}, "
           f"commits {statistics.median(commit_shares):.2%} of crawl time, CPU share {cpu}"
-          + ("" if counted is None else f", instructions per page {counted[1]:.3f}"))
+          + ("" if counted is None else
+             f", instructions per page {counted['checkpoint'][1]:.3f}"))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from scrapy import signals
 from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
 
 from scrapy_resume.components.enabling import half_enabled_message, missing_lines
-from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds, check_feeds
+from scrapy_resume.components.feedformats import check_feeds
+from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds
 from scrapy_resume.components.httperrors import HttpErrorPolicy
 from scrapy_resume.components.launcher import Launcher, running_command
 from scrapy_resume.components.lookup import RuntimeOwner
@@ -254,7 +255,7 @@ class CheckpointExtension(RuntimeOwner):
             problems = shared_queue_problems(self.crawler.settings, self.config.backend)
             if problems:
                 raise CheckpointRefused("checkpoint_misconfigured", "\n".join(problems))
-        problems, warnings = check_feeds(self.crawler.settings)
+        problems, warnings = check_feeds(self.crawler.settings, self.crawler)
         if problems:
             raise CheckpointRefused("checkpoint_feed_unsupported", "\n".join(problems))
         for warning in warnings:

@@ -9,9 +9,10 @@ the bytes of requests that were not done disappear and are written again when
 those requests are fetched again. Nothing is lost, nothing is duplicated, and
 no partial line survives.
 
-This works for formats made of independent records (JSON lines, CSV, pickle,
-marshal). A JSON array or an XML document needs its closing bracket or tag,
-so those formats, batched feeds and post-processing are refused at start.
+Each item's bytes are one record of the format's framing (feedformats.py): a
+JSON array or an XML document is continued after its last committed record,
+and its closing bracket or tag is written when the file closes. Batched feeds
+and post-processing are refused at start.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from scrapy.extensions.feedexport import FileFeedStorage
-from scrapy.utils.misc import load_object
-from w3lib.url import file_uri_to_path
 
 from scrapy_resume.components.enabling import is_refused
+from scrapy_resume.components.feedformats import framing_for
 from scrapy_resume.components.lookup import runtime_of
 from scrapy_resume.engine.feedbuffer import DiscardedFeed, FeedBuffer
-from scrapy_resume.engine.feedfiles import FeedFiles, feed_scheme
+from scrapy_resume.engine.feedfiles import FeedFiles
+from scrapy_resume.engine.framing import CSV, RECORDS
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -39,64 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def is_record_format(settings: BaseSettings, fmt: Any) -> bool:
-    """Do files of this format stay valid when cut at any record boundary?"""
-    # imported here: FeedExporter has loaded them by then (importing them costs ~70 ms)
-    from scrapy.exporters import (
-        CsvItemExporter,
-        JsonLinesItemExporter,
-        MarshalItemExporter,
-        PickleItemExporter,
-    )
-
-    try:
-        exporter = load_object(settings.getwithbase("FEED_EXPORTERS")[fmt])
-    except (KeyError, ImportError, NameError, ValueError):
-        return False  # Scrapy itself reports unknown formats
-    record_exporters = (
-        CsvItemExporter, JsonLinesItemExporter, MarshalItemExporter, PickleItemExporter
-    )
-    return isinstance(exporter, type) and issubclass(exporter, record_exporters)
-
-
 class FeedChanged(Exception):
     """A feed file no longer holds what the checkpoint committed to it."""
-
-
-def check_feeds(settings: BaseSettings) -> tuple[list[str], list[str]]:
-    """Problems that forbid exactly-once output, and warnings about feeds we cannot cover."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    default_batch = settings.getint("FEED_EXPORT_BATCH_ITEM_COUNT")
-    for uri, options in settings.getdict("FEEDS").items():
-        uri = str(uri)
-        options = options or {}
-        if feed_scheme(uri) not in ("", "file"):
-            warnings.append(
-                f"Feed {uri} is not a local file: it is uploaded or written as a whole, so "
-                f"scrapy-resume cannot make it exactly-once across interruptions. Write a local "
-                f".jsonl file instead and upload it when the stage is completed."
-            )
-            continue
-        name = Path(file_uri_to_path(uri) if uri.startswith("file:") else uri).stem
-        fmt = options.get("format")
-        if not is_record_format(settings, fmt):
-            problems.append(
-                f"Feed {uri} uses the {fmt!r} format, which cannot be resumed exactly-once: "
-                f"a crash leaves the document without its closing bracket or tag. Use a line "
-                f"format, e.g. -o {name}.jsonl (or .csv)."
-            )
-        if options.get("batch_item_count", default_batch):
-            problems.append(
-                f"Feed {uri} is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); "
-                f"batch files cannot be resumed exactly-once. Use one file per stage."
-            )
-        if options.get("postprocessing"):
-            problems.append(
-                f"Feed {uri} uses postprocessing, which hides record boundaries; write a plain "
-                f"file and compress it when the stage is completed."
-            )
-    return problems, warnings
 
 
 def truncate_to_committed(offsets: dict[str, int], files: FeedFiles) -> None:
@@ -213,6 +158,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
         path = os.path.abspath(self.path)
         key = runtime.feed_files.key(path)
         committed = runtime.committed_feed_offset(key)
+        framing = framing_for(self.crawler.settings, self.feed_options, self.crawler)
         if committed is None:  # a new feed for this stage: -o appends, -O overwrites
             file = super().open(spider)
             offset = file.tell()
@@ -224,13 +170,10 @@ class ResumableFileFeedStorage(FileFeedStorage):
                 )
             file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "ab")
             offset = committed
-        header = None
         export_kwargs = self.feed_options.get("item_export_kwargs") or {}
-        if self.feed_options.get("format") == "csv" and export_kwargs.get(
-            "include_headers_line", True
-        ):
-            header = "skip" if committed else "write"
-        buffer = FeedBuffer(path, key, file, offset, header=header)
+        if framing is CSV and not export_kwargs.get("include_headers_line", True):
+            framing = RECORDS
+        buffer = FeedBuffer(path, key, file, offset, framing, begun=runtime.feed_begun(key))
         if not runtime.open_feed(buffer):  # its first commit failed: the crawl stops
             buffer.abandon()
             return DiscardedFeed()  # type: ignore[return-value]
@@ -241,8 +184,10 @@ class ResumableFileFeedStorage(FileFeedStorage):
             return None
         if isinstance(file, FeedBuffer):
             runtime = self._runtime()
-            if runtime is None or not runtime.active:
-                file.abandon()  # closed after the last commit already, or a commit failed
+            if file.last_commit_done:
+                file.exporter_finished()  # the crawl's last commit is made: finish the file
+            elif runtime is None or not runtime.active:
+                file.abandon()  # a commit failed
             else:
                 runtime.feed_stored(file)
             return None

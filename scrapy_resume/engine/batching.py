@@ -125,7 +125,7 @@ class BatchBuilder:
         self.loose_cursors = {}
         loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
         for feed, data in loose_bytes:
-            feed.outgoing += data
+            feed.add_record(data)
         if start_items.has_news:
             batch.state["start_items"] = start_items.commit()
         if self.new_callbacks:
@@ -177,7 +177,7 @@ class BatchBuilder:
         )
         batch.cursors.update(completion.cursors)
         for feed, data in completion.feed_bytes:
-            feed.outgoing += data
+            feed.add_record(data)
         counters = batch.counters
         status_name = completion.status.name.lower()
         counters[status_name] = counters.get(status_name, 0) + 1

@@ -52,6 +52,7 @@ class Committer:
         self.active = False  # True between a successful open and the close
         self.feeds: list[FeedBuffer] = []
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
+        self.feed_starts: dict[str, int] = {}  # where the stage's output begins in each
         self.counter_totals: dict[str, int] = {}
         self.settled_this_run = 0  # committed settlements: the progress line's rate
         self.last_commit = 0.0
@@ -61,6 +62,7 @@ class Committer:
         self.worker = worker
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
+        self.feed_starts = store.feed_starts()
         self.active = True
 
     # feeds
@@ -68,23 +70,34 @@ class Committer:
     def committed_feed_offset(self, key: str) -> int | None:
         return self.feed_offsets.get(key)
 
+    def feed_begun(self, key: str) -> bool:
+        """Does the feed file hold this stage's output already (its header, if the
+        format has one, and records)? Only the first commit of records writes there."""
+        offset = self.feed_offsets.get(key)
+        if offset is None:
+            return False
+        # a feed recorded by an older version: it began at the start of the file
+        return offset > self.feed_starts.get(key, 0)
+
     def open_feed(self, buffer: FeedBuffer) -> bool:
         """Write ``buffer`` through the checkpoint; False if its first commit failed."""
         if buffer.key not in self.feed_offsets:
             # record where this buffer starts writing, before the first byte
             assert self.store is not None
+            start = {buffer.key: buffer.committed_offset}
             try:
-                self.store.commit(CommitBatch(feed_offsets={buffer.key: buffer.committed_offset}))
+                self.store.commit(CommitBatch(feed_offsets=start, feed_starts=start))
             except Exception as exc:
                 self.stop_after_failed_commit(exc)
                 return False
-            self.feed_offsets[buffer.key] = buffer.committed_offset
+            self.feed_offsets.update(start)
+            self.feed_starts.update(start)
         self.feeds.append(buffer)
         return True
 
     def feed_stored(self, buffer: FeedBuffer) -> None:
         """The exporter is finished with ``buffer``; the file closes after the last commit."""
-        leftover = buffer.take()
+        leftover = buffer.exporter_finished()
         if leftover:
             self.batches.loose_output([(buffer, leftover)], items=0)
 

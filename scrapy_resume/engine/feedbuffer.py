@@ -9,6 +9,8 @@ import io
 import os
 from typing import IO, Any
 
+from scrapy_resume.engine.framing import RECORDS, Framing
+
 
 class DiscardedFeed(io.RawIOBase):
     """What a run that does not hold its stage exports into: nothing reaches a file.
@@ -28,23 +30,37 @@ class DiscardedFeed(io.RawIOBase):
 class FeedBuffer(io.RawIOBase):
     """What the exporter writes into: bytes wait here until their request is done.
 
-    A CSV header belongs to no item: it is the first line the exporter writes,
-    and it goes to the file first (``header="write"``), or is dropped when the
-    file already has it (``header="skip"``).
+    Each item's bytes are one record (its separator, if the format has one, is
+    taken off: records reach the file in commit order, not export order, and
+    the separator is put back in front of every record but the file's first).
+    A header belongs to no item: it is the first thing the exporter writes, and
+    goes to the file with the first records, or is dropped when the file has it
+    already (``begun``). A document's trailer is written when the file closes,
+    after the last commit, and never committed: a resume cuts it off.
     """
 
     def __init__(
-        self, path: str, key: str, file: IO[bytes], offset: int, *, header: str | None = None
+        self, path: str, key: str, file: IO[bytes], offset: int, framing: Framing = RECORDS,
+        *, begun: bool = False,
     ):
         super().__init__()
         self.path = path
         self.key = key  # its name in the checkpoint (see FeedFiles)
         self.file = file
         self.committed_offset = offset
-        self.header = header
-        self.preamble = bytearray()  # the header, written at the next commit before any item
+        self.framing = framing
+        # the file holds this stage's header and records already (a resume)
+        self.has_records = begun
+        self.keep_header = not begun
+        self.header_left = len(framing.header)  # a document's header bytes still to come
+        self.in_header = framing.kind != "records"
+        self.exported = 0  # records the exporter wrote in this run
+        self.preamble = bytearray()  # the header, written with the first records
         self.staged = bytearray()  # exported, not yet claimed by a request
         self.outgoing = bytearray()  # claimed by done requests, written at the next commit
+        self.trailer = b""  # a document's end, from the exporter's finish
+        self.exporter_done = False
+        self.last_commit_done = False
 
     def writable(self) -> bool:
         return True
@@ -52,24 +68,47 @@ class FeedBuffer(io.RawIOBase):
     def write(self, data: Any) -> int:
         size = len(data)
         data = bytes(data)
-        if self.header is not None:
-            end = data.find(b"\n")
-            head, data = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
-            if self.header == "write":
-                self.preamble += head
-            if end >= 0:
-                self.header = None
+        if self.in_header:
+            data = self._header_from(data)
         self.staged += data
         return size
 
+    def _header_from(self, data: bytes) -> bytes:
+        """Take the exporter's header off the front of ``data``; return the rest."""
+        if self.framing.is_document:
+            head, data = data[: self.header_left], data[self.header_left :]
+            self.header_left -= len(head)
+            finished = self.header_left == 0
+        else:  # CSV: the first line
+            end = data.find(b"\n")
+            head, data = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
+            finished = end >= 0
+        if self.keep_header:
+            self.preamble += head
+        if finished:
+            self.in_header = False
+        return data
+
     def take(self) -> bytes:
+        """The bytes of the item just exported: one record, without its separator."""
         data = bytes(self.staged)
         self.staged.clear()
+        separator = self.framing.separator
+        if separator and self.exported and data.startswith(separator):
+            data = data[len(separator) :]
+        self.exported += 1
         return data
+
+    def add_record(self, record: bytes) -> None:
+        """A done request's record: written at the next commit."""
+        if self.has_records:
+            self.outgoing += self.framing.separator
+        self.outgoing += record
+        self.has_records = True
 
     @property
     def has_output(self) -> bool:
-        return bool(self.preamble or self.outgoing)
+        return bool(self.outgoing)
 
     def write_out(self, fsync: bool) -> int:
         """Append the header and the claimed bytes to the file; return the size to commit."""
@@ -86,13 +125,33 @@ class FeedBuffer(io.RawIOBase):
         self.preamble.clear()
         self.outgoing.clear()
 
+    def exporter_finished(self) -> bytes:
+        """The exporter is done with this file. A document's trailer is kept for
+        the close; anything else it wrote after its last record is returned, to
+        be committed like an item's bytes."""
+        rest = bytes(self.staged)
+        self.staged.clear()
+        self.exporter_done = True
+        if self.framing.is_document:
+            self.trailer, rest = rest, b""
+            if self.last_commit_done:
+                self._finish_file()
+        return rest
+
     def close_file(self) -> None:
-        """After the last commit: write whatever is left (a format's trailer) and close."""
+        """After the last commit: the file is finished once the exporter is (its
+        trailer may come later: Scrapy's feed exporter closes its own way)."""
+        self.last_commit_done = True
+        if self.exporter_done or not self.framing.is_document:
+            self._finish_file()
+
+    def _finish_file(self) -> None:
         if not self.file.closed:
-            self.file.write(self.preamble + self.outgoing + self.staged)
+            self.file.write(self.preamble + self.outgoing + self.staged + self.trailer)
             self.file.close()
 
     def abandon(self) -> None:
         """Close the file without writing what was not committed (a commit failed)."""
+        self.last_commit_done = False
         if not self.file.closed:
             self.file.close()

@@ -350,6 +350,9 @@ class CheckpointRuntime:
     def committed_feed_offset(self, key: str) -> int | None:
         return self.committer.committed_feed_offset(key)
 
+    def feed_begun(self, key: str) -> bool:
+        return self.committer.feed_begun(key)
+
     def open_feed(self, buffer: FeedBuffer) -> bool:
         return self.committer.open_feed(buffer)
 

@@ -142,6 +142,11 @@ class BaseCheckpointStore(ABC):
         relative to the checkpoint directory; an absolute path for older stages)."""
 
     @abstractmethod
+    def feed_starts(self) -> dict[str, int]:
+        """Where the stage's output begins in each feed file, by key (see CommitBatch);
+        missing for feeds recorded by older versions."""
+
+    @abstractmethod
     def state(self) -> dict[str, Any]: ...
 
     @abstractmethod

@@ -68,6 +68,9 @@ class CommitBatch:
     cursors: dict[str, Any] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     feed_offsets: dict[str, int] = field(default_factory=dict)  # path -> bytes committed
+    # path -> where this stage's output begins in the file (recorded once, when the stage
+    # first opens the feed): a CSV header or a JSON/XML document's start is written there
+    feed_starts: dict[str, int] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # the package's own resumable state
     # leases on shared-queue requests this batch settles (Redis backend, scrapy-redis)
     released_leases: list[str] = field(default_factory=list)
@@ -75,7 +78,7 @@ class CommitBatch:
     def __bool__(self) -> bool:
         return bool(
             self.new_requests or self.settlements or self.cursors or self.counters
-            or self.feed_offsets or self.state or self.released_leases
+            or self.feed_offsets or self.feed_starts or self.state or self.released_leases
         )
 
 

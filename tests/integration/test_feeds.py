@@ -114,8 +114,9 @@ def test_a_changed_feed_is_refused(tmp_path, mockserver, damage):
 @pytest.mark.parametrize(
     "feed, settings, message",
     [
-        ("out.json", {}, "uses the 'json' format, which cannot be resumed exactly-once"),
-        ("out.xml", {}, "uses the 'xml' format"),
+        ("out.txt", {"FEED_EXPORTERS": json.dumps({"txt": "tests.spiders.common."
+                                                    "NumberedLinesExporter"})},
+         "uses the 'txt' format, which cannot be resumed exactly-once"),
         ("out-%(batch_id)d.jsonl", {"FEED_EXPORT_BATCH_ITEM_COUNT": "10"}, "is batched"),
     ],
 )
@@ -127,7 +128,7 @@ def test_formats_that_cannot_be_exactly_once_are_refused(tmp_path, mockserver, f
     result = crawl.run()
     assert result.finish_reason == "checkpoint_feed_unsupported"
     assert message in result.log
-    if "json'" in message:
+    if "txt'" in message:
         assert "-o out.jsonl" in result.log
     assert mockserver.hits(ns) == {}
 

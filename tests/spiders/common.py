@@ -27,3 +27,22 @@ class StatsDumpingSpider(scrapy.Spider):
 
 class OwnDupeFilter(RFPDupeFilter):
     """A project's own dupefilter: scrapy-resume cannot know what it lets through."""
+
+
+class NumberedLinesExporter:
+    """A project's exporter whose lines depend on the ones before (a running
+    number): a file of it cannot be cut back and continued."""
+
+    def __init__(self, file, **kwargs):
+        self.file = file
+        self.count = 0
+
+    def start_exporting(self):
+        pass
+
+    def export_item(self, item):
+        self.count += 1
+        self.file.write(f"{self.count}: {dict(item)!r}\n".encode())
+
+    def finish_exporting(self):
+        pass

@@ -8,10 +8,13 @@ from array import array
 import pytest
 import scrapy
 from scrapy.settings import Settings
+from scrapy.utils.conf import feed_complete_default_values_from_settings
 
 from scrapy_resume.components import progress
-from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds, check_feeds
+from scrapy_resume.components.feedformats import check_feeds, framing_for
+from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds
 from scrapy_resume.components.progress import Progress, format_duration
+from scrapy_resume.engine.framing import Framing
 from scrapy_resume.lifecycle.stage import HowTo
 from scrapy_resume.lifecycle.validation import differences
 from scrapy_resume.store.records import KeyIndex, StageSummary
@@ -109,24 +112,51 @@ def test_durations_read_like_a_clock():
 
 
 def feed_check(feeds: dict, **settings) -> tuple[list[str], list[str]]:
-    return check_feeds(Settings({"FEEDS": feeds, **settings}))
+    return check_feeds(Settings({"FEEDS": feeds, "FEED_EXPORTERS": NUMBERED, **settings}))
 
 
-def test_line_feeds_pass_the_feed_check():
+def test_line_and_document_feeds_pass_the_feed_check():
     assert feed_check({"a.jsonl": {"format": "jsonlines"}, "b.csv": {"format": "csv"},
-                       "file:///tmp/c.pickle": {"format": "pickle"}}) == ([], [])
+                       "file:///tmp/c.pickle": {"format": "pickle"}, "d.json": {},
+                       "e.xml": {"format": "xml", "item_export_kwargs": {"root_element": "r"}},
+                       }) == ([], [])
+
+
+NUMBERED = {"numbered": "tests.spiders.common.NumberedLinesExporter"}
+
+
+@pytest.mark.parametrize("settings, framing", [
+    ({}, Framing("document", b"[\n", b",\n")),
+    ({"FEED_EXPORT_INDENT": None}, Framing("document", b"[", b",")),
+    ({"FEED_EXPORT_INDENT": 2}, Framing("document", b"[\n", b",\n")),
+])
+def test_a_json_array_is_framed_as_its_exporter_writes_it(settings, framing):
+    settings = Settings(settings)
+    options = feed_complete_default_values_from_settings({}, settings, "items.json")
+    assert framing_for(settings, options) == framing
+
+
+def test_an_xml_document_is_framed_with_its_own_root_and_encoding():
+    settings = Settings({"FEED_EXPORT_ENCODING": "latin-1"})
+    options = feed_complete_default_values_from_settings(
+        {"item_export_kwargs": {"root_element": "products"}}, settings, "items.xml"
+    )
+    assert framing_for(settings, options) == Framing(
+        "document", b'<?xml version="1.0" encoding="latin-1"?>\n<products>\n', b""
+    )
 
 
 def test_the_feed_check_names_each_problem_and_the_fix():
     problems, warnings = feed_check({
-        "items.json": {"format": "json"},
+        "items.txt": {"format": "numbered"},
         "parts.jsonl": {"format": "jsonlines", "batch_item_count": 100},
         "packed.jsonl": {"format": "jsonlines", "postprocessing": ["x.Gzip"]},
         "s3://bucket/items.jsonl": {"format": "jsonlines"},
     })
     assert problems == [
-        "Feed items.json uses the 'json' format, which cannot be resumed exactly-once: a crash "
-        "leaves the document without its closing bracket or tag. Use a line format, e.g. "
+        "Feed items.txt uses the 'numbered' format, which cannot be resumed exactly-once: "
+        "NumberedLinesExporter does not write each item as one record with a fixed separator, "
+        "so a file cannot be cut back to an item and continued. Use a line format, e.g. "
         "-o items.jsonl (or .csv).",
         "Feed parts.jsonl is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); batch "
         "files cannot be resumed exactly-once. Use one file per stage.",

@@ -330,3 +330,21 @@ def test_a_redis_stage_of_a_newer_layout_is_corrupt_and_untouched(layout_1_stage
     with pytest.raises(CheckpointCorrupt, match="layout version 3.*reads 1 and 2"):
         backend.open(stage)
     assert {key: client.dump(key) for key in client.keys(f"scrapy_resume:{stage}:*")} == before
+
+
+def test_feed_starts_are_committed_with_the_batch(store):
+    assert store.feed_starts() == {}
+    store.commit(CommitBatch(feed_offsets={"items.json": 120}, feed_starts={"items.json": 120}))
+    store.commit(CommitBatch(feed_offsets={"items.json": 900}))
+    assert (store.feed_offsets(), store.feed_starts()) == (
+        {"items.json": 900}, {"items.json": 120}
+    )
+
+
+def test_a_sqlite_stage_without_the_feed_starts_table_gets_it_when_needed(tmp_path, sqlite_store):
+    path = tmp_path / "ckpt" / "stage.sqlite"
+    with sqlite3.connect(path) as db:  # as a stage created before the table existed
+        db.execute("DROP TABLE feed_starts")
+    assert sqlite_store.feed_starts() == {}
+    sqlite_store.commit(CommitBatch(feed_offsets={"a.csv": 0}, feed_starts={"a.csv": 0}))
+    assert sqlite_store.feed_starts() == {"a.csv": 0}

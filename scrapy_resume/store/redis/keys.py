@@ -11,7 +11,7 @@ class StageKeys:
 
     #: every key of the stage but its lock and leases
     DATA = ("meta", "status", "record", "frontier", "blobs", "counts", "counters", "cursors",
-            "feeds", "state", "runs", "workers")
+            "feeds", "feed_starts", "state", "runs", "workers")
     #: the lease keys, in the order the Lua scripts take them: expiry (a sorted
     #: set), then the hashes of each lease's queued request, its score in the
     #: queue, its owner and its queue
@@ -30,6 +30,7 @@ class StageKeys:
     counters: str
     cursors: str
     feeds: str
+    feed_starts: str
     state: str
     runs: str
     workers: str

@@ -253,14 +253,20 @@ class RedisStore(BaseCheckpointStore):
     def cursors(self) -> dict[str, Any]:
         return self._json_hash("cursors")
 
-    def feed_offsets(self) -> dict[str, int]:
-        # feed files are local to each worker's host: offsets are kept per host
+    def _this_host_ints(self, key: str) -> dict[str, int]:
+        # feed files are local to each worker's host: their entries are kept per host
         prefix = f"{this_host()}:"
         return {
             k.decode()[len(prefix):]: int(v)
-            for k, v in self.client.hgetall(self.keys.feeds).items()
+            for k, v in self.client.hgetall(key).items()
             if k.decode().startswith(prefix)
         }
+
+    def feed_offsets(self) -> dict[str, int]:
+        return self._this_host_ints(self.keys.feeds)
+
+    def feed_starts(self) -> dict[str, int]:
+        return self._this_host_ints(self.keys.feed_starts)
 
     def state(self) -> dict[str, Any]:
         return self._json_hash("state")
@@ -289,6 +295,7 @@ class RedisStore(BaseCheckpointStore):
             "counters": {name: delta for name, delta in batch.counters.items() if delta},
             "cursors": {name: json.dumps(value) for name, value in batch.cursors.items()},
             "feeds": {f"{host}:{path}": offset for path, offset in batch.feed_offsets.items()},
+            "feed_starts": {f"{host}:{path}": start for path, start in batch.feed_starts.items()},
             "state": {name: json.dumps(value) for name, value in batch.state.items()},
             "release": batch.released_leases,
             "schema_version": SCHEMA_VERSION,  # a layout-1 stage is layout 2 once written
@@ -298,7 +305,8 @@ class RedisStore(BaseCheckpointStore):
         self._commit_script(
             keys=[
                 keys.meta, keys.status, keys.record, keys.frontier, keys.blobs, keys.counts,
-                keys.counters, keys.cursors, keys.feeds, keys.state, *keys.leases(),
+                keys.counters, keys.cursors, keys.feeds, keys.feed_starts, keys.state,
+                *keys.leases(),
             ],
             args=[json.dumps(header), *args],
         )

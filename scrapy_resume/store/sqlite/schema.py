@@ -13,6 +13,12 @@ COMPANIONS = ("-wal", "-shm")
 # UNIQUE index), about 58 bytes beyond the URL. A pending or failed request's
 # serialized form, the bulky part, sits in ``frontier`` until it is done, so
 # done rows never carry it and freed frontier pages are reused.
+# added after layout 2 was released: a stage created before it gets the table at
+# its first commit that needs it
+FEED_STARTS_TABLE = """
+CREATE TABLE IF NOT EXISTS feed_starts (path TEXT PRIMARY KEY, start_offset INTEGER NOT NULL)
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
@@ -65,6 +71,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
     """
 CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL)
 """,
+    FEED_STARTS_TABLE,
     """
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 """,

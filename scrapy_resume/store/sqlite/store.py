@@ -31,6 +31,7 @@ from scrapy_resume.store.signing import RequestSigner
 from scrapy_resume.store.sqlite.schema import (
     ADD_PENDING,
     ADD_TO_FRONTIER,
+    FEED_STARTS_TABLE,
     KEEP_FAILED,
     LEAVE_FRONTIER,
     SCHEMA,
@@ -275,6 +276,15 @@ class CheckpointStore(BaseCheckpointStore):
         with self._reading():
             return dict(self._db.execute("SELECT path, committed_offset FROM feeds"))
 
+    def feed_starts(self) -> dict[str, int]:
+        with self._reading():
+            exists = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'feed_starts'"
+            ).fetchone()
+            if not exists:  # a stage created by an older version
+                return {}
+            return dict(self._db.execute("SELECT path, start_offset FROM feed_starts"))
+
     def state(self) -> dict[str, Any]:
         with self._reading():
             rows = self._db.execute("SELECT name, value FROM state").fetchall()
@@ -350,6 +360,12 @@ class CheckpointStore(BaseCheckpointStore):
                 "INSERT OR REPLACE INTO feeds (path, committed_offset) VALUES (?, ?)",
                 list(batch.feed_offsets.items()),
             )
+            if batch.feed_starts:
+                self._db.execute(FEED_STARTS_TABLE)
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO feed_starts (path, start_offset) VALUES (?, ?)",
+                    list(batch.feed_starts.items()),
+                )
             self._write_state(batch.state)
             self._set_meta("updated_at", repr(time.time()))
 
@@ -366,24 +382,16 @@ class CheckpointStore(BaseCheckpointStore):
             [(name, delta) for name, delta in deltas.items() if delta],
         )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")

@@ -1,7 +1,7 @@
 -- One commit, all or nothing: new pending requests, settlements, counters, cursors,
 -- feed offsets, state, and the leases it releases.
--- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds, state,
--- then the lease keys (StageKeys.LEASES). ARGV[1]: a JSON header (counts and maps),
+-- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds,
+-- feed_starts, state, then the lease keys (StageKeys.LEASES). ARGV[1]: a JSON header (counts and maps),
 -- then 3 values per new request and 8 per settlement (see RedisStore.commit).
 -- A record is a JSON object (RECORD_FIELDS in store.py); an empty field is left out.
 local function decode_record(raw)
@@ -72,10 +72,11 @@ end
 for name, delta in pairs(h.counters) do redis.call('HINCRBY', KEYS[7], name, delta) end
 for name, value in pairs(h.cursors) do redis.call('HSET', KEYS[8], name, value) end
 for path, offset in pairs(h.feeds) do redis.call('HSET', KEYS[9], path, offset) end
-for name, value in pairs(h.state) do redis.call('HSET', KEYS[10], name, value) end
+for path, start in pairs(h.feed_starts) do redis.call('HSET', KEYS[10], path, start) end
+for name, value in pairs(h.state) do redis.call('HSET', KEYS[11], name, value) end
 for _, lease in ipairs(h.release) do
-  redis.call('ZREM', KEYS[11], lease)
-  for k = 12, #KEYS do redis.call('HDEL', KEYS[k], lease) end
+  redis.call('ZREM', KEYS[12], lease)
+  for k = 13, #KEYS do redis.call('HDEL', KEYS[k], lease) end
 end
 redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at,
   'schema_version', h.schema_version)

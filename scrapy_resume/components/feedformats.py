@@ -1,0 +1,125 @@
+"""Which feeds can be exactly-once, and how each format frames its records.
+
+A format's framing (engine/framing.py) is found by running its exporter, with
+the feed's own options, on two empty items: the bytes before the first are
+the header, what the second adds beyond the first is the separator. So a
+project's subclass of a Scrapy exporter, ``FEED_EXPORT_INDENT``,
+``FEED_EXPORT_ENCODING``, ``item_export_kwargs`` (an XML root element...) are
+all framed as they really write.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scrapy.utils.conf import feed_complete_default_values_from_settings
+from scrapy.utils.misc import build_from_crawler, load_object
+from w3lib.url import file_uri_to_path
+
+from scrapy_resume.engine.feedfiles import feed_scheme
+from scrapy_resume.engine.framing import CSV, RECORDS, Framing
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+
+class UnframedFormat(Exception):
+    """The exporter's output cannot be cut back to a record and continued."""
+
+
+def framing_for(
+    settings: BaseSettings, feed_options: dict[str, Any], crawler: Crawler | None = None
+) -> Framing:
+    """How the exporter of a feed (its options completed, as FeedExporter has
+    them) frames its records. Raises UnframedFormat."""
+    # imported here: FeedExporter has loaded them by then (importing them costs ~70 ms)
+    from scrapy.exporters import (
+        CsvItemExporter,
+        JsonLinesItemExporter,
+        MarshalItemExporter,
+        PickleItemExporter,
+    )
+
+    fmt = feed_options.get("format")
+    try:
+        exporter_class = load_object(settings.getwithbase("FEED_EXPORTERS")[fmt])
+    except (KeyError, ImportError, NameError, ValueError):
+        raise UnframedFormat(f"the {fmt!r} format has no exporter") from None
+    if not isinstance(exporter_class, type):
+        raise UnframedFormat(f"the {fmt!r} exporter is not a class")
+    if issubclass(exporter_class, CsvItemExporter):
+        return CSV
+    if issubclass(exporter_class, (JsonLinesItemExporter, MarshalItemExporter,
+                                   PickleItemExporter)):
+        return RECORDS
+    return _probe(exporter_class, feed_options, crawler)
+
+
+def _probe(exporter_class: type, feed_options: dict[str, Any], crawler: Crawler | None) -> Framing:
+    file = io.BytesIO()
+    kwargs = {
+        "fields_to_export": feed_options.get("fields"),
+        "encoding": feed_options.get("encoding"),
+        "indent": feed_options.get("indent"),
+        **(feed_options.get("item_export_kwargs") or {}),
+    }
+    try:
+        if crawler is not None:
+            exporter = build_from_crawler(exporter_class, crawler, file, **kwargs)
+        else:
+            exporter = exporter_class(file, **kwargs)
+        exporter.start_exporting()
+        header = file.getvalue()
+        exporter.export_item({})
+        first = file.getvalue()[len(header):]
+        exporter.export_item({})
+        second = file.getvalue()[len(header) + len(first):]
+        exporter.finish_exporting()
+    except Exception as exc:
+        raise UnframedFormat(f"its exporter failed on an empty item ({exc!r})") from None
+    if not first or not second.endswith(first) or first.endswith(header or b"\0"):
+        raise UnframedFormat(
+            f"{exporter_class.__name__} does not write each item as one record with a fixed "
+            f"separator, so a file cannot be cut back to an item and continued"
+        )
+    return Framing("document", header, second[: len(second) - len(first)])
+
+
+def check_feeds(
+    settings: BaseSettings, crawler: Crawler | None = None
+) -> tuple[list[str], list[str]]:
+    """Problems that forbid exactly-once output, and warnings about feeds we cannot cover."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    for uri, options in settings.getdict("FEEDS").items():
+        uri = str(uri)
+        options = feed_complete_default_values_from_settings(dict(options or {}), settings, uri)
+        if feed_scheme(uri) not in ("", "file"):
+            warnings.append(
+                f"Feed {uri} is not a local file: it is uploaded or written as a whole, so "
+                f"scrapy-resume cannot make it exactly-once across interruptions. Write a local "
+                f".jsonl file instead and upload it when the stage is completed."
+            )
+            continue
+        name = Path(file_uri_to_path(uri) if uri.startswith("file:") else uri).stem
+        try:
+            framing_for(settings, options, crawler)
+        except UnframedFormat as exc:
+            problems.append(
+                f"Feed {uri} uses the {options.get('format')!r} format, which cannot be resumed "
+                f"exactly-once: {exc}. Use a line format, e.g. -o {name}.jsonl (or .csv)."
+            )
+        if options.get("batch_item_count"):
+            problems.append(
+                f"Feed {uri} is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); "
+                f"batch files cannot be resumed exactly-once. Use one file per stage."
+            )
+        if options.get("postprocessing"):
+            problems.append(
+                f"Feed {uri} uses postprocessing, which hides record boundaries; write a plain "
+                f"file and compress it when the stage is completed."
+            )
+    return problems, warnings

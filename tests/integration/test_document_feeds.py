@@ -1,0 +1,96 @@
+"""JSON-array and XML feeds, exactly-once: the document is continued, not rewritten."""
+
+from __future__ import annotations
+
+import json
+import random
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from tests.crawling import Crawl, graph_crawl, graph_pages, run_until_finished, was_killed
+
+SIZE = 1500
+FANOUT = 5
+INTERRUPTIONS = [{"signal": "KILL"}, {"signal": "TERM"}, {"signal": "KILL"}, {"signal": "KILL"},
+                 {"signal": "TERM"}, {"signal": "KILL"}]
+
+
+def document_urls(path, fmt: str) -> list[str]:
+    """The url of every item of a JSON array or an XML feed; fails if the
+    file is not one valid document."""
+    if fmt == "json":
+        return [item["url"] for item in json.loads(path.read_bytes())]
+    root = ElementTree.fromstring(path.read_bytes())
+    assert root.tag == "items"
+    return [item.findtext("url") for item in root]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_document_feed_survives_kills_and_stops_as_one_valid_document(
+    tmp_path, mockserver, fmt
+):
+    ns = mockserver.namespace()
+    crawl = graph_crawl(tmp_path, mockserver, ns, SIZE, FANOUT, feed=f"out.{fmt}")
+    feed = tmp_path / f"out.{fmt}"
+    expected = graph_pages(mockserver, ns, SIZE, FANOUT)
+
+    def after_each(result):
+        if result.finish_reason in ("shutdown", "finished"):
+            # a graceful stop leaves a valid document, of items not seen twice
+            urls = document_urls(feed, fmt)
+            assert len(urls) == len(set(urls)) and set(urls) <= set(expected)
+
+    runs = run_until_finished(
+        crawl, mockserver, ns, random.Random(f"document-{fmt}"), interruptions=INTERRUPTIONS,
+        stage="graph", at=(60, 300), after_each=after_each,
+    )
+    results = [result for result, _ in runs]
+    assert len(results) == len(INTERRUPTIONS) + 1
+    assert [was_killed(r) for r in results[:-1]] == [i["signal"] == "KILL" for i in INTERRUPTIONS]
+    assert [r.finish_reason for r in results if not was_killed(r)] == (
+        ["shutdown", "shutdown", "finished"]
+    )
+    assert sorted(document_urls(feed, fmt)) == expected  # every item exactly once
+
+
+def test_a_killed_json_feed_is_an_open_document_that_the_resume_completes(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    crawl = graph_crawl(tmp_path, mockserver, ns, 600, FANOUT, feed="out.json")
+    feed = tmp_path / "out.json"
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, at=300, signal="KILL")
+    assert was_killed(crawl.finish(proc))
+    left = feed.read_bytes()
+    assert left.startswith(b"[\n{") and not left.rstrip().endswith(b"]")  # as plain Scrapy
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished"
+    assert sorted(document_urls(feed, "json")) == graph_pages(mockserver, ns, 600, FANOUT)
+
+
+# One callback yields every item: one commit, in export order, so the files of a
+# checkpointed crawl and of plain Scrapy can be compared byte for byte.
+FORMATS = [
+    ("out.json", {}),
+    ("out.json", {"FEED_EXPORT_INDENT": "4"}),
+    ("out.json", {"FEED_EXPORT_INDENT": "0", "FEED_EXPORT_ENCODING": "utf-8"}),
+    ("out.xml", {}),
+    ("out.xml", {"FEED_EXPORT_INDENT": "2", "FEED_EXPORT_ENCODING": "latin-1"}),
+    ("out.jsonl", {}),
+    ("out.csv", {}),
+]
+
+
+@pytest.mark.parametrize("feed, settings", FORMATS)
+def test_each_format_writes_what_plain_scrapy_writes(tmp_path, mockserver, feed, settings):
+    ns = mockserver.namespace()
+    files = {}
+    for enable in ("off", "addon"):
+        workdir = tmp_path / enable
+        workdir.mkdir()
+        crawl = Crawl(workdir, "many_items", enable=enable, feed=feed, settings=settings,
+                      args={"start": mockserver.url(f"{ns}/status/200"), "items": "25"})
+        assert crawl.run().finish_reason == "finished"
+        files[enable] = (workdir / feed).read_bytes()
+    assert files["addon"] == files["off"]
+    assert len(files["off"]) > 100
