@@ -1,4 +1,5 @@
-"""Which feeds can be exactly-once, and how each format frames its records.
+"""Which feeds can be exactly-once, how each format frames its records, and
+how a compressed feed is written one whole compressed stream per commit.
 
 A format's framing (engine/framing.py) is found by running its exporter, with
 the feed's own options, on two empty items: the bytes before the first are
@@ -11,6 +12,7 @@ all framed as they really write.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +90,61 @@ def _probe(exporter_class: type, feed_options: dict[str, Any], crawler: Crawler 
     return Framing("document", header, second[: len(second) - len(first)])
 
 
+#: Where the feed storage keeps a feed's ``postprocessing`` once it has taken it over.
+TAKEN_OVER = "checkpoint_postprocessing"
+
+
+def compressor_for(feed_options: dict[str, Any]) -> Callable[[bytes], bytes] | None:
+    """A function that turns the bytes of one commit into whole compressed
+    streams (a gzip member, a bz2 or xz stream) through the feed's
+    post-processing plugins; None when the feed has none. Raises
+    UnframedFormat for plugins whose streams cannot be concatenated."""
+    plugins = feed_options.get("postprocessing") or feed_options.get(TAKEN_OVER)
+    if not plugins:
+        return None
+    from scrapy.extensions.postprocessing import PostProcessingManager
+
+    for plugin in plugins:
+        try:
+            loaded = load_object(plugin) if isinstance(plugin, str) else plugin
+        except (ImportError, NameError, ValueError):
+            raise UnframedFormat(f"its post-processing plugin {plugin} does not load") from None
+        _check_concatenable(loaded, feed_options)
+
+    def compress(data: bytes) -> bytes:
+        sink = io.BytesIO()
+        manager = PostProcessingManager(plugins, sink, feed_options)
+        manager.write(data)
+        manager.close()  # the plugins close their stream, not the sink
+        return sink.getvalue()
+
+    return compress
+
+
+def _check_concatenable(plugin: Any, feed_options: dict[str, Any]) -> None:
+    """gzip members, bz2 streams and xz streams read back as one file when
+    concatenated (by gzip, bzip2, xz and Python's modules alike): each commit
+    can be one, so a file can be cut back to a commit and continued."""
+    import lzma
+
+    from scrapy.extensions.postprocessing import Bz2Plugin, GzipPlugin, LZMAPlugin
+
+    name = getattr(plugin, "__name__", repr(plugin))
+    if not isinstance(plugin, type) or not issubclass(plugin, (GzipPlugin, Bz2Plugin,
+                                                                LZMAPlugin)):
+        raise UnframedFormat(
+            f"its post-processing plugin {name} is not one of Scrapy's GzipPlugin, Bz2Plugin "
+            f"or LZMAPlugin, whose compressed streams can be concatenated"
+        )
+    if issubclass(plugin, LZMAPlugin) and feed_options.get("lzma_format") not in (
+        None, lzma.FORMAT_XZ
+    ):
+        raise UnframedFormat(
+            f"{name} writes lzma_format {feed_options['lzma_format']}; only the .xz format "
+            f"(the default) can be concatenated"
+        )
+
+
 def check_feeds(
     settings: BaseSettings, crawler: Crawler | None = None
 ) -> tuple[list[str], list[str]]:
@@ -117,9 +174,11 @@ def check_feeds(
                 f"Feed {uri} is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); "
                 f"batch files cannot be resumed exactly-once. Use one file per stage."
             )
-        if options.get("postprocessing"):
+        try:
+            compressor_for(options)
+        except UnframedFormat as exc:
             problems.append(
-                f"Feed {uri} uses postprocessing, which hides record boundaries; write a plain "
-                f"file and compress it when the stage is completed."
+                f"Feed {uri} cannot be resumed exactly-once: {exc}. Write a plain file and "
+                f"compress it when the stage is completed."
             )
     return problems, warnings

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from scrapy.extensions.feedexport import FileFeedStorage
 
 from scrapy_resume.components.enabling import is_refused
-from scrapy_resume.components.feedformats import framing_for
+from scrapy_resume.components.feedformats import TAKEN_OVER, compressor_for, framing_for
 from scrapy_resume.components.lookup import runtime_of
 from scrapy_resume.engine.feedbuffer import DiscardedFeed, FeedBuffer
 from scrapy_resume.engine.feedfiles import FeedFiles
@@ -173,11 +173,26 @@ class ResumableFileFeedStorage(FileFeedStorage):
         export_kwargs = self.feed_options.get("item_export_kwargs") or {}
         if framing is CSV and not export_kwargs.get("include_headers_line", True):
             framing = RECORDS
-        buffer = FeedBuffer(path, key, file, offset, framing, begun=runtime.feed_begun(key))
+        buffer = FeedBuffer(path, key, file, offset, framing, begun=runtime.feed_begun(key),
+                            compress=self._take_over_postprocessing())
         if not runtime.open_feed(buffer):  # its first commit failed: the crawl stops
             buffer.abandon()
             return DiscardedFeed()  # type: ignore[return-value]
         return buffer  # type: ignore[return-value]
+
+    def _take_over_postprocessing(self) -> Any:
+        """Compress each commit ourselves, as whole streams a resume can cut back to.
+
+        Scrapy's FeedSlot wraps the file this storage opens in its
+        PostProcessingManager when ``postprocessing`` is in the feed's options,
+        checking right after ``open()`` returns, in the options dict it shares
+        with this storage: taking the plugins out of it here keeps Scrapy from
+        compressing a second time (test_document_feeds.py's gzip test fails
+        loudly if that changes)."""
+        compress = compressor_for(self.feed_options)
+        if "postprocessing" in self.feed_options:
+            self.feed_options[TAKEN_OVER] = self.feed_options.pop("postprocessing")
+        return compress
 
     def store(self, file: IO[bytes]) -> Deferred[None] | None:
         if isinstance(file, DiscardedFeed):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from typing import IO, Any
 
 from scrapy_resume.engine.framing import RECORDS, Framing
@@ -41,7 +42,7 @@ class FeedBuffer(io.RawIOBase):
 
     def __init__(
         self, path: str, key: str, file: IO[bytes], offset: int, framing: Framing = RECORDS,
-        *, begun: bool = False,
+        *, begun: bool = False, compress: Callable[[bytes], bytes] | None = None,
     ):
         super().__init__()
         self.path = path
@@ -49,6 +50,9 @@ class FeedBuffer(io.RawIOBase):
         self.file = file
         self.committed_offset = offset
         self.framing = framing
+        # a compressed feed: each write is one whole compressed stream, so the file can
+        # be cut back to any commit (concatenated streams read back as one)
+        self.compress = compress
         # the file holds this stage's header and records already (a resume)
         self.has_records = begun
         self.keep_header = not begun
@@ -112,7 +116,7 @@ class FeedBuffer(io.RawIOBase):
 
     def write_out(self, fsync: bool) -> int:
         """Append the header and the claimed bytes to the file; return the size to commit."""
-        data = self.preamble + self.outgoing
+        data = self._encoded(self.preamble + self.outgoing)
         if data:
             self.file.write(data)
             self.file.flush()
@@ -147,8 +151,14 @@ class FeedBuffer(io.RawIOBase):
 
     def _finish_file(self) -> None:
         if not self.file.closed:
-            self.file.write(self.preamble + self.outgoing + self.staged + self.trailer)
+            self.file.write(self._encoded(self.preamble + self.outgoing + self.staged
+                                          + self.trailer))
             self.file.close()
+
+    def _encoded(self, data: bytes | bytearray) -> bytes:
+        if not data or self.compress is None:
+            return bytes(data)
+        return self.compress(bytes(data))
 
     def abandon(self) -> None:
         """Close the file without writing what was not committed (a commit failed)."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import random
 import xml.etree.ElementTree as ElementTree
 
@@ -94,3 +97,49 @@ def test_each_format_writes_what_plain_scrapy_writes(tmp_path, mockserver, feed,
         files[enable] = (workdir / feed).read_bytes()
     assert files["addon"] == files["off"]
     assert len(files["off"]) > 100
+
+
+PLUGINS = {
+    "gz": ("scrapy.extensions.postprocessing.GzipPlugin", gzip.decompress),
+    "bz2": ("scrapy.extensions.postprocessing.Bz2Plugin", bz2.decompress),
+    "xz": ("scrapy.extensions.postprocessing.LZMAPlugin", lzma.decompress),
+}
+
+
+def compressed_feed(name: str, fmt: str, plugin: str) -> dict[str, str]:
+    return {"FEEDS": json.dumps({name: {"format": fmt, "postprocessing": [plugin]}})}
+
+
+def test_a_gzip_feed_survives_kills_as_one_valid_stream(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    plugin, decompress = PLUGINS["gz"]
+    crawl = graph_crawl(tmp_path, mockserver, ns, SIZE, FANOUT, feed=None,
+                        settings=compressed_feed("out.jsonl.gz", "jsonlines", plugin))
+    interruptions = [{"signal": "KILL"}] * 4
+    runs = run_until_finished(crawl, mockserver, ns, random.Random("gzip"),
+                              interruptions=interruptions, stage="graph", at=(60, 300))
+    assert [was_killed(result) for result, _ in runs] == [True] * 4 + [False]
+    lines = decompress((tmp_path / "out.jsonl.gz").read_bytes()).splitlines()
+    assert sorted(json.loads(line)["url"] for line in lines) == graph_pages(
+        mockserver, ns, SIZE, FANOUT
+    )
+
+
+@pytest.mark.parametrize("suffix", sorted(PLUGINS))
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_compressed_document_holds_what_plain_scrapy_compresses(tmp_path, mockserver, suffix,
+                                                                  fmt):
+    ns = mockserver.namespace()
+    plugin, decompress = PLUGINS[suffix]
+    name = f"out.{fmt}.{suffix}"
+    contents = {}
+    for enable in ("off", "addon"):
+        workdir = tmp_path / enable
+        workdir.mkdir()
+        crawl = Crawl(workdir, "many_items", enable=enable, feed=None,
+                      settings=compressed_feed(name, fmt, plugin),
+                      args={"start": mockserver.url(f"{ns}/status/200"), "items": "25"})
+        assert crawl.run().finish_reason == "finished"
+        contents[enable] = decompress((workdir / name).read_bytes())
+    assert contents["addon"] == contents["off"]
+    assert len(contents["off"]) > 100

@@ -150,7 +150,11 @@ def test_the_feed_check_names_each_problem_and_the_fix():
     problems, warnings = feed_check({
         "items.txt": {"format": "numbered"},
         "parts.jsonl": {"format": "jsonlines", "batch_item_count": 100},
-        "packed.jsonl": {"format": "jsonlines", "postprocessing": ["x.Gzip"]},
+        "packed.jsonl": {"format": "jsonlines", "postprocessing": ["tests.spiders.common.Rot13"]},
+        "old.jsonl.lzma": {"format": "jsonlines", "lzma_format": 2,  # lzma.FORMAT_ALONE
+                           "postprocessing": ["scrapy.extensions.postprocessing.LZMAPlugin"]},
+        "packed.jsonl.gz": {"format": "jsonlines",
+                            "postprocessing": ["scrapy.extensions.postprocessing.GzipPlugin"]},
         "s3://bucket/items.jsonl": {"format": "jsonlines"},
     })
     assert problems == [
@@ -160,8 +164,12 @@ def test_the_feed_check_names_each_problem_and_the_fix():
         "-o items.jsonl (or .csv).",
         "Feed parts.jsonl is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); batch "
         "files cannot be resumed exactly-once. Use one file per stage.",
-        "Feed packed.jsonl uses postprocessing, which hides record boundaries; write a plain "
-        "file and compress it when the stage is completed.",
+        "Feed packed.jsonl cannot be resumed exactly-once: its post-processing plugin Rot13 is "
+        "not one of Scrapy's GzipPlugin, Bz2Plugin or LZMAPlugin, whose compressed streams can "
+        "be concatenated. Write a plain file and compress it when the stage is completed.",
+        "Feed old.jsonl.lzma cannot be resumed exactly-once: LZMAPlugin writes lzma_format 2; "
+        "only the .xz format (the default) can be concatenated. Write a plain file and compress "
+        "it when the stage is completed.",
     ]
     assert len(warnings) == 1 and warnings[0].startswith("Feed s3://bucket/items.jsonl is not")
     # the project-wide batch setting counts too
