@@ -255,7 +255,7 @@ class CheckpointExtension(RuntimeOwner):
             problems = shared_queue_problems(self.crawler.settings, self.config.backend)
             if problems:
                 raise CheckpointRefused("checkpoint_misconfigured", "\n".join(problems))
-        problems, warnings = check_feeds(self.crawler.settings, self.crawler)
+        problems, warnings = check_feeds(self.crawler.settings, self.crawler, shared=self.shared)
         if problems:
             raise CheckpointRefused("checkpoint_feed_unsupported", "\n".join(problems))
         for warning in warnings:

@@ -80,6 +80,7 @@ def _probe(exporter_class: type, feed_options: dict[str, Any], crawler: Crawler 
         exporter.export_item({})
         second = file.getvalue()[len(header) + len(first):]
         exporter.finish_exporting()
+        trailer = file.getvalue()[len(header) + len(first) + len(second):]
     except Exception as exc:
         raise UnframedFormat(f"its exporter failed on an empty item ({exc!r})") from None
     if not first or not second.endswith(first) or first.endswith(header or b"\0"):
@@ -87,7 +88,7 @@ def _probe(exporter_class: type, feed_options: dict[str, Any], crawler: Crawler 
             f"{exporter_class.__name__} does not write each item as one record with a fixed "
             f"separator, so a file cannot be cut back to an item and continued"
         )
-    return Framing("document", header, second[: len(second) - len(first)])
+    return Framing("document", header, second[: len(second) - len(first)], trailer)
 
 
 #: Where the feed storage keeps a feed's ``postprocessing`` once it has taken it over.
@@ -146,7 +147,7 @@ def _check_concatenable(plugin: Any, feed_options: dict[str, Any]) -> None:
 
 
 def check_feeds(
-    settings: BaseSettings, crawler: Crawler | None = None
+    settings: BaseSettings, crawler: Crawler | None = None, *, shared: bool = False
 ) -> tuple[list[str], list[str]]:
     """Problems that forbid exactly-once output, and warnings about feeds we cannot cover."""
     problems: list[str] = []
@@ -169,10 +170,11 @@ def check_feeds(
                 f"Feed {uri} uses the {options.get('format')!r} format, which cannot be resumed "
                 f"exactly-once: {exc}. Use a line format, e.g. -o {name}.jsonl (or .csv)."
             )
-        if options.get("batch_item_count"):
+        if options.get("batch_item_count") and shared:
             problems.append(
-                f"Feed {uri} is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); "
-                f"batch files cannot be resumed exactly-once. Use one file per stage."
+                f"Feed {uri} is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count), and "
+                f"the workers of a shared stage would number their batches over each other. "
+                f"Give each worker a feed of its own without batches."
             )
         try:
             compressor_for(options)

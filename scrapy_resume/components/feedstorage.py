@@ -24,12 +24,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 from scrapy.extensions.feedexport import FileFeedStorage
 
+from scrapy_resume.components.batchfeeds import open_batched_feed
 from scrapy_resume.components.enabling import is_refused
 from scrapy_resume.components.feedformats import TAKEN_OVER, compressor_for, framing_for
 from scrapy_resume.components.lookup import runtime_of
+from scrapy_resume.engine.batchedfeed import BatchView
 from scrapy_resume.engine.feedbuffer import DiscardedFeed, FeedBuffer
 from scrapy_resume.engine.feedfiles import FeedFiles
-from scrapy_resume.engine.framing import CSV, RECORDS
+from scrapy_resume.engine.framing import CSV, RECORDS, Framing
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -81,6 +83,7 @@ class StageFeeds:
                  spider: Spider, how: Any):
         self.files = FeedFiles(directory)
         self.this_run = self.files.of_this_run(settings, spider.name)
+        self.templated = self.files.named_by_templates(settings, spider.name)
         # a feed named with %(time)s is a new file every run: nothing to compare
         self.comparable = all("%(" not in str(uri).replace("%(name)s", "")
                               for uri in settings.getdict("FEEDS"))
@@ -117,7 +120,10 @@ class StageFeeds:
     def move_aside(self, committed: dict[str, int]) -> None:
         """A reset: the files of the old stage that this run writes again are kept
         as backups, so the new crawl's feed holds no item of the old one."""
-        for path, backup in self.files.move_aside(k for k in committed if k in self.this_run):
+        again = [key for key in committed if key in self.this_run or (
+            self.templated is not None and self.templated.fullmatch(self.files.path(key))
+        )]
+        for path, backup in self.files.move_aside(again):
             logger.warning(
                 "CHECKPOINT_RESET: feed %s held the items of the old checkpoint; it was moved "
                 "to %s, and the new crawl writes a new file", path, backup,
@@ -155,10 +161,12 @@ class ResumableFileFeedStorage(FileFeedStorage):
             return super().open(spider)  # scrapy-resume is off for this crawl: plain Scrapy
         if not runtime.active:
             return DiscardedFeed()  # type: ignore[return-value]
+        framing = framing_for(self.crawler.settings, self.feed_options, self.crawler)
+        if self.feed_options.get("batch_item_count"):
+            return self._open_batch_view(spider, runtime, framing)  # type: ignore[return-value]
         path = os.path.abspath(self.path)
         key = runtime.feed_files.key(path)
         committed = runtime.committed_feed_offset(key)
-        framing = framing_for(self.crawler.settings, self.feed_options, self.crawler)
         if committed is None:  # a new feed for this stage: -o appends, -O overwrites
             file = super().open(spider)
             offset = file.tell()
@@ -180,6 +188,15 @@ class ResumableFileFeedStorage(FileFeedStorage):
             return DiscardedFeed()  # type: ignore[return-value]
         return buffer  # type: ignore[return-value]
 
+    def _open_batch_view(self, spider: Spider, runtime: Any, framing: Framing) -> BatchView:
+        """Scrapy's batch slots export into views; the batch files are the stage's own."""
+        assert self.crawler is not None
+        feed = open_batched_feed(runtime, self.crawler, spider, self.feed_options, framing,
+                                 self._take_over_postprocessing(), self.write_mode)
+        view = BatchView(feed)
+        runtime.open_batch_view(view)
+        return view
+
     def _take_over_postprocessing(self) -> Any:
         """Compress each commit ourselves, as whole streams a resume can cut back to.
 
@@ -197,6 +214,11 @@ class ResumableFileFeedStorage(FileFeedStorage):
     def store(self, file: IO[bytes]) -> Deferred[None] | None:
         if isinstance(file, DiscardedFeed):
             return None
+        if isinstance(file, BatchView):
+            runtime = self._runtime()
+            if runtime is not None:
+                runtime.batch_view_stored(file)
+            return None
         if isinstance(file, FeedBuffer):
             runtime = self._runtime()
             if file.last_commit_done:
@@ -207,3 +229,9 @@ class ResumableFileFeedStorage(FileFeedStorage):
                 runtime.feed_stored(file)
             return None
         return super().store(file)
+
+
+# Scrapy names its feed stats after the storage class (feedexport/success_count/
+# FileFeedStorage): this one keeps Scrapy's name there, so that dashboards and
+# alerts keyed on those stats see no change (its repr keeps its own name).
+ResumableFileFeedStorage.__name__ = "FileFeedStorage"

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from scrapy_resume.config import CheckpointConfig
+    from scrapy_resume.engine.batchedfeed import BatchedFeed, FeedWriter
     from scrapy_resume.engine.batching import BatchBuilder
     from scrapy_resume.engine.completion import StartItems
-    from scrapy_resume.engine.feedbuffer import FeedBuffer
+    from scrapy_resume.engine.feedbuffer import ExportedBytes, FeedBuffer
     from scrapy_resume.store.base import BaseCheckpointStore
     from scrapy_resume.store.redis.leases import StageWorker
 
@@ -50,7 +51,10 @@ class Committer:
         self.store: BaseCheckpointStore | None = None
         self.worker: StageWorker | None = None
         self.active = False  # True between a successful open and the close
-        self.feeds: list[FeedBuffer] = []
+        self.feeds: list[ExportedBytes] = []  # what exporters write into, item by item
+        self.writers: list[FeedWriter] = []  # what writes the feed files at each commit
+        self.feed_batches: dict[str, dict] = {}  # each batched feed's current batch
+        self.batched: dict[str, BatchedFeed] = {}  # by name (see BatchedFeed)
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
         self.feed_starts: dict[str, int] = {}  # where the stage's output begins in each
         self.counter_totals: dict[str, int] = {}
@@ -63,6 +67,7 @@ class Committer:
         self.counter_totals = store.counters()
         self.feed_offsets = store.feed_offsets()
         self.feed_starts = store.feed_starts()
+        self.feed_batches = store.state().get("feed_batches", {})
         self.active = True
 
     # feeds
@@ -82,18 +87,36 @@ class Committer:
     def open_feed(self, buffer: FeedBuffer) -> bool:
         """Write ``buffer`` through the checkpoint; False if its first commit failed."""
         if buffer.key not in self.feed_offsets:
-            # record where this buffer starts writing, before the first byte
-            assert self.store is not None
-            start = {buffer.key: buffer.committed_offset}
             try:
-                self.store.commit(CommitBatch(feed_offsets=start, feed_starts=start))
+                self.commit_start(buffer)
             except Exception as exc:
                 self.stop_after_failed_commit(exc)
                 return False
-            self.feed_offsets.update(start)
-            self.feed_starts.update(start)
         self.feeds.append(buffer)
+        self.writers.append(buffer)
         return True
+
+    def add_batched_feed(self, feed: BatchedFeed) -> None:
+        self.batched[feed.name] = feed
+        self.writers.append(feed)
+
+    def open_batch_view(self, view: ExportedBytes) -> None:
+        """One of Scrapy's batch slots of a batched feed starts exporting."""
+        self.feeds.append(view)
+
+    def batch_view_stored(self, view: ExportedBytes) -> None:
+        """Scrapy closed that slot: its trailer is not ours, and it exports no more."""
+        view.exporter_finished()
+        if view in self.feeds:
+            self.feeds.remove(view)
+
+    def commit_start(self, buffer: FeedBuffer, state: dict | None = None) -> None:
+        """Record where a new feed file starts, before its first byte is written."""
+        assert self.store is not None
+        start = {buffer.key: buffer.committed_offset}
+        self.store.commit(CommitBatch(feed_offsets=start, feed_starts=start, state=state or {}))
+        self.feed_offsets.update(start)
+        self.feed_starts.update(start)
 
     def feed_stored(self, buffer: FeedBuffer) -> None:
         """The exporter is finished with ``buffer``; the file closes after the last commit."""
@@ -102,15 +125,15 @@ class Committer:
             self.batches.loose_output([(buffer, leftover)], items=0)
 
     def close_feeds(self) -> None:
-        for buffer in self.feeds:
-            buffer.close_file()
-        self.feeds = []
+        for writer in self.writers:
+            writer.close_file()
+        self.feeds, self.writers = [], []
 
     def abandon_feeds(self) -> None:
         """A commit failed: close the feeds, writing nothing that was not committed."""
-        for buffer in self.feeds:
-            buffer.abandon()
-        self.feeds = []
+        for writer in self.writers:
+            writer.abandon()
+        self.feeds, self.writers = [], []
 
     # committing
 
@@ -142,13 +165,22 @@ class Committer:
         if self.store is None or not self.active:
             return
         started = time.monotonic()
-        batch = self.batches.build(self.start_items)
+        self._commit(self.batches.build(self.start_items))
+        # a batched feed writes one batch file per commit: the rest, in further ones
+        while any(writer.backlog for writer in self.writers):
+            self._commit(CommitBatch())
+        self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
+
+    def _commit(self, batch: CommitBatch) -> None:
+        assert self.store is not None
         if self.worker is not None:
             batch.released_leases.extend(self.worker.releases())
+        for writer in self.writers:
+            writer.prepare(self.commit_start)  # a new batch file: where it starts, first
         # the items' bytes reach the feed files before "done" is written
-        for buffer in self.feeds:
-            if buffer.has_output:
-                batch.feed_offsets[buffer.key] = buffer.write_out(self.config.fsync)
+        for writer in self.writers:
+            if writer.has_output:
+                writer.write_out(batch, self.config.fsync)
         if not batch:
             return
         self.store.commit(batch)
@@ -156,15 +188,13 @@ class Committer:
             self.worker.committed(batch.released_leases)
         self._committed(batch)
         self.stats.inc_value("checkpoint/commits")
-        self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
 
     def _committed(self, batch: CommitBatch) -> None:
         self.settled_this_run += len(batch.settlements)
         self.last_commit = time.monotonic()
-        for buffer in self.feeds:
-            if buffer.key in batch.feed_offsets:
-                buffer.committed(batch.feed_offsets[buffer.key])
-                self.feed_offsets[buffer.key] = buffer.committed_offset
+        for writer in self.writers:
+            writer.committed(batch)
+        self.feed_offsets.update(batch.feed_offsets)
         for name, delta in batch.counters.items():
             self.counter_totals[name] = self.counter_totals.get(name, 0) + delta
 

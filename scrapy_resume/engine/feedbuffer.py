@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from scrapy_resume.engine.framing import RECORDS, Framing
+from scrapy_resume.store.records import CommitBatch
 
 
 class DiscardedFeed(io.RawIOBase):
@@ -28,43 +29,24 @@ class DiscardedFeed(io.RawIOBase):
         return len(data)
 
 
-class FeedBuffer(io.RawIOBase):
-    """What the exporter writes into: bytes wait here until their request is done.
+class ExportedBytes(io.RawIOBase):
+    """The exporter's side of a feed: what it writes, one item at a time.
 
-    Each item's bytes are one record (its separator, if the format has one, is
-    taken off: records reach the file in commit order, not export order, and
-    the separator is put back in front of every record but the file's first).
-    A header belongs to no item: it is the first thing the exporter writes, and
-    goes to the file with the first records, or is dropped when the file has it
-    already (``begun``). A document's trailer is written when the file closes,
-    after the last commit, and never committed: a resume cuts it off.
+    A header belongs to no item: it is the first thing the exporter writes,
+    and is taken off (``header``) for the file to write it once. Each item's
+    bytes are then one record, taken by its request without its separator:
+    records reach the file in commit order, not export order, so the file puts
+    the separator back in front of every record but its first.
     """
 
-    def __init__(
-        self, path: str, key: str, file: IO[bytes], offset: int, framing: Framing = RECORDS,
-        *, begun: bool = False, compress: Callable[[bytes], bytes] | None = None,
-    ):
+    def __init__(self, framing: Framing):
         super().__init__()
-        self.path = path
-        self.key = key  # its name in the checkpoint (see FeedFiles)
-        self.file = file
-        self.committed_offset = offset
         self.framing = framing
-        # a compressed feed: each write is one whole compressed stream, so the file can
-        # be cut back to any commit (concatenated streams read back as one)
-        self.compress = compress
-        # the file holds this stage's header and records already (a resume)
-        self.has_records = begun
-        self.keep_header = not begun
-        self.header_left = len(framing.header)  # a document's header bytes still to come
         self.in_header = framing.kind != "records"
-        self.exported = 0  # records the exporter wrote in this run
-        self.preamble = bytearray()  # the header, written with the first records
+        self.header_left = len(framing.header)  # a document's header bytes still to come
+        self.header = bytearray()  # the header, as the exporter wrote it
         self.staged = bytearray()  # exported, not yet claimed by a request
-        self.outgoing = bytearray()  # claimed by done requests, written at the next commit
-        self.trailer = b""  # a document's end, from the exporter's finish
-        self.exporter_done = False
-        self.last_commit_done = False
+        self.exported = 0  # records the exporter wrote
 
     def writable(self) -> bool:
         return True
@@ -87,8 +69,7 @@ class FeedBuffer(io.RawIOBase):
             end = data.find(b"\n")
             head, data = (data, b"") if end < 0 else (data[: end + 1], data[end + 1 :])
             finished = end >= 0
-        if self.keep_header:
-            self.preamble += head
+        self.header += head
         if finished:
             self.in_header = False
         return data
@@ -104,30 +85,72 @@ class FeedBuffer(io.RawIOBase):
         return data
 
     def add_record(self, record: bytes) -> None:
+        raise NotImplementedError
+
+
+class FeedBuffer(ExportedBytes):
+    """One feed file, written through the checkpoint: bytes wait here until
+    their request is done, and reach the file at the commit that marks it so.
+
+    The header goes to the file with the first records, unless the file holds
+    this stage's output already (``begun``: a resume). A document's trailer
+    is written when the file closes, after the last commit, and never
+    committed: a resume cuts it off and continues the document.
+    """
+
+    def __init__(
+        self, path: str, key: str, file: IO[bytes], offset: int, framing: Framing = RECORDS,
+        *, begun: bool = False, compress: Callable[[bytes], bytes] | None = None,
+    ):
+        super().__init__(framing)
+        self.path = path
+        self.key = key  # its name in the checkpoint (see FeedFiles)
+        self.file = file
+        self.committed_offset = offset
+        # a compressed feed: each write is one whole compressed stream, so the file can
+        # be cut back to any commit (concatenated streams read back as one)
+        self.compress = compress
+        self.has_records = begun  # in the file, or on their way to it
+        self.header_pending = not begun
+        self.outgoing = bytearray()  # claimed by done requests, written at the next commit
+        self.trailer = b""  # a document's end, from the exporter's finish
+        self.exporter_done = False
+        self.last_commit_done = False
+
+    def add_record(self, record: bytes) -> None:
         """A done request's record: written at the next commit."""
         if self.has_records:
             self.outgoing += self.framing.separator
         self.outgoing += record
         self.has_records = True
 
+    # what the Committer calls (a BatchedFeed answers the same)
+
+    def prepare(self, commit_start: Any) -> None:
+        """Before a commit: nothing to open (see BatchedFeed)."""
+
     @property
     def has_output(self) -> bool:
         return bool(self.outgoing)
 
-    def write_out(self, fsync: bool) -> int:
-        """Append the header and the claimed bytes to the file; return the size to commit."""
-        data = self._encoded(self.preamble + self.outgoing)
+    backlog = False  # what has_output had is written by one write_out
+
+    def write_out(self, batch: CommitBatch, fsync: bool) -> None:
+        """Append the header and the claimed bytes to the file; the batch commits its size."""
+        head = self.header if self.header_pending else b""
+        data = self._encoded(head + self.outgoing)
         if data:
             self.file.write(data)
             self.file.flush()
             if fsync:
                 os.fsync(self.file.fileno())
-        return self.committed_offset + len(data)
+        batch.feed_offsets[self.key] = self.committed_offset + len(data)
 
-    def committed(self, offset: int) -> None:
-        self.committed_offset = offset
-        self.preamble.clear()
-        self.outgoing.clear()
+    def committed(self, batch: CommitBatch) -> None:
+        if self.key in batch.feed_offsets:
+            self.committed_offset = batch.feed_offsets[self.key]
+            self.header_pending = False
+            self.outgoing.clear()
 
     def exporter_finished(self) -> bytes:
         """The exporter is done with this file. A document's trailer is kept for
@@ -151,8 +174,8 @@ class FeedBuffer(io.RawIOBase):
 
     def _finish_file(self) -> None:
         if not self.file.closed:
-            self.file.write(self._encoded(self.preamble + self.outgoing + self.staged
-                                          + self.trailer))
+            head = self.header if self.header_pending else b""
+            self.file.write(self._encoded(head + self.outgoing + self.staged + self.trailer))
             self.file.close()
 
     def _encoded(self, data: bytes | bytearray) -> bytes:

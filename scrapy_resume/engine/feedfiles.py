@@ -4,6 +4,7 @@ each one has in the checkpoint."""
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from scrapy.settings import BaseSettings
+
+
+#: A URI template's parameter: ``%(batch_id)d``, ``%(batch_id)05d``, ``%(time)s``...
+PARAMETER = re.compile(r"%\([^)]+\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
 
 
 def feed_scheme(uri: str) -> str:
@@ -57,6 +62,18 @@ class FeedFiles:
             path = os.path.abspath(file_uri_to_path(uri) if uri.startswith("file:") else uri)
             files[self.key(path)] = path
         return files
+
+    def named_by_templates(self, settings: BaseSettings, spider_name: str) -> re.Pattern | None:
+        """Which paths this run's templated local feeds (``%(batch_id)d``,
+        ``%(time)s``...) can name, any parameter standing for any text."""
+        patterns = []
+        for uri in settings.getdict("FEEDS"):
+            uri = str(uri).replace("%(name)s", spider_name)
+            if feed_scheme(uri) not in ("", "file") or "%(" not in uri:
+                continue
+            path = os.path.abspath(file_uri_to_path(uri) if uri.startswith("file:") else uri)
+            patterns.append(".+?".join(re.escape(part) for part in PARAMETER.split(path)))
+        return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
 
     def move_aside(self, keys: Iterable[str]) -> list[tuple[str, str]]:
         """Rename each existing file to a backup; ``[(path, backup)]``."""

@@ -22,6 +22,7 @@ class Framing:
     kind: str  # "records", "csv" or "document"
     header: bytes = b""  # a document's header, exactly as its exporter writes it
     separator: bytes = b""  # written before every record but a document's first
+    trailer: bytes = b""  # a document's end, as its exporter writes it
 
     @property
     def is_document(self) -> bool:

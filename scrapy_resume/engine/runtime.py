@@ -37,7 +37,8 @@ from scrapy_resume.store.records import KeyIndex, RequestStatus
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-    from scrapy_resume.engine.feedbuffer import FeedBuffer
+    from scrapy_resume.engine.batchedfeed import BatchedFeed
+    from scrapy_resume.engine.feedbuffer import ExportedBytes, FeedBuffer
     from scrapy_resume.store.redis.leases import StageWorker
 
 
@@ -352,6 +353,18 @@ class CheckpointRuntime:
 
     def feed_begun(self, key: str) -> bool:
         return self.committer.feed_begun(key)
+
+    def batched_feed(self, name: str) -> BatchedFeed | None:
+        return self.committer.batched.get(name)
+
+    def add_batched_feed(self, feed: BatchedFeed) -> None:
+        self.committer.add_batched_feed(feed)
+
+    def open_batch_view(self, view: ExportedBytes) -> None:
+        self.committer.open_batch_view(view)
+
+    def batch_view_stored(self, view: ExportedBytes) -> None:
+        self.committer.batch_view_stored(view)
 
     def open_feed(self, buffer: FeedBuffer) -> bool:
         return self.committer.open_feed(buffer)

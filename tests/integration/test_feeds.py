@@ -117,7 +117,9 @@ def test_a_changed_feed_is_refused(tmp_path, mockserver, damage):
         ("out.txt", {"FEED_EXPORTERS": json.dumps({"txt": "tests.spiders.common."
                                                     "NumberedLinesExporter"})},
          "uses the 'txt' format, which cannot be resumed exactly-once"),
-        ("out-%(batch_id)d.jsonl", {"FEED_EXPORT_BATCH_ITEM_COUNT": "10"}, "is batched"),
+        (None, {"FEEDS": json.dumps({"out.jsonl": {
+            "format": "jsonlines", "postprocessing": ["tests.spiders.common.Rot13"]}})},
+         "its post-processing plugin Rot13 is not one of Scrapy's"),
     ],
 )
 def test_formats_that_cannot_be_exactly_once_are_refused(tmp_path, mockserver, feed, settings,

@@ -126,9 +126,9 @@ NUMBERED = {"numbered": "tests.spiders.common.NumberedLinesExporter"}
 
 
 @pytest.mark.parametrize("settings, framing", [
-    ({}, Framing("document", b"[\n", b",\n")),
-    ({"FEED_EXPORT_INDENT": None}, Framing("document", b"[", b",")),
-    ({"FEED_EXPORT_INDENT": 2}, Framing("document", b"[\n", b",\n")),
+    ({}, Framing("document", b"[\n", b",\n", b"\n]")),
+    ({"FEED_EXPORT_INDENT": None}, Framing("document", b"[", b",", b"]")),
+    ({"FEED_EXPORT_INDENT": 2}, Framing("document", b"[\n", b",\n", b"\n]")),
 ])
 def test_a_json_array_is_framed_as_its_exporter_writes_it(settings, framing):
     settings = Settings(settings)
@@ -142,7 +142,8 @@ def test_an_xml_document_is_framed_with_its_own_root_and_encoding():
         {"item_export_kwargs": {"root_element": "products"}}, settings, "items.xml"
     )
     assert framing_for(settings, options) == Framing(
-        "document", b'<?xml version="1.0" encoding="latin-1"?>\n<products>\n', b""
+        "document", b'<?xml version="1.0" encoding="latin-1"?>\n<products>\n', b"",
+        b"</products>",
     )
 
 
@@ -162,8 +163,6 @@ def test_the_feed_check_names_each_problem_and_the_fix():
         "NumberedLinesExporter does not write each item as one record with a fixed separator, "
         "so a file cannot be cut back to an item and continued. Use a line format, e.g. "
         "-o items.jsonl (or .csv).",
-        "Feed parts.jsonl is batched (FEED_EXPORT_BATCH_ITEM_COUNT / batch_item_count); batch "
-        "files cannot be resumed exactly-once. Use one file per stage.",
         "Feed packed.jsonl cannot be resumed exactly-once: its post-processing plugin Rot13 is "
         "not one of Scrapy's GzipPlugin, Bz2Plugin or LZMAPlugin, whose compressed streams can "
         "be concatenated. Write a plain file and compress it when the stage is completed.",
@@ -172,10 +171,12 @@ def test_the_feed_check_names_each_problem_and_the_fix():
         "it when the stage is completed.",
     ]
     assert len(warnings) == 1 and warnings[0].startswith("Feed s3://bucket/items.jsonl is not")
-    # the project-wide batch setting counts too
-    problems, _ = feed_check({"a.jsonl": {"format": "jsonlines"}},
-                             FEED_EXPORT_BATCH_ITEM_COUNT=10)
-    assert len(problems) == 1 and "is batched" in problems[0]
+    # batches are refused only on a shared stage; the project-wide setting counts too
+    settings = Settings({"FEEDS": {"a-%(batch_id)d.jsonl": {"format": "jsonlines"}},
+                         "FEED_EXPORT_BATCH_ITEM_COUNT": 10})
+    assert check_feeds(settings) == ([], [])
+    problems, _ = check_feeds(settings, shared=True)
+    assert len(problems) == 1 and "would number their batches over each other" in problems[0]
 
 
 def stage_feeds(directory, *feeds: str) -> StageFeeds:
