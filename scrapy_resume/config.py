@@ -97,6 +97,8 @@ class CheckpointConfig:
     stale_days: float = 7.0
     backend: str = ""  # "" is the embedded SQLite file; "redis://HOST:PORT/DB" a shared store
     lease_seconds: float = 300.0
+    # run although a local feed is written by a storage of the project's own (not exactly-once)
+    unprotected_feeds: bool = False
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -121,6 +123,7 @@ class CheckpointConfig:
             stale_days=_get_positive_float(settings, "CHECKPOINT_STALE_DAYS", 7.0, unit="days"),
             backend=_get_backend(settings),
             lease_seconds=_get_positive_float(settings, "CHECKPOINT_LEASE_SECONDS", 300.0),
+            unprotected_feeds=_get_bool(settings, "CHECKPOINT_UNPROTECTED_FEEDS", False),
         )
 
     def stage_name(self, spider_name: str) -> str:

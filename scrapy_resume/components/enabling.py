@@ -70,20 +70,44 @@ def has_component(settings: BaseSettings, name: str, cls: type) -> bool:
     return any(isinstance(c, type) and issubclass(c, cls) for c in classes)
 
 
-def _file_feeds_covered(settings: BaseSettings) -> bool:
-    resumable = load_object(FEED_STORAGE_PATH)
+def local_feed_storages(settings: BaseSettings) -> dict[str, Any]:
+    """The storage class (None if it does not load) of every local file feed."""
     storages = settings.getwithbase("FEED_STORAGES")
+    found = {}
     for uri in settings.getdict("FEEDS"):
         scheme = feed_scheme(str(uri))
         if scheme not in ("", "file"):
             continue
         try:
-            storage = load_object(storages[scheme])
+            found[str(uri)] = load_object(storages[scheme])
         except (KeyError, ImportError, NameError, ValueError):
-            return False
-        if not (isinstance(storage, type) and issubclass(storage, resumable)):
-            return False
-    return True
+            found[str(uri)] = None
+    return found
+
+
+def own_feed_storages(settings: BaseSettings) -> dict[str, str]:
+    """Local feeds written by a storage of the project's own (neither Scrapy's
+    FileFeedStorage nor ours): uri -> the storage's dotted path."""
+    from scrapy.extensions.feedexport import FileFeedStorage
+
+    resumable = load_object(FEED_STORAGE_PATH)
+    return {
+        uri: f"{storage.__module__}.{storage.__qualname__}"
+        for uri, storage in local_feed_storages(settings).items()
+        if isinstance(storage, type) and storage is not FileFeedStorage
+        and not issubclass(storage, resumable)
+    }
+
+
+def _file_feeds_covered(settings: BaseSettings) -> bool:
+    """Every local feed is written through the checkpoint, or by the project's
+    own storage (refused apart, see check_feeds)."""
+    resumable = load_object(FEED_STORAGE_PATH)
+    own = own_feed_storages(settings)
+    return all(
+        uri in own or (isinstance(storage, type) and issubclass(storage, resumable))
+        for uri, storage in local_feed_storages(settings).items()
+    )
 
 
 def missing_lines(settings: BaseSettings) -> list[str]:

@@ -255,7 +255,10 @@ class CheckpointExtension(RuntimeOwner):
             problems = shared_queue_problems(self.crawler.settings, self.config.backend)
             if problems:
                 raise CheckpointRefused("checkpoint_misconfigured", "\n".join(problems))
-        problems, warnings = check_feeds(self.crawler.settings, self.crawler, shared=self.shared)
+        problems, warnings = check_feeds(
+            self.crawler.settings, self.crawler, shared=self.shared,
+            unprotected_feeds=self.config.unprotected_feeds,
+        )
         if problems:
             raise CheckpointRefused("checkpoint_feed_unsupported", "\n".join(problems))
         for warning in warnings:

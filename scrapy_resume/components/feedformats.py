@@ -20,6 +20,7 @@ from scrapy.utils.conf import feed_complete_default_values_from_settings
 from scrapy.utils.misc import build_from_crawler, load_object
 from w3lib.url import file_uri_to_path
 
+from scrapy_resume.components.enabling import own_feed_storages
 from scrapy_resume.engine.feedfiles import feed_scheme
 from scrapy_resume.engine.framing import CSV, RECORDS, Framing
 
@@ -147,7 +148,8 @@ def _check_concatenable(plugin: Any, feed_options: dict[str, Any]) -> None:
 
 
 def check_feeds(
-    settings: BaseSettings, crawler: Crawler | None = None, *, shared: bool = False
+    settings: BaseSettings, crawler: Crawler | None = None, *, shared: bool = False,
+    unprotected_feeds: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Problems that forbid exactly-once output, and warnings about feeds we cannot cover."""
     problems: list[str] = []
@@ -183,4 +185,12 @@ def check_feeds(
                 f"Feed {uri} cannot be resumed exactly-once: {exc}. Write a plain file and "
                 f"compress it when the stage is completed."
             )
+    for uri, storage in own_feed_storages(settings).items():
+        message = (
+            f"Feed {uri} is written by {storage}, a feed storage of your own, which writes "
+            f"outside the checkpoint: after a crash its file may lose or repeat items. Make it "
+            f"a subclass of scrapy_resume.ResumableFileFeedStorage (which writes through the "
+            f"checkpoint), or set CHECKPOINT_UNPROTECTED_FEEDS=True to run with that risk."
+        )
+        (warnings if unprotected_feeds else problems).append(message)
     return problems, warnings

@@ -170,3 +170,21 @@ def test_bytes_written_after_the_last_commit_are_cut_on_resume(tmp_path, mockser
     resumed = crawl.run(CHECKPOINT_RESUME="1")
     assert f"removed {len(tail)} bytes written after the last commit" in resumed.log
     assert jsonl_urls(feed) == expected_urls(mockserver, ns)
+
+
+def test_a_feed_storage_of_the_project_is_refused_with_what_to_do(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    own = "tests.spiders.common.OwnFileStorage"
+    settings = {"FEED_STORAGES": json.dumps({"": own, "file": own})}
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/40/3/0")},
+                  settings=settings)
+    refused = crawl.run()
+    assert refused.finish_reason == "checkpoint_feed_unsupported"
+    assert f"is written by {own}, a feed storage of your own" in refused.log
+    assert "subclass of scrapy_resume.ResumableFileFeedStorage" in refused.log
+    assert "only partly enabled" not in refused.log
+    assert mockserver.hits(ns) == {}
+    accepted = crawl.run(CHECKPOINT_UNPROTECTED_FEEDS="1")
+    assert accepted.finish_reason == "finished"
+    assert "[scrapy_resume.components.extension] WARNING: Feed" in accepted.log
+    assert len(crawl.items()) == 40

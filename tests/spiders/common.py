@@ -7,6 +7,7 @@ import json
 import scrapy
 from scrapy import signals
 from scrapy.dupefilters import RFPDupeFilter
+from scrapy.extensions.feedexport import FileFeedStorage
 
 
 class StatsDumpingSpider(scrapy.Spider):
@@ -60,3 +61,7 @@ class Rot13:
 
     def close(self):
         pass
+
+
+class OwnFileStorage(FileFeedStorage):
+    """A project's own storage for local files (say, one that also logs)."""
