@@ -84,7 +84,10 @@ def open_batched_feed(
     entry = runtime.committer.feed_batches.get(name)
     if entry is not None:  # a resume: the current batch goes on (cut back already)
         path = files.path(entry["file"])
-        current = buffer_on(path, open(path, "ab"), runtime.committed_feed_offset(entry["file"]))
+        committed = runtime.committed_feed_offset(entry["file"])
+        if os.path.getsize(path) > committed:  # the end a document was given back
+            os.truncate(path, committed)
+        current = buffer_on(path, open(path, "ab"), committed)
     feed = BatchedFeed(name, feed_options["batch_item_count"], framing, open_batch,
                        runtime.committer.feed_batches, current)
     runtime.add_batched_feed(feed)

@@ -16,14 +16,15 @@ from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
 
 from scrapy_resume.components.enabling import half_enabled_message, missing_lines
 from scrapy_resume.components.feedformats import check_feeds
-from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds
 from scrapy_resume.components.httperrors import HttpErrorPolicy
 from scrapy_resume.components.launcher import Launcher, running_command
 from scrapy_resume.components.lookup import RuntimeOwner
 from scrapy_resume.components.middleware import has_own_errback
 from scrapy_resume.components.progress import Progress
 from scrapy_resume.components.queue import queue_key, shared_queue_problems, uses_shared_queue
+from scrapy_resume.components.stagefeeds import FeedChanged, StageFeeds
 from scrapy_resume.config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
+from scrapy_resume.engine.batchedfeed import STATE as BATCHES
 from scrapy_resume.engine.restore import missing_callbacks
 from scrapy_resume.engine.runtime import CheckpointRuntime
 from scrapy_resume.lifecycle.stage import CheckpointRefused, HowTo, OpenedStage, open_stage
@@ -182,7 +183,8 @@ class CheckpointExtension(RuntimeOwner):
         self.stage = self.config.stage_name(spider.name)
         config = crawl_config(spider, self.crawler.settings, self.config.input_files)
         how = self.launcher.how_to(spider.name)
-        feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how)
+        feeds = StageFeeds(self.config.directory, self.crawler.settings, spider, how,
+                           self.crawler)
         self.opened = open_stage(
             self.config, self.stage, spider.name, config, how, {"spider": spider},
             shared=self.shared, move_feeds_aside=feeds.move_aside,
@@ -191,7 +193,7 @@ class CheckpointExtension(RuntimeOwner):
             if self.shared:
                 # a worker killed after the others finished the stage: its feed still
                 # ends with bytes that were never committed
-                feeds.cut_back(self.store.feed_offsets(), only_this_run=True)
+                feeds.cut_back(*self._committed_feeds(), only_this_run=True)
             self._release()
             return False
         warning = self.opened.backend.durability_warning()
@@ -221,10 +223,16 @@ class CheckpointExtension(RuntimeOwner):
         """A resume writes to the feeds the stage started with, cut back to
         their last commit: bytes written after it are exported again."""
         assert self.store is not None
-        committed = self.store.feed_offsets()
+        committed, starts, batches = self._committed_feeds()
         if not self.shared:  # (each worker of a shared stage has feeds of its own)
             feeds.check_same_files(self.stage, committed, summary)
-        feeds.cut_back(committed, only_this_run=self.shared)
+        feeds.cut_back(committed, starts, batches, only_this_run=self.shared)
+
+    def _committed_feeds(self) -> tuple[dict[str, int], dict[str, int], dict[str, dict]]:
+        """The stage's feed offsets, where each feed began, and its batched feeds."""
+        assert self.store is not None
+        batches = self.store.state().get(BATCHES, {})
+        return self.store.feed_offsets(), self.store.feed_starts(), batches
 
     def _check_callbacks(self, spider: Spider, how: HowTo) -> None:
         """Every stored request's callback still exists: refused before any is restored."""

@@ -119,7 +119,8 @@ class BatchedFeed:
 
     def _entry(self) -> dict[str, dict]:
         assert self.current is not None
-        entry = {"batch": self.batch_id, "items": self.items, "file": self.current.key}
+        entry = {"batch": self.batch_id, "items": self.items, "file": self.current.key,
+                 "size": self.size}
         return {**self.batches, self.name: entry}
 
     def committed(self, batch: CommitBatch) -> None:

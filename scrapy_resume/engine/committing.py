@@ -51,6 +51,7 @@ class Committer:
         self.store: BaseCheckpointStore | None = None
         self.worker: StageWorker | None = None
         self.active = False  # True between a successful open and the close
+        self.closed_cleanly = False  # the stage's last commit is made, its feeds closed
         self.feeds: list[ExportedBytes] = []  # what exporters write into, item by item
         self.writers: list[FeedWriter] = []  # what writes the feed files at each commit
         self.feed_batches: dict[str, dict] = {}  # each batched feed's current batch
@@ -128,6 +129,7 @@ class Committer:
         for writer in self.writers:
             writer.close_file()
         self.feeds, self.writers = [], []
+        self.closed_cleanly = True
 
     def abandon_feeds(self) -> None:
         """A commit failed: close the feeds, writing nothing that was not committed."""

@@ -354,6 +354,10 @@ class CheckpointRuntime:
     def feed_begun(self, key: str) -> bool:
         return self.committer.feed_begun(key)
 
+    @property
+    def closed_cleanly(self) -> bool:
+        return self.committer.closed_cleanly
+
     def batched_feed(self, name: str) -> BatchedFeed | None:
         return self.committer.batched.get(name)
 

@@ -143,3 +143,31 @@ def test_a_compressed_document_holds_what_plain_scrapy_compresses(tmp_path, mock
         contents[enable] = decompress((workdir / name).read_bytes())
     assert contents["addon"] == contents["off"]
     assert len(contents["off"]) > 100
+
+
+@pytest.mark.parametrize("store_empty", ["True", "False"])
+def test_a_resume_that_adds_no_item_to_a_document_leaves_it_valid(tmp_path, mockserver,
+                                                                  store_empty):
+    # the document's items all come from the first pages: the resume adds none
+    ns = mockserver.namespace()
+    feeds = {"first.json": {"format": "json", "item_filter": "tests.spiders.common.FirstPagesOnly"},
+             "all.jsonl": {"format": "jsonlines"}}
+    crawl = graph_crawl(tmp_path, mockserver, ns, 600, FANOUT, feed=None,
+                        settings={"FEEDS": json.dumps(feeds), "FEED_STORE_EMPTY": store_empty})
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, at=300, signal="KILL")
+    assert was_killed(crawl.finish(proc))
+    first = tmp_path / "first.json"
+    assert not first.read_bytes().rstrip().endswith(b"]")  # killed: an open document
+    resumed = crawl.run(CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished"
+    assert "Stored json feed" not in resumed.log or store_empty == "True"
+    pages = graph_pages(mockserver, ns, 600, FANOUT)
+    assert sorted(document_urls(first, "json")) == sorted(
+        url for url in pages if int(url.rsplit("/", 1)[1]) < 20
+    )
+    assert len(jsonl_lines(tmp_path / "all.jsonl")) == 600
+
+
+def jsonl_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]

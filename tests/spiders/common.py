@@ -65,3 +65,13 @@ class Rot13:
 
 class OwnFileStorage(FileFeedStorage):
     """A project's own storage for local files (say, one that also logs)."""
+
+
+class FirstPagesOnly:
+    """An ``item_filter``: the items of the first pages of a graph site (n < 20)."""
+
+    def __init__(self, feed_options):
+        pass
+
+    def accepts(self, item) -> bool:
+        return int(item["url"].rsplit("/", 1)[1]) < 20

@@ -4,9 +4,35 @@ page), ``items`` (how many)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import scrapy
 
 from tests.spiders.common import StatsDumpingSpider
+
+
+@dataclass
+class Offer:
+    """Every third item is one of these (for ``item_classes``)."""
+
+    url: str
+    n: int
+    title: str
+
+
+class EvenItems:
+    """An ``item_filter``: only the items with an even ``n``."""
+
+    def __init__(self, feed_options):
+        self.feed_options = feed_options
+
+    def accepts(self, item) -> bool:
+        return getattr(item, "n", None) % 2 == 0 if isinstance(item, Offer) else item["n"] % 2 == 0
+
+
+def shop_params(params: dict, spider) -> dict:
+    """A ``FEED_URI_PARAMS`` function: adds %(shop)s."""
+    return {**params, "shop": "north"}
 
 
 class ManyItemsSpider(StatsDumpingSpider):
@@ -28,4 +54,4 @@ class ManyItemsSpider(StatsDumpingSpider):
                 item["seller"] = {"name": "Zoë & <Co>", "rating": n % 5}
             if n % 5 == 0:
                 del item["tags"]
-            yield item
+            yield Offer(item["url"], n, item["title"]) if n % 3 == 0 else item

@@ -12,8 +12,8 @@ from scrapy.utils.conf import feed_complete_default_values_from_settings
 
 from scrapy_resume.components import progress
 from scrapy_resume.components.feedformats import check_feeds, framing_for
-from scrapy_resume.components.feedstorage import FeedChanged, StageFeeds
 from scrapy_resume.components.progress import Progress, format_duration
+from scrapy_resume.components.stagefeeds import FeedChanged, StageFeeds
 from scrapy_resume.engine.framing import Framing
 from scrapy_resume.lifecycle.stage import HowTo
 from scrapy_resume.lifecycle.validation import differences
