@@ -9,6 +9,7 @@ user's next steps run, and the feed must hold every item exactly once.
 
     python bench/crash_points.py                      # every point (about an hour)
     python bench/crash_points.py --phases reset --actions kill --every 3
+    python bench/crash_points.py --feed json --every 2      # a JSON array; or batched-json
 
 Prints one line per failing point, and a count per phase and syscall.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import MockServer  # noqa: E402
-from tests.faults import STRACE, SYSCALLS, Point, Scenario  # noqa: E402
+from tests.faults import FEEDS, STRACE, SYSCALLS, Point, Scenario  # noqa: E402
 
 ACTIONS = {"kill": "signal=SIGKILL", "enospc": "error=ENOSPC"}
 
@@ -38,6 +39,8 @@ def main() -> int:
     parser.add_argument("--syscalls", nargs="+", default=list(SYSCALLS))
     parser.add_argument("--every", type=int, default=1, help="only every K-th point")
     parser.add_argument("--jobs", type=int, default=2, help="points run at once")
+    parser.add_argument("--feed", choices=list(FEEDS), default="jsonl",
+                        help="the feed the crawl writes (a JSON array, JSON batches of 20)")
     args = parser.parse_args()
     if STRACE is None:
         print("strace is needed: apt-get install strace", file=sys.stderr)
@@ -45,7 +48,7 @@ def main() -> int:
     server = MockServer()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            scenario = Scenario(Path(tmp), server, server.namespace())
+            scenario = Scenario(Path(tmp), server, server.namespace(), args.feed)
             points = []
             for phase in args.phases:
                 counts = scenario.reference_counts(phase)

@@ -77,19 +77,30 @@ class Point:
         return f"{self.phase}-{self.syscall}-{self.when}-{kind}"
 
 
-class Scenario:
-    """One small crawl (SITE_SIZE pages, -o out.jsonl, no timed commit, so every run
-    makes the same calls), and the three phases a crash point can hit."""
+#: The feeds a scenario can write: -o out.jsonl, -o out.json, or JSON batches of 20.
+FEEDS = {
+    "jsonl": ("out.jsonl", {}),
+    "json": ("out.json", {}),
+    "batched-json": (None, {"FEEDS": json.dumps({"out-%(batch_id)d.json": {
+        "format": "json", "batch_item_count": 20}})}),
+}
 
-    def __init__(self, workdir: Path, mockserver, ns: str):
+
+class Scenario:
+    """One small crawl (SITE_SIZE pages, a feed of FEEDS, no timed commit, so every
+    run makes the same calls), and the three phases a crash point can hit."""
+
+    def __init__(self, workdir: Path, mockserver, ns: str, feed: str = "jsonl"):
         self.workdir = workdir
         self.mockserver = mockserver
         self.ns = ns
         self.start = mockserver.url(f"{ns}/g/{SITE_SIZE}/3/0")
+        self.feed = feed
 
     def crawl(self, workdir: Path) -> Crawl:
-        return Crawl(workdir, "graph", args={"start": self.start}, feed="out.jsonl",
-                     settings={"CHECKPOINT_COMMIT_INTERVAL": "1000"})
+        name, settings = FEEDS[self.feed]
+        return Crawl(workdir, "graph", args={"start": self.start}, feed=name,
+                     settings={"CHECKPOINT_COMMIT_INTERVAL": "1000", **settings})
 
     def expected(self) -> list[str]:
         return sorted(self.mockserver.url(f"{self.ns}/g/{SITE_SIZE}/3/{n}")
@@ -159,9 +170,22 @@ class Scenario:
                 break
         else:
             raise AssertionError(f"{point.label}: not finished\n{result.log[-3000:]}")
-        assert feed_urls(crawl.feed) == self.expected(), point.label
+        assert self.feed_urls(workdir) == self.expected(), point.label
         summary = crawl.summary("graph")
         assert (summary.status, summary.done, summary.pending) == ("completed", SITE_SIZE, 0)
+
+
+    def feed_urls(self, workdir: Path) -> list[str]:
+        """Every item's url in the feed (failing if it is not whole and valid)."""
+        if self.feed == "jsonl":
+            return feed_urls(workdir / "out.jsonl")
+        if self.feed == "json":
+            return sorted(item["url"] for item in json.loads((workdir / "out.json").read_bytes()))
+        batches = sorted(workdir.glob("out-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+        assert [p.name for p in batches] == [f"out-{n}.json" for n in (1, 2, 3)], batches
+        documents = [json.loads(path.read_bytes()) for path in batches]
+        assert [len(d) for d in documents] == [20, 20, 20]
+        return sorted(item["url"] for document in documents for item in document)
 
 
 def stage_summaries(directory: Path) -> dict[str, object]:
