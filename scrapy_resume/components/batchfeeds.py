@@ -88,6 +88,7 @@ def open_batched_feed(
         if os.path.getsize(path) > committed:  # the end a document was given back
             os.truncate(path, committed)
         current = buffer_on(path, open(path, "ab"), committed)
+        current.ended = entry["items"] >= entry["size"]  # full: its end is committed
     feed = BatchedFeed(name, feed_options["batch_item_count"], framing, open_batch,
                        runtime.committer.feed_batches, current)
     runtime.add_batched_feed(feed)

@@ -36,7 +36,7 @@ class FeedWriter(Protocol):
     def has_output(self) -> bool: ...
     def write_out(self, batch: CommitBatch, fsync: bool) -> None: ...
     def committed(self, batch: CommitBatch) -> None: ...
-    def close_file(self) -> None: ...
+    def close_file(self, fsync: bool = False) -> None: ...
     def abandon(self) -> None: ...
 
 
@@ -92,7 +92,6 @@ class BatchedFeed:
         self.batch_id, self.items = self.batch_id + 1, 0
         self.current = self.open_batch(self.batch_id)
         self.current.header = bytearray(self.header)
-        self.current.exporter_done = True  # its trailer is ours, not an exporter's
         entries = self._entry()
         commit_start(self.current, state={STATE: entries})
         self.batches.update(entries)
@@ -114,6 +113,7 @@ class BatchedFeed:
         del self.queue[:room]
         if self.full:  # finished for good: its end is committed with its last item
             self.current.outgoing += self.trailer
+            self.current.ended = True
         self.current.write_out(batch, fsync)
         batch.state[STATE] = self._entry()
 
@@ -129,13 +129,11 @@ class BatchedFeed:
         if STATE in batch.state:
             self.batches.update(batch.state[STATE])
 
-    def close_file(self) -> None:
+    def close_file(self, fsync: bool = False) -> None:
         """After the last commit: the current batch gets its end (unless full:
         it has it), which a resume cuts off to fill the batch on."""
         if self.current is not None:
-            if not self.full:
-                self.current.trailer = self.trailer
-            self.current.close_file()
+            self.current.close_file(fsync)
 
     def abandon(self) -> None:
         if self.current is not None:

@@ -127,7 +127,7 @@ class Committer:
 
     def close_feeds(self) -> None:
         for writer in self.writers:
-            writer.close_file()
+            writer.close_file(self.config.fsync)
         self.feeds, self.writers = [], []
         self.closed_cleanly = True
 

@@ -113,8 +113,7 @@ class FeedBuffer(ExportedBytes):
         self.has_records = begun  # in the file, or on their way to it
         self.header_pending = not begun
         self.outgoing = bytearray()  # claimed by done requests, written at the next commit
-        self.trailer = b""  # a document's end, from the exporter's finish
-        self.exporter_done = False
+        self.ended = False  # its document's end is in the file, committed (a full batch)
         self.last_commit_done = False
 
     def add_record(self, record: bytes) -> None:
@@ -153,30 +152,28 @@ class FeedBuffer(ExportedBytes):
             self.outgoing.clear()
 
     def exporter_finished(self) -> bytes:
-        """The exporter is done with this file. A document's trailer is kept for
-        the close; anything else it wrote after its last record is returned, to
-        be committed like an item's bytes."""
+        """The exporter is done with this file. A document's trailer is dropped:
+        the file gets its framing's own when it closes, which may come first (a
+        stage marked completed must not wait for Scrapy's feed exporter). What a
+        record format wrote after its last record is returned, to be committed
+        like an item's bytes."""
         rest = bytes(self.staged)
         self.staged.clear()
-        self.exporter_done = True
-        if self.framing.is_document:
-            self.trailer, rest = rest, b""
-            if self.last_commit_done:
-                self._finish_file()
-        return rest
+        return b"" if self.framing.is_document else rest
 
-    def close_file(self) -> None:
-        """After the last commit: the file is finished once the exporter is (its
-        trailer may come later: Scrapy's feed exporter closes its own way)."""
+    def close_file(self, fsync: bool = False) -> None:
+        """After the last commit: write what is left, a document's end, and close."""
         self.last_commit_done = True
-        if self.exporter_done or not self.framing.is_document:
-            self._finish_file()
-
-    def _finish_file(self) -> None:
-        if not self.file.closed:
-            head = self.header if self.header_pending else b""
-            self.file.write(self._encoded(head + self.outgoing + self.staged + self.trailer))
-            self.file.close()
+        if self.file.closed:
+            return
+        head = self.header if self.header_pending else b""
+        end = self.framing.trailer if self.framing.is_document and not self.ended else b""
+        rest = b"" if self.framing.is_document else self.staged
+        self.file.write(self._encoded(head + self.outgoing + rest + end))
+        self.file.flush()
+        if fsync:
+            os.fsync(self.file.fileno())
+        self.file.close()
 
     def _encoded(self, data: bytes | bytearray) -> bytes:
         if not data or self.compress is None:
