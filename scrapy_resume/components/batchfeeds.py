@@ -12,7 +12,6 @@ from scrapy.extensions.feedexport import FeedExporter, apply_uri_params
 from scrapy.utils.misc import load_object
 from w3lib.url import file_uri_to_path
 
-from scrapy_resume.engine.batchedfeed import BatchedFeed
 from scrapy_resume.engine.feedbuffer import FeedBuffer
 
 if TYPE_CHECKING:
@@ -57,21 +56,28 @@ def local_path(uri: str) -> str:
     return os.path.abspath(file_uri_to_path(uri) if uri.startswith("file:") else uri)
 
 
+def batched_feed_name(runtime: CheckpointRuntime, crawler: Crawler, spider: Spider,
+                      feed_options: dict[str, Any]) -> str:
+    """A batched feed's name in the stage: its template's key."""
+    template = feed_template(crawler, feed_options)
+    return runtime.feed_files.key(local_path(template.replace("%(name)s", spider.name)))
+
+
 def open_batched_feed(
     runtime: CheckpointRuntime, crawler: Crawler, spider: Spider, feed_options: dict[str, Any],
     framing: Framing, compress: Any, write_mode: str,
-) -> BatchedFeed:
-    """The batch files of this feed: continued where the stage left them, or new."""
+) -> Any:
+    """The feed's BatchedFeed: its batch files continued where the stage left them, or new."""
     template = feed_template(crawler, feed_options)
     files = runtime.feed_files
-    name = files.key(local_path(template.replace("%(name)s", spider.name)))
-    found = runtime.batched_feed(name)
+    name = batched_feed_name(runtime, crawler, spider, feed_options)
+    found = runtime.committer.batched.get(name)
     if found is not None:
         return found
 
     def buffer_on(path: str, file: IO[bytes], offset: int) -> FeedBuffer:
         key = files.key(path)
-        return FeedBuffer(path, key, file, offset, framing, begun=runtime.feed_begun(key),
+        return FeedBuffer(path, key, file, offset, framing, begun=runtime.committer.feed_begun(key),
                           compress=compress)
 
     def open_batch(batch_id: int) -> FeedBuffer:
@@ -81,15 +87,14 @@ def open_batched_feed(
         return buffer_on(path, file, file.tell())
 
     current = None
-    entry = runtime.committer.feed_batches.get(name)
+    entry = runtime.committer.current_batch(name)
     if entry is not None:  # a resume: the current batch goes on (cut back already)
         path = files.path(entry["file"])
-        committed = runtime.committed_feed_offset(entry["file"])
+        committed = runtime.committer.committed_feed_offset(entry["file"])
         if os.path.getsize(path) > committed:  # the end a document was given back
             os.truncate(path, committed)
         current = buffer_on(path, open(path, "ab"), committed)
         current.ended = entry["items"] >= entry["size"]  # full: its end is committed
-    feed = BatchedFeed(name, feed_options["batch_item_count"], framing, open_batch,
-                       runtime.committer.feed_batches, current)
-    runtime.add_batched_feed(feed)
+    feed = runtime.committer.add_batched_feed(name, feed_options["batch_item_count"], framing, open_batch,
+                                    current)
     return feed

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from scrapy.extensions.feedexport import FileFeedStorage
 
-from scrapy_resume.components.batchfeeds import open_batched_feed
+from scrapy_resume.components.batchfeeds import batched_feed_name, open_batched_feed
 from scrapy_resume.components.enabling import is_refused
 from scrapy_resume.components.feedformats import TAKEN_OVER, compressor_for, framing_for
 from scrapy_resume.components.lookup import runtime_of
@@ -72,17 +72,19 @@ class ResumableFileFeedStorage(FileFeedStorage):
             return super().open(spider)  # scrapy-resume is off for this crawl: plain Scrapy
         # Scrapy opens a feed that got no item when it closes, to store it empty
         # (store_empty): after the stage's last commit, with nothing to commit
-        after_close = runtime.closed_cleanly
+        after_close = runtime.committer.closed_cleanly
         batched = bool(self.feed_options.get("batch_item_count"))
-        if not runtime.active and not (after_close and not batched):
+        if after_close and batched and self._batches_begun(spider, runtime):
+            return DiscardedFeed()  # type: ignore[return-value]  # (its files are written)
+        if not runtime.active and not after_close:
             return DiscardedFeed()  # type: ignore[return-value]
         framing = framing_for(self.crawler.settings, self.feed_options, self.crawler)
-        if batched:
+        if batched and not after_close:
             return self._open_batch_view(spider, runtime, framing)  # type: ignore[return-value]
         buffer = self._open_buffer(spider, runtime, framing)
         if after_close:
             buffer.last_commit_done = True  # its header and end go straight to the file
-        elif not runtime.open_feed(buffer):  # its first commit failed: the crawl stops
+        elif not runtime.committer.open_feed(buffer):  # its first commit failed: the crawl stops
             buffer.abandon()
             return DiscardedFeed()  # type: ignore[return-value]
         return buffer  # type: ignore[return-value]
@@ -90,7 +92,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
     def _open_buffer(self, spider: Spider, runtime: Any, framing: Framing) -> FeedBuffer:
         path = os.path.abspath(self.path)
         key = runtime.feed_files.key(path)
-        committed = runtime.committed_feed_offset(key)
+        committed = runtime.committer.committed_feed_offset(key)
         if committed is None:  # a new feed for this stage: -o appends, -O overwrites
             file = super().open(spider)
             offset = file.tell()
@@ -107,8 +109,15 @@ class ResumableFileFeedStorage(FileFeedStorage):
         export_kwargs = self.feed_options.get("item_export_kwargs") or {}
         if framing is CSV and not export_kwargs.get("include_headers_line", True):
             framing = RECORDS
-        return FeedBuffer(path, key, file, offset, framing, begun=runtime.feed_begun(key),
+        return FeedBuffer(path, key, file, offset, framing, begun=runtime.committer.feed_begun(key),
                           compress=self._take_over_postprocessing())
+
+    def _batches_begun(self, spider: Spider, runtime: Any) -> bool:
+        """Has the stage written batch files of this feed? (If not, an empty feed
+        is stored as Scrapy stores it: an empty batch 1.)"""
+        assert self.crawler is not None
+        name = batched_feed_name(runtime, self.crawler, spider, self.feed_options)
+        return runtime.committer.current_batch(name) is not None
 
     def _open_batch_view(self, spider: Spider, runtime: Any, framing: Framing) -> BatchView:
         """Scrapy's batch slots export into views; the batch files are the stage's own."""
@@ -116,7 +125,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
         feed = open_batched_feed(runtime, self.crawler, spider, self.feed_options, framing,
                                  self._take_over_postprocessing(), self.write_mode)
         view = BatchView(feed)
-        runtime.open_batch_view(view)
+        runtime.committer.open_batch_view(view)
         return view
 
     def _take_over_postprocessing(self) -> Any:
@@ -139,7 +148,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
         if isinstance(file, BatchView):
             runtime = self._runtime()
             if runtime is not None:
-                runtime.batch_view_stored(file)
+                runtime.committer.batch_view_stored(file)
             return None
         if isinstance(file, FeedBuffer):
             runtime = self._runtime()
@@ -149,7 +158,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
             elif runtime is None or not runtime.active:
                 file.abandon()  # a commit failed
             else:
-                runtime.feed_stored(file)
+                runtime.committer.feed_stored(file)
             return None
         return super().store(file)
 

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from scrapy.utils.defer import deferred_from_coro
 
+from scrapy_resume.engine.batchedfeed import BatchedFeed
 from scrapy_resume.store.records import CommitBatch
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from scrapy_resume.config import CheckpointConfig
-    from scrapy_resume.engine.batchedfeed import BatchedFeed, FeedWriter
+    from scrapy_resume.engine.batchedfeed import FeedWriter
     from scrapy_resume.engine.batching import BatchBuilder
     from scrapy_resume.engine.completion import StartItems
     from scrapy_resume.engine.feedbuffer import ExportedBytes, FeedBuffer
+    from scrapy_resume.engine.framing import Framing
     from scrapy_resume.store.base import BaseCheckpointStore
     from scrapy_resume.store.redis.leases import StageWorker
 
@@ -97,9 +100,17 @@ class Committer:
         self.writers.append(buffer)
         return True
 
-    def add_batched_feed(self, feed: BatchedFeed) -> None:
-        self.batched[feed.name] = feed
+    def current_batch(self, name: str) -> dict | None:
+        """A batched feed's current batch, as committed: {batch, items, file, size}."""
+        return self.feed_batches.get(name)
+
+    def add_batched_feed(self, name: str, size: int, framing: Framing,
+                         open_batch: Callable[[int], FeedBuffer],
+                         current: FeedBuffer | None) -> BatchedFeed:
+        feed = BatchedFeed(name, size, framing, open_batch, self.feed_batches, current)
+        self.batched[name] = feed
         self.writers.append(feed)
+        return feed
 
     def open_batch_view(self, view: ExportedBytes) -> None:
         """One of Scrapy's batch slots of a batched feed starts exporting."""

@@ -37,8 +37,6 @@ from scrapy_resume.store.records import KeyIndex, RequestStatus
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
-    from scrapy_resume.engine.batchedfeed import BatchedFeed
-    from scrapy_resume.engine.feedbuffer import ExportedBytes, FeedBuffer
     from scrapy_resume.store.redis.leases import StageWorker
 
 
@@ -336,7 +334,7 @@ class CheckpointRuntime:
         else:
             self.batches.loose_cursor(name, value)
 
-    # feeds and commits (see committing.py)
+    # commits (see committing.py; the feed storage writes through ``committer``)
 
     @property
     def active(self) -> bool:
@@ -347,34 +345,6 @@ class CheckpointRuntime:
     @active.setter
     def active(self, value: bool) -> None:
         self.committer.active = value
-
-    def committed_feed_offset(self, key: str) -> int | None:
-        return self.committer.committed_feed_offset(key)
-
-    def feed_begun(self, key: str) -> bool:
-        return self.committer.feed_begun(key)
-
-    @property
-    def closed_cleanly(self) -> bool:
-        return self.committer.closed_cleanly
-
-    def batched_feed(self, name: str) -> BatchedFeed | None:
-        return self.committer.batched.get(name)
-
-    def add_batched_feed(self, feed: BatchedFeed) -> None:
-        self.committer.add_batched_feed(feed)
-
-    def open_batch_view(self, view: ExportedBytes) -> None:
-        self.committer.open_batch_view(view)
-
-    def batch_view_stored(self, view: ExportedBytes) -> None:
-        self.committer.batch_view_stored(view)
-
-    def open_feed(self, buffer: FeedBuffer) -> bool:
-        return self.committer.open_feed(buffer)
-
-    def feed_stored(self, buffer: FeedBuffer) -> None:
-        self.committer.feed_stored(buffer)
 
     def close_feeds(self) -> None:
         self.committer.close_feeds()

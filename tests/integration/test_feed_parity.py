@@ -33,6 +33,8 @@ CASES = {
                                    "store_empty": True},
                      "none.csv": {"format": "csv", "item_classes": ["decimal.Decimal"],
                                   "store_empty": True}}, {}),
+    "store empty, batched": ({"none-%(batch_id)d.json": {
+        "format": "json", "item_classes": ["decimal.Decimal"], "batch_item_count": 10}}, {}),
     "FEED_STORE_EMPTY off": ({"none.json": {"format": "json",
                                             "item_classes": ["decimal.Decimal"]}},
                              {"FEED_STORE_EMPTY": "False"}),
