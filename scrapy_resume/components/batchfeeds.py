@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from scrapy.extensions.feedexport import FeedExporter, apply_uri_params
 from scrapy.utils.misc import load_object
@@ -63,38 +63,61 @@ def batched_feed_name(runtime: CheckpointRuntime, crawler: Crawler, spider: Spid
     return runtime.feed_files.key(local_path(template.replace("%(name)s", spider.name)))
 
 
+class StageBatchFiles:
+    """A batched feed's files: named as Scrapy names its batches, opened through
+    the checkpoint (see engine/batchedfeed.BatchFiles)."""
+
+    def __init__(self, runtime: CheckpointRuntime, template: str, spider: Spider,
+                 feed_options: dict[str, Any], framing: Framing, compress: Any,
+                 write_mode: str):
+        self.runtime = runtime
+        self.template = template
+        self.spider = spider
+        self.feed_options = feed_options
+        self.framing = framing
+        self.compress = compress
+        self.write_mode = write_mode  # "wb" (-O): a new batch file starts empty
+
+    def path(self, batch_id: int) -> str:
+        return local_path(batch_uri(self.template, self.spider, self.feed_options, batch_id))
+
+    def key(self, path: str) -> str:
+        return self.runtime.feed_files.key(path)
+
+    def start(self, path: str) -> int:
+        """-o appends to a file already there, as Scrapy does; -O starts it empty."""
+        if self.write_mode == "wb" or not os.path.exists(path):
+            return 0
+        return os.path.getsize(path)
+
+    def open(self, key: str, offset: int) -> FeedBuffer:
+        path = self.runtime.feed_files.path(key)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if os.path.exists(path) and os.path.getsize(path) > offset:
+            os.truncate(path, offset)  # (-O, or the end a document was given back)
+        committer = self.runtime.committer
+        return FeedBuffer(path, key, open(path, "ab"), offset, self.framing,
+                          begun=committer.feed_begun(key), compress=self.compress)
+
+
 def open_batched_feed(
     runtime: CheckpointRuntime, crawler: Crawler, spider: Spider, feed_options: dict[str, Any],
     framing: Framing, compress: Any, write_mode: str,
 ) -> Any:
     """The feed's BatchedFeed: its batch files continued where the stage left them, or new."""
-    template = feed_template(crawler, feed_options)
-    files = runtime.feed_files
     name = batched_feed_name(runtime, crawler, spider, feed_options)
-    found = runtime.committer.batched.get(name)
+    committer = runtime.committer
+    found = committer.batched.get(name)
     if found is not None:
         return found
-
-    def buffer_on(path: str, file: IO[bytes], offset: int) -> FeedBuffer:
-        key = files.key(path)
-        return FeedBuffer(path, key, file, offset, framing, begun=runtime.committer.feed_begun(key),
-                          compress=compress)
-
-    def open_batch(batch_id: int) -> FeedBuffer:
-        path = local_path(batch_uri(template, spider, feed_options, batch_id))
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        file = open(path, write_mode)  # as Scrapy opens each batch file (-o appends)
-        return buffer_on(path, file, file.tell())
-
+    files = StageBatchFiles(runtime, feed_template(crawler, feed_options), spider, feed_options,
+                            framing, compress, write_mode)
+    entry = committer.current_batch(name) or {}
     current = None
-    entry = runtime.committer.current_batch(name)
-    if entry is not None:  # a resume: the current batch goes on (cut back already)
-        path = files.path(entry["file"])
-        committed = runtime.committer.committed_feed_offset(entry["file"])
-        if os.path.getsize(path) > committed:  # the end a document was given back
-            os.truncate(path, committed)
-        current = buffer_on(path, open(path, "ab"), committed)
+    if entry.get("file"):  # a resume: the current batch goes on (cut back already)
+        current = files.open(entry["file"], committer.committed_feed_offset(entry["file"]))
         current.ended = entry["items"] >= entry["size"]  # full: its end is committed
-    feed = runtime.committer.add_batched_feed(name, feed_options["batch_item_count"], framing, open_batch,
-                                    current)
-    return feed
+    upcoming = [files.open(key, committer.committed_feed_offset(key))
+                for key in entry.get("upcoming", [])]
+    return committer.add_batched_feed(name, feed_options["batch_item_count"], framing, files,
+                                      current, upcoming)

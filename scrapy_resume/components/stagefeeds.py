@@ -105,7 +105,8 @@ class StageFeeds:
         truncate_to_committed(committed, self.files)
         ends = {key: self.endings[key] for key in committed if key in self.endings}
         for name, batch in batches.items():  # a batched feed: its current batch file
-            if name in self.endings and batch["items"] < batch["size"]:  # (a full one has it)
+            full = batch["items"] >= batch["size"]  # (a full one has its end committed)
+            if name in self.endings and batch.get("file") and not full:
                 ends.setdefault(batch["file"], self.endings[name])
         for key, ending in ends.items():
             if key in committed and committed[key] > starts.get(key, 0):  # it has items

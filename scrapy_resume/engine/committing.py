@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from scrapy.utils.defer import deferred_from_coro
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
     from scrapy_resume.config import CheckpointConfig
-    from scrapy_resume.engine.batchedfeed import FeedWriter
+    from scrapy_resume.engine.batchedfeed import BatchFiles, FeedWriter
     from scrapy_resume.engine.batching import BatchBuilder
     from scrapy_resume.engine.completion import StartItems
     from scrapy_resume.engine.feedbuffer import ExportedBytes, FeedBuffer
@@ -92,7 +91,7 @@ class Committer:
         """Write ``buffer`` through the checkpoint; False if its first commit failed."""
         if buffer.key not in self.feed_offsets:
             try:
-                self.commit_start(buffer)
+                self.commit_starts({buffer.key: buffer.committed_offset})
             except Exception as exc:
                 self.stop_after_failed_commit(exc)
                 return False
@@ -104,10 +103,9 @@ class Committer:
         """A batched feed's current batch, as committed: {batch, items, file, size}."""
         return self.feed_batches.get(name)
 
-    def add_batched_feed(self, name: str, size: int, framing: Framing,
-                         open_batch: Callable[[int], FeedBuffer],
-                         current: FeedBuffer | None) -> BatchedFeed:
-        feed = BatchedFeed(name, size, framing, open_batch, self.feed_batches, current)
+    def add_batched_feed(self, name: str, size: int, framing: Framing, files: BatchFiles,
+                         current: FeedBuffer | None, upcoming: list[FeedBuffer]) -> BatchedFeed:
+        feed = BatchedFeed(name, size, framing, files, self.feed_batches, current, upcoming)
         self.batched[name] = feed
         self.writers.append(feed)
         return feed
@@ -122,13 +120,12 @@ class Committer:
         if view in self.feeds:
             self.feeds.remove(view)
 
-    def commit_start(self, buffer: FeedBuffer, state: dict | None = None) -> None:
-        """Record where a new feed file starts, before its first byte is written."""
+    def commit_starts(self, starts: dict[str, int], state: dict | None = None) -> None:
+        """Record where new feed files start, before their first byte is written."""
         assert self.store is not None
-        start = {buffer.key: buffer.committed_offset}
-        self.store.commit(CommitBatch(feed_offsets=start, feed_starts=start, state=state or {}))
-        self.feed_offsets.update(start)
-        self.feed_starts.update(start)
+        self.store.commit(CommitBatch(feed_offsets=starts, feed_starts=starts, state=state or {}))
+        self.feed_offsets.update(starts)
+        self.feed_starts.update(starts)
 
     def feed_stored(self, buffer: FeedBuffer) -> None:
         """The exporter is finished with ``buffer``; the file closes after the last commit."""
@@ -179,9 +176,6 @@ class Committer:
             return
         started = time.monotonic()
         self._commit(self.batches.build(self.start_items))
-        # a batched feed writes one batch file per commit: the rest, in further ones
-        while any(writer.backlog for writer in self.writers):
-            self._commit(CommitBatch())
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
 
     def _commit(self, batch: CommitBatch) -> None:
@@ -189,7 +183,7 @@ class Committer:
         if self.worker is not None:
             batch.released_leases.extend(self.worker.releases())
         for writer in self.writers:
-            writer.prepare(self.commit_start)  # a new batch file: where it starts, first
+            writer.prepare(self.commit_starts)  # new batch files: where they start, first
         # the items' bytes reach the feed files before "done" is written
         for writer in self.writers:
             if writer.has_output:

@@ -125,14 +125,12 @@ class FeedBuffer(ExportedBytes):
 
     # what the Committer calls (a BatchedFeed answers the same)
 
-    def prepare(self, commit_start: Any) -> None:
-        """Before a commit: nothing to open (see BatchedFeed)."""
+    def prepare(self, commit_starts: Any) -> None:
+        """Before a commit: nothing to announce (see BatchedFeed)."""
 
     @property
     def has_output(self) -> bool:
         return bool(self.outgoing)
-
-    backlog = False  # what has_output had is written by one write_out
 
     def write_out(self, batch: CommitBatch, fsync: bool) -> None:
         """Append the header and the claimed bytes to the file; the batch commits its size."""
