@@ -147,6 +147,15 @@ def _check_concatenable(plugin: Any, feed_options: dict[str, Any]) -> None:
         )
 
 
+def _templates_known(crawler: Crawler) -> bool:
+    """batchfeeds.feed_template finds a batched feed's template in FeedExporter.feeds:
+    refuse at start, not when the first item is exported, if it could not."""
+    from scrapy.extensions.feedexport import FeedExporter
+
+    feeds = getattr(crawler.get_extension(FeedExporter), "feeds", None)
+    return isinstance(feeds, dict) and any(isinstance(o, dict) for o in feeds.values())
+
+
 def check_feeds(
     settings: BaseSettings, crawler: Crawler | None = None, *, shared: bool = False,
     unprotected_feeds: bool = False,
@@ -171,6 +180,14 @@ def check_feeds(
             problems.append(
                 f"Feed {uri} uses the {options.get('format')!r} format, which cannot be resumed "
                 f"exactly-once: {exc}. Use a line format, e.g. -o {name}.jsonl (or .csv)."
+            )
+        if options.get("batch_item_count") and crawler is not None and not _templates_known(
+            crawler
+        ):
+            problems.append(
+                f"Feed {uri} is batched, and this Scrapy's FeedExporter does not show which "
+                f"feed a storage belongs to (its public feeds dict): scrapy-resume cannot number "
+                f"its batches. Write one file per stage without batches."
             )
         if options.get("batch_item_count") and shared:
             problems.append(
