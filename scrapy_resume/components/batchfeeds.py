@@ -13,6 +13,7 @@ from scrapy.utils.misc import load_object
 from w3lib.url import file_uri_to_path
 
 from scrapy_resume.engine.feedbuffer import FeedBuffer
+from scrapy_resume.engine.feedfiles import reopen_at
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -93,10 +94,8 @@ class StageBatchFiles:
     def open(self, key: str, offset: int) -> FeedBuffer:
         path = self.runtime.feed_files.path(key)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if os.path.exists(path) and os.path.getsize(path) > offset:
-            os.truncate(path, offset)  # (-O, or the end a document was given back)
         committer = self.runtime.committer
-        return FeedBuffer(path, key, open(path, "ab"), offset, self.framing,
+        return FeedBuffer(path, key, reopen_at(path, offset, create=True), offset, self.framing,
                           begun=committer.feed_begun(key), compress=self.compress)
 
 

@@ -12,7 +12,7 @@ all framed as they really write.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +156,14 @@ def _templates_known(crawler: Crawler) -> bool:
     return isinstance(feeds, dict) and any(isinstance(o, dict) for o in feeds.values())
 
 
+def feeds_with_options(settings: BaseSettings) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every FEEDS entry: its URI, and its options completed as FeedExporter
+    completes them (the settings' defaults, the format from the extension)."""
+    for uri, options in settings.getdict("FEEDS").items():
+        uri = str(uri)
+        yield uri, feed_complete_default_values_from_settings(dict(options or {}), settings, uri)
+
+
 def check_feeds(
     settings: BaseSettings, crawler: Crawler | None = None, *, shared: bool = False,
     unprotected_feeds: bool = False,
@@ -163,9 +171,7 @@ def check_feeds(
     """Problems that forbid exactly-once output, and warnings about feeds we cannot cover."""
     problems: list[str] = []
     warnings: list[str] = []
-    for uri, options in settings.getdict("FEEDS").items():
-        uri = str(uri)
-        options = feed_complete_default_values_from_settings(dict(options or {}), settings, uri)
+    for uri, options in feeds_with_options(settings):
         if feed_scheme(uri) not in ("", "file"):
             warnings.append(
                 f"Feed {uri} is not a local file: it is uploaded or written as a whole, so "

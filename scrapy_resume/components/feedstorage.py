@@ -31,6 +31,7 @@ from scrapy_resume.components.feedformats import TAKEN_OVER, compressor_for, fra
 from scrapy_resume.components.lookup import runtime_of
 from scrapy_resume.engine.batchedfeed import BatchView
 from scrapy_resume.engine.feedbuffer import DiscardedFeed, FeedBuffer
+from scrapy_resume.engine.feedfiles import reopen_at
 from scrapy_resume.engine.framing import CSV, RECORDS, Framing
 
 if TYPE_CHECKING:
@@ -102,9 +103,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
                     "Feed %s: the stage is resumed, so new items are appended (-O would wipe "
                     "the items of earlier runs)", path, extra={"spider": spider},
                 )
-            if os.path.getsize(path) > committed:  # the end a document was given back
-                os.truncate(path, committed)
-            file = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "ab")
+            file = reopen_at(path, committed)
             offset = committed
         export_kwargs = self.feed_options.get("item_export_kwargs") or {}
         if framing is CSV and not export_kwargs.get("include_headers_line", True):

@@ -10,10 +10,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scrapy.utils.conf import feed_complete_default_values_from_settings
-
 from scrapy_resume.components.batchfeeds import local_path
-from scrapy_resume.components.feedformats import UnframedFormat, compressor_for, framing_for
+from scrapy_resume.components.feedformats import (
+    UnframedFormat,
+    compressor_for,
+    feeds_with_options,
+    framing_for,
+)
 from scrapy_resume.engine.feedfiles import FeedFiles, feed_scheme
 
 if TYPE_CHECKING:
@@ -77,12 +80,9 @@ class StageFeeds:
         """The end (``]``, ``</items>``, compressed if the feed is) of each of this
         run's document feeds, by key; a batched feed's by its template's key."""
         endings = {}
-        for uri, options in settings.getdict("FEEDS").items():
-            uri = str(uri)
+        for uri, options in feeds_with_options(settings):
             if feed_scheme(uri) not in ("", "file"):
                 continue
-            options = feed_complete_default_values_from_settings(dict(options or {}), settings,
-                                                                 uri)
             try:
                 framing = framing_for(settings, options, crawler)
                 compress = compressor_for(options)

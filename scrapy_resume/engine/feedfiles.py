@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 from urllib.parse import urlparse
 
 from w3lib.url import file_uri_to_path
@@ -85,3 +85,13 @@ class FeedFiles:
                 os.rename(path, backup)
                 moved.append((path, backup))
         return moved
+
+
+def reopen_at(path: str, offset: int, *, create: bool = False) -> IO[bytes]:
+    """A feed file cut back to ``offset`` (where a commit left it, or where a new
+    batch file begins) and opened to append. Without ``create``, a missing file
+    is an error, never a new empty file under a committed offset."""
+    if os.path.exists(path) and os.path.getsize(path) > offset:
+        os.truncate(path, offset)  # (-O, or the end a document was given back)
+    flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT if create else 0)
+    return os.fdopen(os.open(path, flags, 0o666), "ab")
