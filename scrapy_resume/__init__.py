@@ -28,7 +28,11 @@ _EXPORTS = {
     "LeasedPriorityQueue": "scrapy_resume.components.leasedqueue",
     "RedisStore": "scrapy_resume.store.redis.store",
     "RequestStatus": "scrapy_resume.store.records",
+    "ResumableFTPFeedStorage": "scrapy_resume.components.remotefeeds",
     "ResumableFileFeedStorage": "scrapy_resume.components.feedstorage",
+    "ResumableGCSFeedStorage": "scrapy_resume.components.remotefeeds",
+    "ResumableRemoteFeedStorage": "scrapy_resume.components.remotefeeds",
+    "ResumableS3FeedStorage": "scrapy_resume.components.remotefeeds",
     "StageTracker": "scrapy_resume.tracker",
     "checkpoint": "scrapy_resume.components.cursors",
 }
@@ -50,7 +54,11 @@ __all__ = [
     "LeasedPriorityQueue",
     "RedisStore",
     "RequestStatus",
+    "ResumableFTPFeedStorage",
     "ResumableFileFeedStorage",
+    "ResumableGCSFeedStorage",
+    "ResumableRemoteFeedStorage",
+    "ResumableS3FeedStorage",
     "StageTracker",
     "checkpoint",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scrapy.settings import BaseSettings
 
-from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH
+from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH, REMOTE_STORAGES
 from scrapy_resume.components.queue import QUEUE_CLASS_PATH, uses_shared_queue
 
 
@@ -25,6 +25,8 @@ class Addon:
         storages = settings.getdict("FEED_STORAGES")
         for scheme in ("", "file"):  # plain paths have the scheme ""
             storages.setdefault(scheme, FEED_STORAGE_PATH)
+        for scheme, path in REMOTE_STORAGES.items():  # (their batches: uploaded once each)
+            storages.setdefault(scheme, path)
         priority = settings.getpriority("FEED_STORAGES") or "addon"
         settings.set("FEED_STORAGES", storages, priority=priority)
         if uses_shared_queue(settings):

@@ -52,6 +52,14 @@ COMPONENTS = (
     Component("EXTENSIONS", "scrapy_resume.CheckpointExtension", 0),
 )
 FEED_STORAGE_PATH = "scrapy_resume.ResumableFileFeedStorage"
+REMOTE_STORAGE_PATH = "scrapy_resume.ResumableRemoteFeedStorage"
+#: a remote scheme -> the storage that uploads its batches once each (remotefeeds.py)
+REMOTE_STORAGES = {
+    "s3": "scrapy_resume.ResumableS3FeedStorage",
+    "gs": "scrapy_resume.ResumableGCSFeedStorage",
+    "ftp": "scrapy_resume.ResumableFTPFeedStorage",
+    "ftps": "scrapy_resume.ResumableFTPFeedStorage",
+}
 FEED_STORAGE_LINE = f'FEED_STORAGES = {{"": "{FEED_STORAGE_PATH}", "file": "{FEED_STORAGE_PATH}"}}'
 
 

@@ -12,7 +12,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from scrapy import signals
-from scrapy.exceptions import CloseSpider, DontCloseSpider, NotConfigured
+from scrapy.exceptions import CloseSpider, NotConfigured
+from scrapy.utils.defer import maybe_deferred_to_future
 
 from scrapy_resume.components.enabling import half_enabled_message, missing_lines
 from scrapy_resume.components.feedformats import check_feeds
@@ -22,11 +23,14 @@ from scrapy_resume.components.lookup import RuntimeOwner
 from scrapy_resume.components.middleware import has_own_errback
 from scrapy_resume.components.progress import Progress
 from scrapy_resume.components.queue import queue_key, shared_queue_problems, uses_shared_queue
+from scrapy_resume.components.remotefeeds import upload_left_batches
+from scrapy_resume.components.sharedidle import SharedQueueIdle
 from scrapy_resume.components.stagefeeds import FeedChanged, StageFeeds
 from scrapy_resume.config import CheckpointConfig, CheckpointConfigError, checkpointing_wanted
 from scrapy_resume.engine.batchedfeed import STATE as BATCHES
 from scrapy_resume.engine.restore import missing_callbacks
 from scrapy_resume.engine.runtime import CheckpointRuntime
+from scrapy_resume.engine.uploads import STATE as UPLOADS
 from scrapy_resume.lifecycle.stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from scrapy_resume.lifecycle.validation import crawl_config
 from scrapy_resume.store.base import BaseCheckpointStore, describe_error
@@ -42,12 +46,8 @@ if TYPE_CHECKING:
     from scrapy import Spider
     from scrapy.crawler import Crawler
 
-    from scrapy_resume.store.redis.leases import StageWorker
 
 logger = logging.getLogger(__name__)
-
-#: How often a worker with no work looks at the shared queue and the leases.
-WAIT_POLL_SECONDS = 0.25
 
 
 class CheckpointExtension(RuntimeOwner):
@@ -68,7 +68,7 @@ class CheckpointExtension(RuntimeOwner):
         self.http_errors = HttpErrorPolicy(crawler)
         # several workers share a scrapy-redis queue: leases, no exclusive lock
         self.shared = uses_shared_queue(crawler.settings)
-        self.waiting: Any = None  # polls the shared queue while this worker has no work
+        self.idle = SharedQueueIdle(crawler, self.runtime)  # (a worker of a shared stage)
 
     @property
     def store(self) -> BaseCheckpointStore | None:
@@ -100,7 +100,7 @@ class CheckpointExtension(RuntimeOwner):
         connect(extension.response_received, signal=signals.response_received)
         connect(extension.spider_error, signal=signals.spider_error)
         if extension.shared:
-            connect(extension.spider_idle, signal=signals.spider_idle)
+            connect(extension.idle.spider_idle, signal=signals.spider_idle)
         # the item signals are connected by the spider middleware: it is built
         # after every extension, so its handler runs after FeedExporter's write
         return extension
@@ -211,6 +211,7 @@ class CheckpointExtension(RuntimeOwner):
         if worker is not None:
             worker.queue_key = queue_key(self.crawler.settings, spider.name)
         self.runtime.start(self.store, worker)
+        upload_left_batches(self.crawler, self.runtime, spider)  # (a resume's, if any)
         if summary is not None:  # counted before this run: the same requests
             logger.info(
                 "Resuming stage %s: %s done, %s failed, %s pending (retrying failed: %s)",
@@ -231,8 +232,11 @@ class CheckpointExtension(RuntimeOwner):
     def _committed_feeds(self) -> tuple[dict[str, int], dict[str, int], dict[str, dict]]:
         """The stage's feed offsets, where each feed began, and its batched feeds."""
         assert self.store is not None
-        batches = self.store.state().get(BATCHES, {})
-        return self.store.feed_offsets(), self.store.feed_starts(), batches
+        state = self.store.state()
+        uploaded = {key for key, entry in state.get(UPLOADS, {}).items() if entry["uploaded"]}
+        # (an uploaded batch file is removed: nothing is written to it again)
+        offsets = {k: v for k, v in self.store.feed_offsets().items() if k not in uploaded}
+        return offsets, self.store.feed_starts(), state.get(BATCHES, {})
 
     def _check_callbacks(self, spider: Spider, how: HowTo) -> None:
         """Every stored request's callback still exists: refused before any is restored."""
@@ -272,45 +276,6 @@ class CheckpointExtension(RuntimeOwner):
         for warning in warnings:
             logger.warning("%s", warning, extra={"spider": spider})
 
-    # a shared queue
-
-    def spider_idle(self, spider: Spider) -> None:
-        """Out of work: stay open while any worker holds a lease; put the requests
-        of expired leases (dead workers) back in the queue."""
-        worker = self.runtime.worker
-        if worker is None or not self.runtime.active:
-            return
-        self.runtime.settle_completions()
-        self.runtime.commit_or_stop()
-        if not self.runtime.active:
-            return
-        stats = self.crawler.stats
-        stats.inc_value("checkpoint/leases_released_idle", worker.release_leftovers())
-        reclaimed = worker.reclaim_expired()
-        if reclaimed:
-            stats.inc_value("checkpoint/leases_reclaimed", reclaimed)
-            logger.info(
-                "Put %d request(s) of expired leases (a worker died) back in the queue",
-                reclaimed, extra={"spider": spider},
-            )
-        outstanding = worker.outstanding()
-        if reclaimed or outstanding or worker.queued():
-            logger.debug("Waiting: %d lease(s) outstanding", outstanding, extra={"spider": spider})
-            if self.waiting is None or not self.waiting.running:
-                self.waiting = create_looping_call(self._check_shared_queue, worker)
-                self.waiting.start(WAIT_POLL_SECONDS, now=False)
-            raise DontCloseSpider
-
-    def _check_shared_queue(self, worker: StageWorker) -> None:
-        """While waiting: as soon as there is work, the crawl is over, or a lease
-        has expired, wake the engine (it would look only every 5 s)."""
-        if not self.runtime.active:
-            self.waiting.stop()  # type: ignore[union-attr]
-            return
-        if worker.queued() or not worker.outstanding() or worker.expired():
-            self.waiting.stop()  # type: ignore[union-attr]
-            self.runtime.wake_engine()
-
     # committing
 
     def _commit_or_stop(self) -> None:
@@ -320,31 +285,37 @@ class CheckpointExtension(RuntimeOwner):
 
     # closing
 
-    def spider_closed(self, spider: Spider, reason: str) -> None:
-        for timer in (self.timer, self.progress_timer, self.waiting):
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        for timer in (self.timer, self.progress_timer, self.idle.waiting):
             if timer is not None and timer.running:
                 timer.stop()
         if self.store is None or not self.runtime.active:
             self._release()
             return
         try:
-            self._close_stage(spider, reason)
+            status = self._close_stage(reason)
+            # a remote feed's batches still uploading: recorded before the stage ends
+            await maybe_deferred_to_future(self.runtime.committer.uploads.wait())
+            self._end_stage(spider, reason, status)
         except Exception as exc:
-            # Like a failed commit mid-crawl: the transaction rolled back, nothing
-            # more reaches the feeds, and the stage stays as its last commit left it
-            # (a resume recovers from there).
-            logger.error(
-                "Checkpoint commit failed while closing (%s). Everything committed before "
-                "this point is resumable with -s CHECKPOINT_RESUME=1; the feeds are cut back "
-                "to it then.", describe_error(exc), exc_info=True, extra={"spider": spider},
-            )
-            self.crawler.stats.inc_value("checkpoint/commit_errors")
-            self.runtime.abandon_feeds()
-        finally:
-            self.runtime.active = False
-            self._release()
+            self._close_failed(spider, exc)
 
-    def _close_stage(self, spider: Spider, reason: str) -> None:
+    def _close_failed(self, spider: Spider, error: BaseException) -> None:
+        # Like a failed commit mid-crawl: the transaction rolled back, nothing
+        # more reaches the feeds, and the stage stays as its last commit left it
+        # (a resume recovers from there).
+        logger.error(
+            "Checkpoint commit failed while closing (%s). Everything committed before "
+            "this point is resumable with -s CHECKPOINT_RESUME=1; the feeds are cut back "
+            "to it then.", describe_error(error), exc_info=error, extra={"spider": spider},
+        )
+        self.crawler.stats.inc_value("checkpoint/commit_errors")
+        self.runtime.abandon_feeds()
+        self.runtime.active = False
+        self._release()
+
+    def _close_stage(self, reason: str) -> str:
+        """The last commit, and the feeds closed; what the stage becomes."""
         assert self.store is not None and self.opened is not None
         self.runtime.settle_completions()
         self.runtime.commit()
@@ -353,19 +324,37 @@ class CheckpointExtension(RuntimeOwner):
             self.crawler.stats.set_value("checkpoint/leases_requeued", self.opened.requeued)
         if reason == "finished" and left_as in (None, StageStatus.COMPLETED):
             self.runtime.settle_refused_requests()
-        summary = self.store.summary()
-        status = self.opened.final_status(reason, summary.pending, left_as)
+        pending = self.store.summary().pending
+        status = self.opened.final_status(reason, pending, left_as)
         self.runtime.close_feeds()
         self.runtime.active = False
-        self.opened.end(reason, status)
-        self._publish_stats(summary)
-        logger.info(
-            "Checkpoint of stage %s saved (%s). %s",
-            self.stage,
-            summary.describe(status),
-            "Resume with -s CHECKPOINT_RESUME=1." if status == StageStatus.PAUSED else "",
-            extra={"spider": spider},
-        )
+        if status == StageStatus.COMPLETED:  # a remote feed's last batches: uploaded now
+            upload_left_batches(self.crawler, self.runtime, self.crawler.spider, last=True)
+        return status
+
+    def _end_stage(self, spider: Spider, reason: str, status: str) -> None:
+        assert self.store is not None and self.opened is not None
+        try:
+            not_uploaded = self.runtime.committer.uploads.not_uploaded()
+            if status == StageStatus.COMPLETED and not_uploaded:
+                status = StageStatus.PAUSED  # a resume uploads them, and completes it
+                logger.error(
+                    "Stage %s is not completed: %d batch file(s) could not be uploaded (%s). "
+                    "Resume with -s CHECKPOINT_RESUME=1 to upload them.", self.stage,
+                    len(not_uploaded), ", ".join(not_uploaded), extra={"spider": spider},
+                )
+            summary = self.store.summary()
+            self.opened.end(reason, status)
+            self._publish_stats(summary)
+            logger.info(
+                "Checkpoint of stage %s saved (%s). %s",
+                self.stage,
+                summary.describe(status),
+                "Resume with -s CHECKPOINT_RESUME=1." if status == StageStatus.PAUSED else "",
+                extra={"spider": spider},
+            )
+        finally:
+            self._release()
 
     def _publish_stats(self, summary: StageSummary) -> None:
         stats = self.crawler.stats

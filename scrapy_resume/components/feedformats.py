@@ -20,7 +20,11 @@ from scrapy.utils.conf import feed_complete_default_values_from_settings
 from scrapy.utils.misc import build_from_crawler, load_object
 from w3lib.url import file_uri_to_path
 
-from scrapy_resume.components.enabling import own_feed_storages
+from scrapy_resume.components.enabling import (
+    REMOTE_STORAGE_PATH,
+    REMOTE_STORAGES,
+    own_feed_storages,
+)
 from scrapy_resume.engine.feedfiles import feed_scheme
 from scrapy_resume.engine.framing import CSV, RECORDS, Framing
 
@@ -164,6 +168,33 @@ def feeds_with_options(settings: BaseSettings) -> Iterator[tuple[str, dict[str, 
         yield uri, feed_complete_default_values_from_settings(dict(options or {}), settings, uri)
 
 
+def remote_feed_unprotected(settings: BaseSettings, uri: str, options: dict[str, Any]) -> str:
+    """Why a remote feed is not exactly-once, or "" when its batches are uploaded
+    once each by our storage (remotefeeds.py)."""
+    scheme = feed_scheme(uri)
+    if not options.get("batch_item_count"):
+        return (
+            f"Feed {uri} is uploaded as a whole when the crawl closes: a crash before then "
+            f"loses its items (their requests are done, and are not fetched again). Give it "
+            f"batches (batch_item_count in its FEEDS options, or FEED_EXPORT_BATCH_ITEM_COUNT, "
+            f"and %(batch_id)d in its URI): scrapy-resume then uploads each batch once, when "
+            f"it is complete and committed. Or write a local .jsonl file."
+        )
+    path = settings.getwithbase("FEED_STORAGES").get(scheme)
+    try:
+        storage = load_object(path)
+    except (ImportError, NameError, ValueError, TypeError):
+        return ""  # Scrapy itself reports a storage that does not load
+    if isinstance(storage, type) and issubclass(storage, load_object(REMOTE_STORAGE_PATH)):
+        return ""
+    return (
+        f"Feed {uri} is batched, but uploaded by {path}, not by scrapy-resume's storage: a "
+        f"crash loses the batch being filled, and a resume uploads over earlier batches. Set "
+        f'FEED_STORAGES = {{"{scheme}": "{REMOTE_STORAGES.get(scheme, "?")}"}} (the add-on '
+        f"does it for Scrapy's own storages)."
+    )
+
+
 def check_feeds(
     settings: BaseSettings, crawler: Crawler | None = None, *, shared: bool = False,
     unprotected_feeds: bool = False,
@@ -173,12 +204,10 @@ def check_feeds(
     warnings: list[str] = []
     for uri, options in feeds_with_options(settings):
         if feed_scheme(uri) not in ("", "file"):
-            warnings.append(
-                f"Feed {uri} is not a local file: it is uploaded or written as a whole, so "
-                f"scrapy-resume cannot make it exactly-once across interruptions. Write a local "
-                f".jsonl file instead and upload it when the stage is completed."
-            )
-            continue
+            unprotected = remote_feed_unprotected(settings, uri, options)
+            if unprotected:
+                warnings.append(unprotected)
+                continue
         name = Path(file_uri_to_path(uri) if uri.startswith("file:") else uri).stem
         try:
             framing_for(settings, options, crawler)

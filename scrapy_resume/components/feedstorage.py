@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from twisted.internet.defer import Deferred
 
+    from scrapy_resume.engine.uploads import Send
+
 logger = logging.getLogger(__name__)
 
 
@@ -70,7 +72,7 @@ class ResumableFileFeedStorage(FileFeedStorage):
         if runtime is None:
             if self.crawler is not None and is_refused(self.crawler):
                 return DiscardedFeed()  # type: ignore[return-value]
-            return super().open(spider)  # scrapy-resume is off for this crawl: plain Scrapy
+            return self._open_plain(spider)  # scrapy-resume is off for this crawl: plain Scrapy
         # Scrapy opens a feed that got no item when it closes, to store it empty
         # (store_empty): after the stage's last commit, with nothing to commit
         after_close = runtime.committer.closed_cleanly
@@ -82,6 +84,14 @@ class ResumableFileFeedStorage(FileFeedStorage):
         framing = framing_for(self.crawler.settings, self.feed_options, self.crawler)
         if batched and not after_close:
             return self._open_batch_view(spider, runtime, framing)  # type: ignore[return-value]
+        return self._open_whole(spider, runtime, framing, after_close)
+
+    def _open_plain(self, spider: Spider) -> IO[bytes]:
+        return super().open(spider)
+
+    def _open_whole(self, spider: Spider, runtime: Any, framing: Framing,
+                    after_close: bool) -> IO[bytes]:
+        """A feed that is one file, written through the checkpoint."""
         buffer = self._open_buffer(spider, runtime, framing)
         if after_close:
             buffer.last_commit_done = True  # its header and end go straight to the file
@@ -122,10 +132,14 @@ class ResumableFileFeedStorage(FileFeedStorage):
         """Scrapy's batch slots export into views; the batch files are the stage's own."""
         assert self.crawler is not None
         feed = open_batched_feed(runtime, self.crawler, spider, self.feed_options, framing,
-                                 self._take_over_postprocessing(), self.write_mode)
+                                 self._take_over_postprocessing(), self.write_mode,
+                                 self._uploader())
         view = BatchView(feed)
         runtime.committer.open_batch_view(view)
         return view
+
+    def _uploader(self) -> Send | None:
+        return None  # local batch files: nothing to upload
 
     def _take_over_postprocessing(self) -> Any:
         """Compress each commit ourselves, as whole streams a resume can cut back to.
@@ -159,6 +173,9 @@ class ResumableFileFeedStorage(FileFeedStorage):
             else:
                 runtime.committer.feed_stored(file)
             return None
+        return self._store_plain(file)
+
+    def _store_plain(self, file: IO[bytes]) -> Deferred[None] | None:
         return super().store(file)
 
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scrapy_resume.components.batchfeeds import local_path
+from scrapy_resume.components.batchfeeds import local_path, without_credentials
 from scrapy_resume.components.feedformats import (
     UnframedFormat,
     compressor_for,
@@ -78,10 +78,15 @@ class StageFeeds:
     def _document_endings(self, settings: BaseSettings, spider: Spider,
                           crawler: Crawler | None) -> dict[str, bytes]:
         """The end (``]``, ``</items>``, compressed if the feed is) of each of this
-        run's document feeds, by key; a batched feed's by its template's key."""
+        run's document feeds, by key; a batched feed's by its name (batchfeeds.py)."""
         endings = {}
         for uri, options in feeds_with_options(settings):
-            if feed_scheme(uri) not in ("", "file"):
+            uri = uri.replace("%(name)s", spider.name)
+            if feed_scheme(uri) in ("", "file"):
+                key = self.files.key(local_path(uri))
+            elif options.get("batch_item_count"):
+                key = without_credentials(uri)  # its batches are staged locally
+            else:
                 continue
             try:
                 framing = framing_for(settings, options, crawler)
@@ -89,7 +94,6 @@ class StageFeeds:
             except UnframedFormat:
                 continue  # refused before the feeds are touched
             if framing.is_document:
-                key = self.files.key(local_path(uri.replace("%(name)s", spider.name)))
                 endings[key] = compress(framing.trailer) if compress else framing.trailer
         return endings
 

@@ -65,6 +65,8 @@ class BatchFiles(Protocol):
     def key(self, path: str) -> str: ...  # its name in the stage
     def start(self, path: str) -> int: ...  # where a new batch file will begin
     def open(self, key: str, offset: int) -> FeedBuffer: ...  # cut back to offset
+    def announced(self, keys: list[str]) -> dict: ...  # state to commit with new files
+    def finished(self, buffer: FeedBuffer) -> None: ...  # committed, never written again
 
 
 class BatchedFeed:
@@ -113,7 +115,7 @@ class BatchedFeed:
             return
         starts = {self.files.key(path): self.files.start(path) for path in paths}
         entries = self._entry(upcoming=[*(b.key for b in self.upcoming), *starts])
-        commit_starts(starts, state={STATE: entries})
+        commit_starts(starts, state={STATE: entries, **self.files.announced(list(starts))})
         self.batches.update(entries)
         self.upcoming += [self.files.open(key, start) for key, start in starts.items()]
 
@@ -155,6 +157,9 @@ class BatchedFeed:
             buffer.committed(batch)
         for buffer in self.finished:
             buffer.close_file()  # (its end is in: nothing more is written)
+            self.files.finished(buffer)
+        if self.current is not None and self.full:
+            self.files.finished(self.current)  # (the next record starts a new batch)
         self.written, self.finished = [], []
         if STATE in batch.state:
             self.batches.update(batch.state[STATE])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from scrapy.utils.defer import deferred_from_coro
 
 from scrapy_resume.engine.batchedfeed import BatchedFeed
+from scrapy_resume.engine.uploads import BatchUploads
 from scrapy_resume.store.records import CommitBatch
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class Committer:
         self.writers: list[FeedWriter] = []  # what writes the feed files at each commit
         self.feed_batches: dict[str, dict] = {}  # each batched feed's current batch
         self.batched: dict[str, BatchedFeed] = {}  # by name (see BatchedFeed)
+        self.uploads = BatchUploads(crawler.stats)  # a remote batched feed's batches
         self.feed_offsets: dict[str, int] = {}  # committed size of each feed file, by key
         self.feed_starts: dict[str, int] = {}  # where the stage's output begins in each
         self.counter_totals: dict[str, int] = {}
@@ -132,6 +134,11 @@ class Committer:
         leftover = buffer.exporter_finished()
         if leftover:
             self.batches.loose_output([(buffer, leftover)], items=0)
+
+    def record_state(self, state: dict) -> None:
+        """Commit entries of the package's own state, outside the request commits."""
+        assert self.store is not None
+        self.store.commit(CommitBatch(state=state))
 
     def close_feeds(self) -> None:
         for writer in self.writers:

@@ -31,6 +31,7 @@ from scrapy_resume.engine.requestmeta import (
     WAKE_META,
 )
 from scrapy_resume.engine.restore import restored_requests
+from scrapy_resume.engine.uploads import STATE as UPLOADS
 from scrapy_resume.store.base import BaseCheckpointStore
 from scrapy_resume.store.records import KeyIndex, RequestStatus
 
@@ -125,6 +126,8 @@ class CheckpointRuntime:
         self.start_items.load(state.get("start_items", {}))
         self.batches.stored_callbacks = set(state.get("callbacks", []))
         self.committer.start(store, worker)  # active from now on
+        self.committer.uploads.load(state.get(UPLOADS, {}), self.committer.record_state,
+                                    lambda key: self.feed_files.path(key))
 
     def restored_requests(self) -> AsyncIterator[Request]:
         """The frontier of earlier runs, streamed back (see restore.py)."""

@@ -157,6 +157,7 @@ def test_the_feed_check_names_each_problem_and_the_fix():
         "packed.jsonl.gz": {"format": "jsonlines",
                             "postprocessing": ["scrapy.extensions.postprocessing.GzipPlugin"]},
         "s3://bucket/items.jsonl": {"format": "jsonlines"},
+        "ftp://host/items-%(batch_id)d.jsonl": {"format": "jsonlines", "batch_item_count": 9},
     })
     assert problems == [
         "Feed items.txt uses the 'numbered' format, which cannot be resumed exactly-once: "
@@ -170,7 +171,23 @@ def test_the_feed_check_names_each_problem_and_the_fix():
         "only the .xz format (the default) can be concatenated. Write a plain file and compress "
         "it when the stage is completed.",
     ]
-    assert len(warnings) == 1 and warnings[0].startswith("Feed s3://bucket/items.jsonl is not")
+    assert warnings == [
+        "Feed s3://bucket/items.jsonl is uploaded as a whole when the crawl closes: a crash "
+        "before then loses its items (their requests are done, and are not fetched again). Give "
+        "it batches (batch_item_count in its FEEDS options, or FEED_EXPORT_BATCH_ITEM_COUNT, and "
+        "%(batch_id)d in its URI): scrapy-resume then uploads each batch once, when it is "
+        "complete and committed. Or write a local .jsonl file.",
+        "Feed ftp://host/items-%(batch_id)d.jsonl is batched, but uploaded by "
+        "scrapy.extensions.feedexport.FTPFeedStorage, not by scrapy-resume's storage: a crash "
+        "loses the batch being filled, and a resume uploads over earlier batches. Set "
+        'FEED_STORAGES = {"ftp": "scrapy_resume.ResumableFTPFeedStorage"} (the add-on does it '
+        "for Scrapy's own storages).",
+    ]
+    # with the storage the add-on installs, a batched remote feed is exactly-once
+    remote = Settings({"FEEDS": {"ftp://host/items-%(batch_id)d.json": {"format": "json"}},
+                       "FEED_EXPORT_BATCH_ITEM_COUNT": 10,
+                       "FEED_STORAGES": {"ftp": "scrapy_resume.ResumableFTPFeedStorage"}})
+    assert check_feeds(remote) == ([], [])
     # batches are refused only on a shared stage; the project-wide setting counts too
     settings = Settings({"FEEDS": {"a-%(batch_id)d.jsonl": {"format": "jsonlines"}},
                          "FEED_EXPORT_BATCH_ITEM_COUNT": 10})
