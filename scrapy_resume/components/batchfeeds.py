@@ -19,6 +19,7 @@ from w3lib.url import file_uri_to_path
 
 from scrapy_resume.engine.feedbuffer import FeedBuffer
 from scrapy_resume.engine.feedfiles import feed_scheme, reopen_at
+from scrapy_resume.engine.uploads import STAGING_SUFFIX
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -138,7 +139,7 @@ def staging_directory(runtime: CheckpointRuntime, spider: Spider, template: str)
     name = without_credentials(template.replace("%(name)s", spider.name))
     stage = runtime.config.stage_name(spider.name)
     digest = hashlib.sha1(name.encode()).hexdigest()[:12]
-    return os.path.abspath(os.path.join(runtime.config.directory, f"{stage}.uploads", digest))
+    return os.path.abspath(os.path.join(runtime.config.directory, stage + STAGING_SUFFIX, digest))
 
 
 def upload_finished(runtime: CheckpointRuntime, spider: Spider, template: str,

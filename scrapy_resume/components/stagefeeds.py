@@ -18,6 +18,7 @@ from scrapy_resume.components.feedformats import (
     framing_for,
 )
 from scrapy_resume.engine.feedfiles import FeedFiles, feed_scheme
+from scrapy_resume.engine.uploads import STAGING_SUFFIX
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -143,7 +144,7 @@ class StageFeeds:
         as backups, so the new crawl's feed holds no item of the old one."""
         again = [key for key in committed if key in self.this_run or (
             self.templated is not None and self.templated.fullmatch(self.files.path(key))
-        )]
+        ) or key.split(os.sep)[0].endswith(STAGING_SUFFIX)]  # (a remote feed's staged batches)
         for path, backup in self.files.move_aside(again):
             logger.warning(
                 "CHECKPOINT_RESET: feed %s held the items of the old checkpoint; it was moved "

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 #: The state entry that holds every remote batch file: key -> {"uri", "uploaded"}.
 STATE = "feed_uploads"
 
+#: The folder, beside the stage, where its remote batch files are staged: STAGE.uploads
+STAGING_SUFFIX = ".uploads"
+
 #: Uploads a local file to a URI; fires when it is stored.
 Send = Callable[[str, str], "Deferred[Any]"]
 

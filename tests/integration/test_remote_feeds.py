@@ -119,6 +119,23 @@ def test_a_failed_upload_is_kept_and_uploaded_by_the_resume(tmp_path, mockserver
     assert staged_files(tmp_path) == []
 
 
+def test_a_reset_keeps_the_batches_an_old_stage_could_not_upload(tmp_path, mockserver, ftp):
+    ns = mockserver.namespace()
+    crawl = ftp_crawl(tmp_path, mockserver, ns, ftp, 1200)
+    ftp.allow_uploads(False)
+    assert crawl.run().finish_reason == "finished"
+    old = {p.name: p.read_bytes() for p in (tmp_path / "checkpoints").glob("graph.uploads/*/*")}
+    ftp.allow_uploads(True)
+    reset = crawl.run(CHECKPOINT_RESET="1")
+    assert reset.finish_reason == "finished"
+    assert reset.log.count("held the items of the old checkpoint") == 3
+    kept = {p.name.split(".bak-")[0]: p.read_bytes()
+            for p in (tmp_path / "checkpoints").glob("graph.uploads/*/*.bak-*")}
+    assert kept == old  # the old stage's batches, as they were
+    assert [len(urls) for urls in uploaded_batches(ftp).values()] == [BATCH, BATCH, 200]
+    assert dict(ftp.received) == {f"out/items-{n}.jsonl": 1 for n in (1, 2, 3)}
+
+
 @pytest.mark.parametrize("enable", ["off", "addon"])
 def test_an_uninterrupted_ftp_crawl_uploads_what_plain_scrapy_uploads(
     tmp_path, mockserver, ftp, enable
