@@ -172,6 +172,12 @@ def remote_feed_unprotected(settings: BaseSettings, uri: str, options: dict[str,
     """Why a remote feed is not exactly-once, or "" when its batches are uploaded
     once each by our storage (remotefeeds.py)."""
     scheme = feed_scheme(uri)
+    if scheme not in REMOTE_STORAGES:  # stdout:, a project's own scheme
+        return (
+            f"Feed {uri} is not a local file: it is written as a whole, so scrapy-resume "
+            f"cannot make it exactly-once across interruptions. Write a local .jsonl file "
+            f"instead and upload it when the stage is completed."
+        )
     if not options.get("batch_item_count"):
         return (
             f"Feed {uri} is uploaded as a whole when the crawl closes: a crash before then "

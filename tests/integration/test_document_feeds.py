@@ -7,11 +7,21 @@ import gzip
 import json
 import lzma
 import random
+import signal
+import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from tests.crawling import Crawl, graph_crawl, graph_pages, run_until_finished, was_killed
+from scrapy_resume import RequestStatus
+from tests.crawling import (
+    Crawl,
+    graph_crawl,
+    graph_page,
+    graph_pages,
+    run_until_finished,
+    was_killed,
+)
 
 SIZE = 1500
 FANOUT = 5
@@ -155,8 +165,18 @@ def test_a_resume_that_adds_no_item_to_a_document_leaves_it_valid(tmp_path, mock
     crawl = graph_crawl(tmp_path, mockserver, ns, 600, FANOUT, feed=None,
                         settings={"FEEDS": json.dumps(feeds), "FEED_STORE_EMPTY": store_empty})
     proc = crawl.start()
-    mockserver.arm(ns, proc.pid, at=300, signal="KILL")
+    # the pages are held from the 300th on; killed once the first 20 are committed
+    # (so that the resume adds none), however slowly the machine commits
+    mockserver.arm(ns, proc.pid, at=300, signal="CONT", hold="1")
+    mockserver.wait_for_hits(ns, 300)  # (the hold has begun)
+    first_pages = {mockserver.url(graph_page(ns, 600, FANOUT, n)) for n in range(20)}
+    deadline = time.monotonic() + 60
+    while not first_pages <= committed_done(crawl):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
     assert was_killed(crawl.finish(proc))
+    mockserver.release(ns)
     first = tmp_path / "first.json"
     assert not first.read_bytes().rstrip().endswith(b"]")  # killed: an open document
     resumed = crawl.run(CHECKPOINT_RESUME="1")
@@ -167,6 +187,12 @@ def test_a_resume_that_adds_no_item_to_a_document_leaves_it_valid(tmp_path, mock
         url for url in pages if int(url.rsplit("/", 1)[1]) < 20
     )
     assert len(jsonl_lines(tmp_path / "all.jsonl")) == 600
+
+
+def committed_done(crawl) -> set[str]:
+    if not crawl.store_path("graph").exists():
+        return set()
+    return {url for url, status in crawl.ledger("graph").items() if status == RequestStatus.DONE}
 
 
 def jsonl_lines(path) -> list[dict]:
