@@ -163,10 +163,12 @@ def test_a_resume_that_adds_no_item_to_a_document_leaves_it_valid(tmp_path, mock
     feeds = {"first.json": {"format": "json", "item_filter": "tests.spiders.common.FirstPagesOnly"},
              "all.jsonl": {"format": "jsonlines"}}
     crawl = graph_crawl(tmp_path, mockserver, ns, 600, FANOUT, feed=None,
-                        settings={"FEEDS": json.dumps(feeds), "FEED_STORE_EMPTY": store_empty})
+                        settings={"FEEDS": json.dumps(feeds), "FEED_STORE_EMPTY": store_empty,
+                                  **BREADTH_FIRST})
     proc = crawl.start()
-    # the pages are held from the 300th on; killed once the first 20 are committed
-    # (so that the resume adds none), however slowly the machine commits
+    # Breadth-first, the first 20 pages are among the first 40 fetched. The pages are
+    # held from the 300th on, and the crawl killed once the first 20 are committed (so
+    # that the resume adds none), however slowly the machine commits.
     mockserver.arm(ns, proc.pid, at=300, signal="CONT", hold="1")
     mockserver.wait_for_hits(ns, 300)  # (the hold has begun)
     first_pages = {mockserver.url(graph_page(ns, 600, FANOUT, n)) for n in range(20)}
@@ -187,6 +189,13 @@ def test_a_resume_that_adds_no_item_to_a_document_leaves_it_valid(tmp_path, mock
         url for url in pages if int(url.rsplit("/", 1)[1]) < 20
     )
     assert len(jsonl_lines(tmp_path / "all.jsonl")) == 600
+
+
+BREADTH_FIRST = {
+    "DEPTH_PRIORITY": "1",
+    "SCHEDULER_DISK_QUEUE": "scrapy.squeues.PickleFifoDiskQueue",
+    "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
+}
 
 
 def committed_done(crawl) -> set[str]:
