@@ -144,6 +144,13 @@ class Crawl:
         finally:
             store.close()
 
+    def done_urls(self, stage: str) -> set[str]:
+        """The URLs the stage has committed as done; none before its file exists
+        (opening a SQLite stage that is not there would create one)."""
+        if not self.backend and not self.store_path(stage).exists():
+            return set()
+        return {url for url, status in self.ledger(stage).items() if status == RequestStatus.DONE}
+
     def summary(self, stage: str):
         store = self.open_store(stage)
         try:
@@ -216,9 +223,7 @@ def run_until_finished(
         runs.append((result, run_hits))
         if after_each is not None:
             after_each(result)
-        done_before = {
-            url for url, status in crawl.ledger(stage).items() if status == RequestStatus.DONE
-        }
+        done_before = crawl.done_urls(stage)
         if result.finish_reason == "finished":
             return runs
         assert len(runs) <= len(interruptions), result.log[-3000:]

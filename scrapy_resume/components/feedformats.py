@@ -169,8 +169,9 @@ def feeds_with_options(settings: BaseSettings) -> Iterator[tuple[str, dict[str, 
 
 
 def remote_feed_unprotected(settings: BaseSettings, uri: str, options: dict[str, Any]) -> str:
-    """Why a remote feed is not exactly-once, or "" when its batches are uploaded
-    once each by our storage (remotefeeds.py)."""
+    """Why a feed that is not a local file (remote, stdout:...) is not
+    exactly-once, or "" when its batches are uploaded once each by our storage
+    (remotefeeds.py)."""
     scheme = feed_scheme(uri)
     if scheme not in REMOTE_STORAGES:  # stdout:, a project's own scheme
         return (

@@ -13,7 +13,6 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from scrapy_resume import RequestStatus
 from tests.crawling import (
     Crawl,
     graph_crawl,
@@ -173,7 +172,7 @@ def test_a_resume_that_adds_no_item_to_a_document_leaves_it_valid(tmp_path, mock
     mockserver.wait_for_hits(ns, 300)  # (the hold has begun)
     first_pages = {mockserver.url(graph_page(ns, 600, FANOUT, n)) for n in range(20)}
     deadline = time.monotonic() + 60
-    while not first_pages <= committed_done(crawl):
+    while not first_pages <= crawl.done_urls("graph"):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -196,12 +195,6 @@ BREADTH_FIRST = {
     "SCHEDULER_DISK_QUEUE": "scrapy.squeues.PickleFifoDiskQueue",
     "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
 }
-
-
-def committed_done(crawl) -> set[str]:
-    if not crawl.store_path("graph").exists():
-        return set()
-    return {url for url, status in crawl.ledger("graph").items() if status == RequestStatus.DONE}
 
 
 def jsonl_lines(path) -> list[dict]:
