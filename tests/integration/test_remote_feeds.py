@@ -163,3 +163,22 @@ def test_a_remote_feed_without_batches_is_warned(tmp_path, mockserver, ftp):
     assert "is uploaded as a whole when the crawl closes" in result.log
     assert "Give it batches" in result.log
     assert len((ftp.root / "out" / "items.jsonl").read_bytes().splitlines()) == 50
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_refused_run_uploads_nothing(tmp_path, mockserver, ftp, batched):
+    # plain Scrapy would store an empty feed at close, over the uploaded one
+    ns = mockserver.namespace()
+    feed = {ftp.uri("out/items-%(batch_id)d.jsonl" if batched else "out/items.jsonl"): {
+        "format": "jsonlines", "store_empty": True, **({"batch_item_count": 20} if batched else {})
+    }}
+    crawl = graph_crawl(tmp_path, mockserver, ns, 50, FANOUT, feed=None,
+                        settings={"FEEDS": json.dumps(feed)})
+    assert crawl.run().finish_reason == "finished"
+    uploaded = {p.name: p.read_bytes() for p in (ftp.root / "out").iterdir()}
+    received = dict(ftp.received)
+    refused = crawl.run()  # no CHECKPOINT_RESUME: the stage exists
+    assert refused.finish_reason == "checkpoint_exists"
+    assert {p.name: p.read_bytes() for p in (ftp.root / "out").iterdir()} == uploaded
+    assert dict(ftp.received) == received
+    assert sum(len(data.splitlines()) for data in uploaded.values()) == 50
