@@ -34,7 +34,9 @@ _EXPORTS = {
     "ResumableRemoteFeedStorage": "scrapy_resume.components.remotefeeds",
     "ResumableS3FeedStorage": "scrapy_resume.components.remotefeeds",
     "StageTracker": "scrapy_resume.tracker",
+    "SQLPipeline": "scrapy_resume.pipelines",
     "checkpoint": "scrapy_resume.components.cursors",
+    "item_id": "scrapy_resume.components.cursors",
 }
 
 __all__ = [
@@ -59,8 +61,10 @@ __all__ = [
     "ResumableGCSFeedStorage",
     "ResumableRemoteFeedStorage",
     "ResumableS3FeedStorage",
+    "SQLPipeline",
     "StageTracker",
     "checkpoint",
+    "item_id",
 ]
 
 __version__ = "0.1.0"
@@ -80,7 +84,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from scrapy_resume.components.addon import Addon
-    from scrapy_resume.components.cursors import Checkpoint, checkpoint
+    from scrapy_resume.components.cursors import Checkpoint, checkpoint, item_id
     from scrapy_resume.components.extension import CheckpointExtension
     from scrapy_resume.components.feedstorage import ResumableFileFeedStorage
     from scrapy_resume.components.leasedqueue import LeasedPriorityQueue
@@ -88,6 +92,7 @@ if TYPE_CHECKING:
     from scrapy_resume.components.spidermiddleware import CheckpointSpiderMiddleware
     from scrapy_resume.config import CheckpointConfig, CheckpointConfigError
     from scrapy_resume.lifecycle.stage import CheckpointRefused
+    from scrapy_resume.pipelines import SQLPipeline
     from scrapy_resume.store.base import (
         BaseCheckpointStore,
         CheckpointCorrupt,

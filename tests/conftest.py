@@ -74,3 +74,15 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.pgserver import PostgresServer, postgres_binaries
+
+    if postgres_binaries() is None:
+        pytest.skip("PostgreSQL is not installed here (apt-get install postgresql; .ci/run "
+                    "installs it): the PostgreSQL tests cannot run")
+    server = PostgresServer()
+    yield server
+    server.destroy()

@@ -1,4 +1,5 @@
-"""The spider-facing API: named cursors that commit with the response that set them."""
+"""The spider- and pipeline-facing API: named cursors that commit with the
+response that set them, and stable item ids."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from scrapy_resume.components.lookup import runtime_of
+from scrapy_resume.engine.itemids import content_item_id
 
 if TYPE_CHECKING:
     from scrapy import Spider
@@ -62,6 +64,23 @@ class Checkpoint:
         if self._runtime is None:
             return {}
         return dict(self._runtime.committer.counter_totals)
+
+
+def item_id(item: Any, spider_or_crawler: Spider | Crawler) -> str:
+    """The id of ``item``, the same when a crash makes the crawl yield it again.
+
+    Call it from a pipeline's ``process_item`` (the item is in flight then):
+    it is the item's request key and its position in that response's output
+    (``start-N`` for the N-th item of ``start()``). Upsert on it, and a write
+    repeated after a crash replaces the row instead of adding one. Without
+    the checkpoint, or for an item the spider did not yield (a pipeline
+    replaced it), the id is made from the item's content.
+    """
+    crawler = getattr(spider_or_crawler, "crawler", spider_or_crawler)
+    runtime = runtime_of(crawler)
+    if runtime is None or not runtime.active:
+        return content_item_id(item)
+    return runtime.item_id(item)
 
 
 def checkpoint(spider_or_crawler: Spider | Crawler) -> Checkpoint:

@@ -293,7 +293,10 @@ class CheckpointExtension(RuntimeOwner):
             self._release()
             return
         try:
-            status = self._close_stage(reason)
+            status = await self._close_stage(reason)
+            if status is None:  # a commit waiting for its hook failed: the crawl stopped
+                self._release()
+                return
             # a remote feed's batches still uploading: recorded before the stage ends
             await maybe_deferred_to_future(self.runtime.committer.uploads.wait())
             self._end_stage(spider, reason, status)
@@ -314,16 +317,20 @@ class CheckpointExtension(RuntimeOwner):
         self.runtime.active = False
         self._release()
 
-    def _close_stage(self, reason: str) -> str:
-        """The last commit, and the feeds closed; what the stage becomes."""
+    async def _close_stage(self, reason: str) -> str | None:
+        """The last commit, and the feeds closed; what the stage becomes (None if
+        the commit in progress failed: the stage stays as its last commit left it)."""
         assert self.store is not None and self.opened is not None
         self.runtime.settle_completions()
-        self.runtime.commit()
+        await self.runtime.commit_async()  # (after a commit waiting for its hook, if any)
+        if not self.runtime.active:
+            return None
         left_as = self.opened.leave(reason)
         if self.opened.requeued:
             self.crawler.stats.set_value("checkpoint/leases_requeued", self.opened.requeued)
         if reason == "finished" and left_as in (None, StageStatus.COMPLETED):
             self.runtime.settle_refused_requests()
+            await self.runtime.commit_async()
         pending = self.store.summary().pending
         status = self.opened.final_status(reason, pending, left_as)
         self.runtime.close_feeds()

@@ -16,6 +16,7 @@ import pickle
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from scrapy_resume.engine.itemids import response_item_id
 from scrapy_resume.engine.requestmeta import KEY_META, LEASE_META
 from scrapy_resume.store.records import CommitBatch, NewRequest, RequestStatus, Settlement
 
@@ -47,6 +48,9 @@ class BatchBuilder:
         self.finished_in_batch: set[bytes] = set()
         self.loose_cursors: dict[str, Any] = {}
         self.loose_feed_bytes: list[tuple[FeedBuffer, bytes]] = []
+        self.loose_item_ids: list[str] = []
+        # the ids of the items the last batch built commits (for checkpoint_before_commit)
+        self.item_ids: list[str] = []
         self.counter_deltas: dict[str, int] = {}
         self.warned_callbacks: set[str] = set()
         self.callbacks = CallbackNames()
@@ -83,10 +87,13 @@ class BatchBuilder:
     def loose_cursor(self, name: str, value: Any) -> None:
         self.loose_cursors[name] = value
 
-    def loose_output(self, claimed: list[tuple[FeedBuffer, bytes]], items: int = 1) -> None:
+    def loose_output(self, claimed: list[tuple[FeedBuffer, bytes]], items: int = 1,
+                     item_id: str | None = None) -> None:
         """Items from start(), or from a response that is not tracked."""
         self.loose_feed_bytes.extend(claimed)
         self.count("items", items)
+        if item_id is not None:
+            self.loose_item_ids.append(item_id)
 
     def count(self, name: str, delta: int = 1) -> None:
         if delta:
@@ -96,6 +103,7 @@ class BatchBuilder:
 
     def build(self, start_items: StartItems) -> CommitBatch:
         batch = CommitBatch()
+        self.item_ids, self.loose_item_ids = self.loose_item_ids, []
         while self.ready:  # a settlement can unblock a parent: it joins this batch
             ready, self.ready = self.ready, []
             # Newest first: a child completes after its parent, so when the
@@ -183,6 +191,11 @@ class BatchBuilder:
         counters[status_name] = counters.get(status_name, 0) + 1
         if completion.items:
             counters["items"] = counters.get("items", 0) + completion.items
+        if completion.scraped_positions:
+            key, namespace = completion.key, completion.namespace  # (only a Completion's)
+            self.item_ids.extend(
+                response_item_id(key, namespace, n) for n in completion.scraped_positions
+            )
 
     def release_waiting_parents(self) -> None:
         """The crawl finished, and children that exist only in memory never

@@ -1,9 +1,12 @@
 """The commit: what makes completed requests durable.
 
-The feed bytes of done requests reach their files first, then the batch that
+When the batch commits items, the pipelines' commit hook runs first (see
+commithook.py: a pipeline writes its buffered items, and the commit waits).
+Then the feed bytes of done requests reach their files, and the batch that
 marks them done (built by the BatchBuilder) goes to the store in one
 transaction, with the feeds' new sizes. A failed commit stops the crawl:
-nothing more is written.
+nothing more is written. One commit at a time: while a hook is running, what
+completes waits for the next one.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 
 from scrapy_resume.engine.batchedfeed import BatchedFeed
+from scrapy_resume.engine.commithook import CommitHook
 from scrapy_resume.engine.uploads import BatchUploads
 from scrapy_resume.store.records import CommitBatch
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
+    from twisted.internet.defer import Deferred
 
     from scrapy_resume.config import CheckpointConfig
     from scrapy_resume.engine.batchedfeed import BatchFiles, FeedWriter
@@ -65,6 +70,8 @@ class Committer:
         self.counter_totals: dict[str, int] = {}
         self.settled_this_run = 0  # committed settlements: the progress line's rate
         self.last_commit = 0.0
+        self.hook = CommitHook(crawler)
+        self.in_progress: Deferred | None = None  # a commit waiting for its hook
 
     def start(self, store: BaseCheckpointStore, worker: StageWorker | None) -> None:
         self.store = store
@@ -178,11 +185,50 @@ class Committer:
         deferred_from_coro(close_spider(self.crawler, "checkpoint_write_error"))
 
     def commit(self) -> None:
-        """Make every completed request durable, with all of its consequences."""
+        """Make every completed request durable, with all of its consequences.
+
+        With a commit hook to run, the commit ends later (a failure then stops the
+        crawl); a commit called while one is in progress is left to the next one."""
+        if self.store is None or not self.active or self.in_progress is not None:
+            return
+        started = time.monotonic()
+        batch = self.batches.build(self.start_items)
+        item_ids = self.batches.item_ids
+        if self.hook.wanted(item_ids):
+            waiting = deferred_from_coro(self._commit_after_hook(batch, item_ids, started))
+            if not waiting.called:  # (the coroutine clears it when it ends)
+                self.in_progress = waiting
+            return
+        self._commit(batch)
+        self._timed(started)
+
+    async def commit_async(self) -> None:
+        """The commit of the close path: after the one in progress, and with its
+        hook awaited; raises if it fails."""
+        if self.in_progress is not None:
+            await maybe_deferred_to_future(self.in_progress)  # (a failure stopped the crawl)
         if self.store is None or not self.active:
             return
         started = time.monotonic()
-        self._commit(self.batches.build(self.start_items))
+        batch = self.batches.build(self.start_items)
+        if self.hook.wanted(self.batches.item_ids):
+            await self.hook.run(self.batches.item_ids)
+        self._commit(batch)
+        self._timed(started)
+
+    async def _commit_after_hook(self, batch: CommitBatch, item_ids: list[str],
+                                 started: float) -> None:
+        try:
+            await self.hook.run(item_ids)
+            if self.active:  # (not if the crawl stopped meanwhile)
+                self._commit(batch)
+                self._timed(started)
+        except Exception as exc:
+            self.stop_after_failed_commit(exc)
+        finally:
+            self.in_progress = None
+
+    def _timed(self, started: float) -> None:
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
 
     def _commit(self, batch: CommitBatch) -> None:

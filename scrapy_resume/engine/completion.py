@@ -29,12 +29,14 @@ from scrapy_resume.store.records import RequestStatus
 
 if TYPE_CHECKING:
     from scrapy_resume.engine.duplicates import EarlyDuplicates
+    from scrapy_resume.engine.itemids import ItemIds
 
 
 class Watcher(Protocol):
     """What a completion reports to: the runtime, which settles the finished ones."""
 
     early_duplicates: EarlyDuplicates | None
+    item_ids: ItemIds
 
     def check_later(self, completion: Completion) -> None: ...
 
@@ -52,13 +54,16 @@ class Completion:
         "feed_bytes",
         "http_status",
         "in_flight",
+        "item_ordinal",
         "items",
+        "items_in_flight",
         "key",
         "namespace",
         "open_chains",
         "ordinal",
         "request",
         "runtime",
+        "scraped_positions",
         "settled",
         "source",
         "status",
@@ -91,6 +96,11 @@ class Completion:
         self.children: list[Request] = []  # new requests, committed with this one
         self.cursors: dict[str, Any] = {}
         self.items = 0
+        # item ids (see itemids.py): the next item's position, the positions of the
+        # items in the pipelines (by id(item)), and of those that left them scraped
+        self.item_ordinal = 0
+        self.items_in_flight: dict[int, int] = {}
+        self.scraped_positions: list[int] = []
         self.feed_bytes: list[tuple[Any, bytes]] = []  # (FeedBuffer, exported bytes) of its items
         self.check_scheduled = False
         self.settled = False
@@ -105,6 +115,8 @@ class Completion:
             self.ordinal += 1
             self.in_flight += 1
         elif output is not None:
+            self.runtime.item_ids.yielded(output, self, self.item_ordinal)
+            self.item_ordinal += 1
             self.in_flight += 1
         return output
 
@@ -177,7 +189,7 @@ class Outcome:
     when scheduled. The batch builder takes it as it takes a finished Completion."""
 
     __slots__ = ("attempts", "blocked_on", "children", "cursors", "error", "feed_bytes",
-                 "http_status", "items", "key", "request", "status")
+                 "http_status", "items", "key", "request", "scraped_positions", "status")
 
     def __init__(
         self, key: bytes, request: Request | None, status: RequestStatus, error: str,
@@ -190,6 +202,7 @@ class Outcome:
         self.attempts = attempts
         self.http_status: int | None = None
         self.items = 0
+        self.scraped_positions: list[int] = []
         self.blocked_on = 0  # it yielded nothing, so it waits for no child
         self.children: list[Request] = []
         self.cursors: dict[str, Any] = {}
@@ -216,14 +229,22 @@ class StartItems:
         self.in_flight[id(item)] = (ordinal, item)
         return True
 
-    def settled(self, item: Any) -> None:
+    def ordinal_of(self, item: Any) -> int | None:
+        """The position of ``item``, in flight, in start()'s output (its id: itemids.py)."""
+        entry = self.in_flight.get(id(item))
+        return entry[0] if entry is not None and entry[1] is item else None
+
+    def settled(self, item: Any) -> int | None:
+        """``item`` left the pipelines: its ordinal, if it was one of start()'s."""
         entry = self.in_flight.pop(id(item), None)
         if entry is None and self.in_flight:
             # a pipeline returned another object: settle the oldest item in flight
             oldest = min(self.in_flight, key=lambda k: self.in_flight[k][0])
             entry = self.in_flight.pop(oldest)
-        if entry is not None:
-            self.news.append(entry[0])
+        if entry is None:
+            return None
+        self.news.append(entry[0])
+        return entry[0]
 
     @property
     def has_news(self) -> bool:

@@ -22,6 +22,7 @@ from scrapy_resume.engine.committing import Committer
 from scrapy_resume.engine.completion import Completion, Outcome, StartItems
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.feedfiles import FeedFiles
+from scrapy_resume.engine.itemids import ItemIds, start_item_id
 from scrapy_resume.engine.origin import Origin
 from scrapy_resume.engine.requestmeta import (
     KEY_META,
@@ -97,6 +98,7 @@ class CheckpointRuntime:
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
         self.feed_files = FeedFiles(config.directory)  # a feed's key in the checkpoint
         self.start_items = StartItems()
+        self.item_ids = ItemIds()  # the items in the pipelines: their stable ids
         self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
         self.committer = Committer(crawler, config, self.batches, self.start_items)
         self._last_scheduled: tuple[Request, Completion | None] | None = None
@@ -250,12 +252,18 @@ class CheckpointRuntime:
         claimed = [(buffer, buffer.take()) for buffer in self.committer.feeds if buffer.staged]
         completion = self.completions.get(id(response)) if response is not None else None
         if completion is None:  # from start(), or from a response we do not track
-            self.batches.loose_output(claimed)
-            if response is None:
-                self.start_items.settled(item)
+            # (an untracked response's items are in no commit's item ids: nothing
+            # marks their request done)
+            ordinal = self.start_items.settled(item) if response is None else None
+            self.batches.loose_output(
+                claimed, item_id=start_item_id(ordinal) if ordinal is not None else None
+            )
             return
         completion.feed_bytes.extend(claimed)
         completion.items += 1
+        position = self.item_ids.settled(item, completion)
+        if position is not None:
+            completion.scraped_positions.append(position)
         completion.output_settled()
 
     def on_item_not_scraped(self, item: Any, response: Any) -> None:
@@ -265,7 +273,15 @@ class CheckpointRuntime:
             return
         completion = self.completions.get(id(response))
         if completion is not None:
+            self.item_ids.settled(item, completion)
             completion.output_settled()
+
+    def item_id(self, item: Any) -> str:
+        """The stable id of an item in the pipelines (see itemids.py)."""
+        return self.item_ids.id_of(item, self.start_items.ordinal_of(item))
+
+    def item_url(self, item: Any) -> str:
+        return self.item_ids.url_of(item)
 
     def check_later(self, completion: Completion) -> None:
         # Deferred by one loop turn: handlers later in the same signal gather,
@@ -318,7 +334,6 @@ class CheckpointRuntime:
                 "handler) were never fetched: marked dropped",
                 refused, extra={"spider": self.crawler.spider},
             )
-        self.commit()
 
     def settle_now(
         self, key: bytes, request: Request | None, status: RequestStatus, error: str
@@ -360,6 +375,9 @@ class CheckpointRuntime:
 
     def commit_or_stop(self) -> None:
         self.committer.commit_or_stop()
+
+    async def commit_async(self) -> None:
+        await self.committer.commit_async()
 
     def stop_after_failed_commit(self, error: Exception) -> None:
         self.committer.stop_after_failed_commit(error)

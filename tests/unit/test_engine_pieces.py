@@ -10,6 +10,7 @@ from scrapy.utils.test import get_crawler
 from scrapy_resume.engine.batching import BatchBuilder
 from scrapy_resume.engine.completion import Completion, Outcome, StartItems
 from scrapy_resume.engine.duplicates import EarlyDuplicates
+from scrapy_resume.engine.itemids import ItemIds
 from scrapy_resume.engine.requestmeta import KEY_META, ORIGIN_META
 from scrapy_resume.store.records import RequestStatus
 
@@ -21,6 +22,7 @@ class Watcher:
 
     def __init__(self) -> None:
         self.checks: list[Completion] = []
+        self.item_ids = ItemIds()
 
     def check_later(self, completion: Completion) -> None:
         self.checks.append(completion)

@@ -1,0 +1,11 @@
+"""The signals scrapy-resume sends (connect to them with ``crawler.signals.connect``)."""
+
+#: Sent before a checkpoint commit marks requests done, when their responses
+#: yielded items: ``item_ids`` lists the ids of those items (see
+#: :func:`scrapy_resume.item_id`), and ``spider`` is the spider. A pipeline
+#: that buffers its writes flushes them here. A handler may return an
+#: awaitable (a coroutine or a Deferred): the commit waits for it. If a handler
+#: raises, the commit fails: nothing is marked done, and the crawl stops with
+#: ``checkpoint_write_error`` (a resume fetches those requests again, and
+#: their items come back with the same ids).
+checkpoint_before_commit = object()

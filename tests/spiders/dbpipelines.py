@@ -1,0 +1,72 @@
+"""Item pipelines written the way a project would, for the database tests.
+
+``HookedBatchPipeline`` is the README's example: rows buffered, written in
+one transaction when the checkpoint is about to commit, upserted on
+``item_id``. ``PerItemUpsertPipeline`` commits each item on its own,
+upserting on ``item_id``. Both write to the SQLite file TEST_ITEMS_DB.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from itemadapter import ItemAdapter
+
+from scrapy_resume import item_id
+from scrapy_resume.signals import checkpoint_before_commit
+
+CREATE = "CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, item TEXT)"
+UPSERT = ("INSERT INTO items (id, item) VALUES (?, ?) "
+          "ON CONFLICT (id) DO UPDATE SET item = excluded.item")
+
+
+class HookedBatchPipeline:
+    def __init__(self, crawler):
+        self.crawler = crawler
+        self.rows = []
+        crawler.signals.connect(self.flush, signal=checkpoint_before_commit)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def open_spider(self):
+        self.db = sqlite3.connect(self.crawler.settings["TEST_ITEMS_DB"])
+        self.db.execute(CREATE)
+
+    def process_item(self, item):
+        self.rows.append((item_id(item, self.crawler), json.dumps(ItemAdapter(item).asdict())))
+        return item
+
+    def flush(self, item_ids=(), **kwargs):
+        if self.rows:
+            with self.db:  # one transaction, committed before the checkpoint's
+                self.db.executemany(UPSERT, self.rows)
+            self.rows = []
+
+    def close_spider(self):
+        self.flush()
+        self.db.close()
+
+
+class PerItemUpsertPipeline:
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def open_spider(self):
+        self.db = sqlite3.connect(self.crawler.settings["TEST_ITEMS_DB"])
+        self.db.execute(CREATE)
+
+    def process_item(self, item):
+        with self.db:
+            self.db.execute(UPSERT, (item_id(item, self.crawler),
+                                     json.dumps(ItemAdapter(item).asdict())))
+        return item
+
+    def close_spider(self):
+        self.db.close()
