@@ -26,7 +26,10 @@ def postgres_binaries() -> str | None:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    """``durable=False`` (the tests): no fsync, as nothing here survives a power cut."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         self.bin = postgres_binaries()
         assert self.bin, "PostgreSQL is not installed: apt-get install postgresql"
         self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
@@ -49,8 +52,9 @@ class PostgresServer:
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
     def start(self) -> None:
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
-                   f"-c fsync=off -c full_page_writes=off")
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory}"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
         self._run("pg_ctl", "start", "-w", "-D", self.data, "-o", options,
                   "-l", os.path.join(self.directory, "server.log"))
 

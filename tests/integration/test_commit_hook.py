@@ -4,7 +4,9 @@ what a pipeline is told, and when, against a real local HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
+from pathlib import Path
 
 import scrapy
 from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
@@ -128,3 +130,46 @@ async def test_a_failing_hook_fails_the_commit_and_marks_nothing_more_done(tmp_p
     first_commit = {Recorder.ids[i][0] for i in Recorder.calls[0]}
     assert done_urls(tmp_path) == first_commit - {"start"}
     assert len(Recorder.calls) == 2  # nothing committed, nor hooked, after the failure
+
+
+def readme_pipeline():
+    """The BatchingPipeline of the README's "Writing items to a database", as printed there."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    (code,) = [block for block in blocks if "class BatchingPipeline" in block]
+    namespace: dict = {}
+    exec(code, namespace)
+    return namespace["BatchingPipeline"]
+
+
+class ProductsSpider(PagesSpider):
+    name = "products"
+
+    async def start(self):
+        for url in self.urls:
+            yield scrapy.Request(url)
+
+    def parse(self, response):
+        for i in range(2):
+            yield {"name": f"{response.url} #{i}", "price": i}
+
+
+@deferred_f_from_coro_f
+async def test_the_readme_pipeline_writes_every_item_before_its_request_is_done(
+    tmp_path, mockserver, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # (it writes items.db in the working directory)
+    ns = mockserver.namespace()
+    urls = [mockserver.url(f"{ns}/slow/10/{i}") for i in range(10)]
+    crawler = get_crawler(ProductsSpider, {
+        "ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path),
+        "CHECKPOINT_COMMIT_INTERVAL": 0.05, "ITEM_PIPELINES": {readme_pipeline(): 900},
+    })
+    await maybe_deferred_to_future(crawler.crawl(urls=urls))
+    assert crawler.stats.get_value("finish_reason") == "finished"
+    with sqlite3.connect(tmp_path / "items.db") as db:
+        rows = db.execute("SELECT id, name, price FROM products").fetchall()
+    fingerprint = crawler.request_fingerprinter.fingerprint
+    expected = {(f"{fingerprint(scrapy.Request(url)).hex()}-c{i}", f"{url} #{i}", i)
+                for url in urls for i in range(2)}
+    assert sorted(rows) == sorted(expected)

@@ -70,3 +70,40 @@ class PerItemUpsertPipeline:
 
     def close_spider(self):
         self.db.close()
+
+
+class NaivePerItemPipeline:
+    """What most projects write first: an INSERT and a commit per item, into the
+    database TEST_ITEMS_DB names (a SQLite path, or a postgresql:// URL). The
+    benchmark's baseline (bench/databases.py)."""
+
+    def __init__(self, crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    def open_spider(self):
+        target = self.crawler.settings["TEST_ITEMS_DB"]
+        if target.startswith("postgresql://"):
+            import psycopg
+
+            self.db = psycopg.connect(target)
+            self.placeholder = "%s"
+        else:
+            self.db = sqlite3.connect(target)
+            self.placeholder = "?"
+        self.db.execute("CREATE TABLE IF NOT EXISTS naive (id SERIAL, item TEXT)"
+                        if self.placeholder == "%s" else
+                        "CREATE TABLE IF NOT EXISTS naive (id INTEGER PRIMARY KEY, item TEXT)")
+        self.db.commit()
+
+    def process_item(self, item):
+        self.db.execute(f"INSERT INTO naive (item) VALUES ({self.placeholder})",
+                        (json.dumps(ItemAdapter(item).asdict()),))
+        self.db.commit()
+        return item
+
+    def close_spider(self):
+        self.db.close()
