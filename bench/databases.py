@@ -11,7 +11,8 @@ one transaction a checkpoint commit). Into SQLite (a file in a temporary
 directory) and into PostgreSQL (a real server started for the run, fsync
 on, as a production server has it). Prints rows per second of each (rows
 over Scrapy's ``elapsed_time_seconds``) and their median ratio, and the
-items per second of plain Scrapy writing no database: the crawl's own ceiling.
+items per second of crawls writing no database, plain and checkpointed: the
+ceilings each is bounded by (the site is served by one Python process).
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def crawl(variant: str, database: str, start: str, workdir: Path) -> float:
     stats_file = workdir / "stats.json"
     settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
                 "CHECKPOINT_DIR": str(workdir / "checkpoints")}
-    if variant == "none":  # the ceiling: plain Scrapy writing nowhere
-        settings.update(ENABLING["off"])
+    if variant in ("none", "checkpoint"):  # the ceilings: writing no database
+        settings.update(ENABLING["off" if variant == "none" else "addon"])
         table = ""
     elif variant == "naive":
         settings.update(ENABLING["off"])
@@ -97,11 +98,14 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             results: dict[str, dict[str, list[float]]] = {}
-            ceiling = []
+            ceilings: dict[str, list[float]] = {"none": [], "checkpoint": []}
             for round_ in range(args.rounds):
-                start = f"{base}/r{round_}-none/g/{args.pages}/5/0"
-                ceiling.append(crawl("none", "", start, Path(tmp) / f"r{round_}-none"))
-                print(f"  round {round_ + 1} no database      : {ceiling[-1]:8,.0f} items/s")
+                for variant, rates in ceilings.items():
+                    name = f"r{round_}-{variant}"
+                    start = f"{base}/{name}/g/{args.pages}/5/0"
+                    rates.append(crawl(variant, "", start, Path(tmp) / name))
+                    print(f"  round {round_ + 1} no database {variant:10}: "
+                          f"{rates[-1]:8,.0f} items/s")
                 for kind in ["sqlite", *(["postgresql"] if server else [])]:
                     for variant in ("naive", "sql"):
                         name = f"r{round_}-{kind}-{variant}"
@@ -114,7 +118,9 @@ def main() -> None:
                         results.setdefault(kind, {}).setdefault(variant, []).append(rate)
                         print(f"  round {round_ + 1} {kind:10} {variant:5}: {rate:8,.0f} rows/s")
             print(f"\n{args.pages:,} pages, one item each, {args.rounds} rounds (medians):")
-            print(f"  plain Scrapy writing no database: {statistics.median(ceiling):,.0f} items/s")
+            plain, checkpointed = (statistics.median(ceilings[v]) for v in ceilings)
+            print(f"  no database: plain Scrapy {plain:,.0f} items/s, "
+                  f"checkpointed {checkpointed:,.0f} items/s")
             for kind, rates in results.items():
                 naive, sql = (statistics.median(rates[v]) for v in ("naive", "sql"))
                 ratios = [s / n for n, s in zip(rates["naive"], rates["sql"])]

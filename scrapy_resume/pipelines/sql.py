@@ -66,8 +66,11 @@ class SQLPipeline:
 
     async def open_spider(self, spider: Any = None) -> None:
         spider = self.crawler.spider
-        config = CheckpointConfig.from_settings(self.crawler.settings)
-        self.stage = config.stage_name(spider.name) if config.enabled else spider.name
+        try:
+            config = CheckpointConfig.from_settings(self.crawler.settings)
+            self.stage = config.stage_name(spider.name) if config.enabled else spider.name
+        except CheckpointConfigError:  # (the checkpoint refuses the crawl, saying why)
+            config, self.stage = CheckpointConfig(), spider.name
         table = self.table or check_table_name(self.stage, "the stage name (the default table)")
         await maybe_deferred_to_future(deferToThread(self.database.open, table, config.fsync))
 

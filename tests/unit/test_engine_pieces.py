@@ -133,3 +133,34 @@ def test_early_duplicates_stay_off_where_dropping_early_could_change_the_crawl()
     assert EarlyDuplicates.for_crawler(
         get_crawler(Shop, {"DUPEFILTER_CLASS": "scrapy.dupefilters.BaseDupeFilter"})
     ) is None
+
+
+def test_item_ids_are_the_request_key_and_the_position_among_its_items():
+    watcher = Watcher()
+    request = scrapy.Request("https://example.com/a")
+    completion = Completion(watcher, b"\x01\x02", request, source=object())
+    errback = Completion(watcher, b"\x01\x02", request, source=object(), namespace=b"e")
+    first, link, second, third = {"n": 1}, scrapy.Request("https://example.com/b"), {"n": 2}, {}
+    for output in (first, link, second, third):
+        completion.tag(output)
+    late = {"n": 0}
+    errback.tag(late)
+    ids = watcher.item_ids
+    assert [ids.id_of(item, None) for item in (first, second, third, late)] == [
+        "0102-c0", "0102-c1", "0102-c2", "0102-e0"]
+    assert ids.url_of(second) == "https://example.com/a"
+
+    assert ids.settled(second, completion) == 1
+    # a pipeline returned a new object for the first item: the oldest in flight settles
+    assert ids.settled({"n": 1, "price": 3}, completion) == 0
+    assert ids.settled(third, completion) == 2
+    assert ids.settled({}, completion) is None  # nothing left in flight
+    assert ids.in_flight.keys() == {id(late)}
+
+
+def test_an_item_the_spider_did_not_yield_gets_an_id_from_its_content(caplog):
+    ids = ItemIds()
+    assert ids.id_of({"a": 1, "b": 2}, None) == ids.id_of({"b": 2, "a": 1}, None)
+    assert ids.id_of({"a": 1}, None).startswith("content-")
+    assert ids.id_of({"a": 1}, 4) == "start-4"
+    assert caplog.text.count("did not see the spider yield") == 1  # warned once
