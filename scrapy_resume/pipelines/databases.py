@@ -51,6 +51,15 @@ class ItemsDatabase:
     def quoted_table(self) -> str:
         return f'"{self.table}"'  # (the name has no double quote: check_table_name)
 
+    def upsert(self, placeholder: str) -> str:
+        """The statement that writes a row, or replaces the one with its item id."""
+        values = ", ".join([placeholder] * 6)
+        return (
+            f"INSERT INTO {self.quoted_table()} ({COLUMNS}) VALUES ({values}) "
+            f"ON CONFLICT (stage, item_id) DO UPDATE SET url = excluded.url, "
+            f"item = excluded.item, updated_at = excluded.updated_at"
+        )
+
 
 class SQLiteItems(ItemsDatabase):
     def __init__(self, url: str, path: Path):
@@ -77,11 +86,7 @@ class SQLiteItems(ItemsDatabase):
     def write(self, rows: list[Row]) -> None:
         if self.connection is None:
             raise RuntimeError(f"the items database {self.url} is closed")
-        upsert = (
-            f"INSERT INTO {self.quoted_table()} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
-            f"ON CONFLICT (stage, item_id) DO UPDATE SET url = excluded.url, "
-            f"item = excluded.item, updated_at = excluded.updated_at"
-        )
+        upsert = self.upsert("?")
         connection = self.connection
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -119,11 +124,7 @@ class PostgresItems(ItemsDatabase):
     def write(self, rows: list[Row]) -> None:
         if self.connection is None:
             raise RuntimeError(f"the items database {safe_url(self.url)} is closed")
-        upsert = (
-            f"INSERT INTO {self.quoted_table()} ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
-            f"ON CONFLICT (stage, item_id) DO UPDATE SET url = excluded.url, "
-            f"item = excluded.item, updated_at = excluded.updated_at"
-        )
+        upsert = self.upsert("%s")
         with self.connection.transaction(), self.connection.cursor() as cursor:
             cursor.executemany(upsert, [(s, i, u, j, t, t) for i, s, u, j, t in rows])
 

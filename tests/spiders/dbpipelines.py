@@ -21,11 +21,11 @@ UPSERT = ("INSERT INTO items (id, item) VALUES (?, ?) "
           "ON CONFLICT (id) DO UPDATE SET item = excluded.item")
 
 
-class HookedBatchPipeline:
+class SQLitePipeline:
+    """What both share: the crawler, and the SQLite file TEST_ITEMS_DB."""
+
     def __init__(self, crawler):
         self.crawler = crawler
-        self.rows = []
-        crawler.signals.connect(self.flush, signal=checkpoint_before_commit)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -35,8 +35,21 @@ class HookedBatchPipeline:
         self.db = sqlite3.connect(self.crawler.settings["TEST_ITEMS_DB"])
         self.db.execute(CREATE)
 
+    def row(self, item):
+        return item_id(item, self.crawler), json.dumps(ItemAdapter(item).asdict())
+
+    def close_spider(self):
+        self.db.close()
+
+
+class HookedBatchPipeline(SQLitePipeline):
+    def __init__(self, crawler):
+        super().__init__(crawler)
+        self.rows = []
+        crawler.signals.connect(self.flush, signal=checkpoint_before_commit)
+
     def process_item(self, item):
-        self.rows.append((item_id(item, self.crawler), json.dumps(ItemAdapter(item).asdict())))
+        self.rows.append(self.row(item))
         return item
 
     def flush(self, item_ids=(), **kwargs):
@@ -47,42 +60,20 @@ class HookedBatchPipeline:
 
     def close_spider(self):
         self.flush()
-        self.db.close()
+        super().close_spider()
 
 
-class PerItemUpsertPipeline:
-    def __init__(self, crawler):
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler)
-
-    def open_spider(self):
-        self.db = sqlite3.connect(self.crawler.settings["TEST_ITEMS_DB"])
-        self.db.execute(CREATE)
-
+class PerItemUpsertPipeline(SQLitePipeline):
     def process_item(self, item):
         with self.db:
-            self.db.execute(UPSERT, (item_id(item, self.crawler),
-                                     json.dumps(ItemAdapter(item).asdict())))
+            self.db.execute(UPSERT, self.row(item))
         return item
 
-    def close_spider(self):
-        self.db.close()
 
-
-class NaivePerItemPipeline:
+class NaivePerItemPipeline(SQLitePipeline):
     """What most projects write first: an INSERT and a commit per item, into the
     database TEST_ITEMS_DB names (a SQLite path, or a postgresql:// URL). The
     benchmark's baseline (bench/databases.py)."""
-
-    def __init__(self, crawler):
-        self.crawler = crawler
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler)
 
     def open_spider(self):
         target = self.crawler.settings["TEST_ITEMS_DB"]
@@ -104,6 +95,3 @@ class NaivePerItemPipeline:
                         (json.dumps(ItemAdapter(item).asdict()),))
         self.db.commit()
         return item
-
-    def close_spider(self):
-        self.db.close()
