@@ -199,8 +199,7 @@ class Committer:
             if not waiting.called:  # (the coroutine clears it when it ends)
                 self.in_progress = waiting
             return
-        self._commit(batch)
-        self._timed(started)
+        self._commit_timed(batch, started)
 
     async def commit_async(self) -> None:
         """The commit of the close path: after the one in progress, and with its
@@ -213,22 +212,21 @@ class Committer:
         batch = self.batches.build(self.start_items)
         if self.hook.wanted(self.batches.item_ids):
             await self.hook.run(self.batches.item_ids)
-        self._commit(batch)
-        self._timed(started)
+        self._commit_timed(batch, started)
 
     async def _commit_after_hook(self, batch: CommitBatch, item_ids: list[str],
                                  started: float) -> None:
         try:
             await self.hook.run(item_ids)
             if self.active:  # (not if the crawl stopped meanwhile)
-                self._commit(batch)
-                self._timed(started)
+                self._commit_timed(batch, started)
         except Exception as exc:
             self.stop_after_failed_commit(exc)
         finally:
             self.in_progress = None
 
-    def _timed(self, started: float) -> None:
+    def _commit_timed(self, batch: CommitBatch, started: float) -> None:
+        self._commit(batch)
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
 
     def _commit(self, batch: CommitBatch) -> None:

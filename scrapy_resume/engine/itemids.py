@@ -83,16 +83,19 @@ class ItemIds:
         self.in_flight.pop(oldest, None)
         return completion.items_in_flight.pop(oldest)
 
+    def _entry(self, item: Any) -> tuple[Any, Completion, int] | None:
+        """``item``'s entry, if it is in flight (the very object, not one at its address)."""
+        entry = self.in_flight.get(id(item))
+        return entry if entry is not None and entry[0] is item else None
+
     def url_of(self, item: Any) -> str:
         """The URL of the request whose response yielded ``item`` ("" if unknown)."""
-        entry = self.in_flight.get(id(item))
-        if entry is not None and entry[0] is item:
-            return entry[1].request.url
-        return ""
+        entry = self._entry(item)
+        return entry[1].request.url if entry is not None else ""
 
     def id_of(self, item: Any, start_ordinal: int | None) -> str:
-        entry = self.in_flight.get(id(item))
-        if entry is not None and entry[0] is item:
+        entry = self._entry(item)
+        if entry is not None:
             _, completion, position = entry
             return response_item_id(completion.key, completion.namespace, position)
         if start_ordinal is not None:
