@@ -158,3 +158,17 @@ def test_a_locked_sqlite_database_stops_the_crawl_and_a_resume_writes_every_row_
     resumed = crawl.run(CHECKPOINT_RESUME="1")
     assert resumed.finish_reason == "finished", resumed.log[-3000:]
     assert_one_row_per_page(sqlite_rows(database, "graph"), mockserver, ns, size)
+
+
+def test_a_refused_run_leaves_the_rows_as_they_were(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    database = tmp_path / "items.db"
+    settings = {"ITEM_PIPELINES": SQL_PIPELINE, "CHECKPOINT_ITEMS_DB": f"sqlite:///{database}"}
+    crawl = graph_crawl(tmp_path, mockserver, ns, 50, feed=None, settings=settings)
+    assert crawl.run().finish_reason == "finished"
+    before = sqlite_rows(database, "graph")
+    assert len(before) == 50
+
+    refused = crawl.run(JOBDIR=str(tmp_path / "job"))  # two recovery systems: refused
+    assert refused.finish_reason == "checkpoint_jobdir_conflict", refused.log[-3000:]
+    assert sqlite_rows(database, "graph") == before
