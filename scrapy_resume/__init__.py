@@ -17,6 +17,7 @@ _EXPORTS = {
     "Checkpoint": "scrapy_resume.components.cursors",
     "CheckpointConfig": "scrapy_resume.config",
     "CheckpointConfigError": "scrapy_resume.config",
+    "CheckpointCookiesMiddleware": "scrapy_resume.components.cookies",
     "CheckpointCorrupt": "scrapy_resume.store.base",
     "CheckpointExtension": "scrapy_resume.components.extension",
     "CheckpointLocked": "scrapy_resume.store.base",
@@ -28,6 +29,7 @@ _EXPORTS = {
     "LeasedPriorityQueue": "scrapy_resume.components.leasedqueue",
     "RedisStore": "scrapy_resume.store.redis.store",
     "RequestStatus": "scrapy_resume.store.records",
+    "SessionExpired": "scrapy_resume.signals",
     "ResumableFTPFeedStorage": "scrapy_resume.components.remotefeeds",
     "ResumableFileFeedStorage": "scrapy_resume.components.feedstorage",
     "ResumableGCSFeedStorage": "scrapy_resume.components.remotefeeds",
@@ -45,6 +47,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointConfig",
     "CheckpointConfigError",
+    "CheckpointCookiesMiddleware",
     "CheckpointCorrupt",
     "CheckpointExtension",
     "CheckpointLocked",
@@ -62,6 +65,7 @@ __all__ = [
     "ResumableRemoteFeedStorage",
     "ResumableS3FeedStorage",
     "SQLPipeline",
+    "SessionExpired",
     "StageTracker",
     "checkpoint",
     "item_id",
@@ -84,6 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from scrapy_resume.components.addon import Addon
+    from scrapy_resume.components.cookies import CheckpointCookiesMiddleware
     from scrapy_resume.components.cursors import Checkpoint, checkpoint, item_id
     from scrapy_resume.components.extension import CheckpointExtension
     from scrapy_resume.components.feedstorage import ResumableFileFeedStorage
@@ -93,6 +98,7 @@ if TYPE_CHECKING:
     from scrapy_resume.config import CheckpointConfig, CheckpointConfigError
     from scrapy_resume.lifecycle.stage import CheckpointRefused
     from scrapy_resume.pipelines import SQLPipeline
+    from scrapy_resume.signals import SessionExpired
     from scrapy_resume.store.base import (
         BaseCheckpointStore,
         CheckpointCorrupt,

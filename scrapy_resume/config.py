@@ -80,6 +80,17 @@ def checkpointing_wanted(settings: BaseSettings) -> bool:
         return True
 
 
+def cookies_checkpointed(settings: BaseSettings) -> bool:
+    """Are the cookie jars part of the stage? CHECKPOINT_COOKIES (on unless turned
+    off; a value that is not a boolean counts as on, and the extension refuses
+    it), and Scrapy's COOKIES_ENABLED."""
+    try:
+        wanted = settings.getbool("CHECKPOINT_COOKIES", True)
+    except ValueError:
+        wanted = True
+    return wanted and settings.getbool("COOKIES_ENABLED", True)
+
+
 @dataclass(frozen=True)
 class CheckpointConfig:
     """The package's settings, validated. Build it with :meth:`from_settings`."""
@@ -99,6 +110,8 @@ class CheckpointConfig:
     lease_seconds: float = 300.0
     # run although a local feed is written by a storage of the project's own (not exactly-once)
     unprotected_feeds: bool = False
+    cookies: bool = True  # the cookie jars are committed with the responses that set them
+    restore_after_start: bool = False  # the restored frontier waits for start()'s requests
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -124,6 +137,8 @@ class CheckpointConfig:
             backend=_get_backend(settings),
             lease_seconds=_get_positive_float(settings, "CHECKPOINT_LEASE_SECONDS", 300.0),
             unprotected_feeds=_get_bool(settings, "CHECKPOINT_UNPROTECTED_FEEDS", False),
+            cookies=_get_bool(settings, "CHECKPOINT_COOKIES", True),
+            restore_after_start=_get_bool(settings, "CHECKPOINT_RESTORE_AFTER_START", False),
         )
 
     def stage_name(self, spider_name: str) -> str:

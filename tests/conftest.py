@@ -53,6 +53,15 @@ class MockServer:
             assert time.monotonic() < deadline, f"{ns} got fewer than {count} hits"
             time.sleep(0.05)
 
+    def get_json(self, path: str) -> dict:
+        with urllib.request.urlopen(self.url(path)) as response:
+            return json.load(response)
+
+    def expire_sessions(self, ns: str) -> None:
+        """End every login session of the namespace, as a server-side expiry would."""
+        with urllib.request.urlopen(self.url(f"_expire/{ns}")) as response:
+            assert response.read() == b"expired"
+
     def configure(self, ns: str, *, delay_ms: int) -> None:
         with urllib.request.urlopen(self.url(f"_config/{ns}?delay={delay_ms}")) as response:
             assert response.read() == b"configured"

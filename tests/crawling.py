@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scrapy_resume import BaseCheckpointStore, CheckpointStore, RequestStatus
-from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH
+from scrapy_resume.components.enabling import (
+    COMPONENTS,
+    COOKIES,
+    FEED_STORAGE_PATH,
+    SCRAPY_COOKIES_PATH,
+)
 from scrapy_resume.store.redis.backend import RedisBackend
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,11 +26,20 @@ SPIDERS = Path(__file__).resolve().parent / "spiders"
 
 ADDON = {"ADDONS": json.dumps({"scrapy_resume.Addon": 0})}
 # the manual set-up: the same table the add-on and the refusal message use
-MANUAL = {
-    "CHECKPOINT_ENABLED": "1",
-    **{c.setting: json.dumps({c.path: c.priority}) for c in COMPONENTS},
-    "FEED_STORAGES": json.dumps({"": FEED_STORAGE_PATH, "file": FEED_STORAGE_PATH}),
-}
+def manual_setup() -> dict[str, str]:
+    settings: dict[str, dict] = {}
+    for component in COMPONENTS:
+        settings.setdefault(component.setting, {})[component.path] = component.priority
+    # the cookies middleware, in the place of Scrapy's
+    settings[COOKIES.setting].update({COOKIES.path: COOKIES.priority, SCRAPY_COOKIES_PATH: None})
+    return {
+        "CHECKPOINT_ENABLED": "1",
+        **{name: json.dumps(value) for name, value in settings.items()},
+        "FEED_STORAGES": json.dumps({"": FEED_STORAGE_PATH, "file": FEED_STORAGE_PATH}),
+    }
+
+
+MANUAL = manual_setup()
 ENABLING = {"addon": ADDON, "manual": MANUAL, "off": {}}
 
 

@@ -15,6 +15,15 @@ their hit counts:
 - ``/<ns>/flaky/<k>/<name>``: 500 for the first ``k`` hits, then 200;
 - ``/<ns>/slow/<ms>/<name>``: answers after ``ms`` milliseconds;
 - ``/<ns>/api/<account>/<page>?pages=N``: JSON pages of a paginated API;
+- ``/<ns>/login``: a login form; posted (``user``, ``password`` "secret",
+  optional ``remember`` seconds) it opens a session: a ``session`` cookie,
+  and with ``remember`` a ``remember`` cookie of that Max-Age;
+- ``/<ns>/p/<account>/<size>/<n>``: private page ``n`` of ``account``'s site
+  of ``size`` pages, linking to ``n*5+1 .. n*5+5``; without a session of that
+  account, a 302 to the login form (``/<ns>/login?next=...``);
+- ``/_sessions/<ns>``: JSON ``{cookie value: account}`` of the namespace's
+  sessions; ``/_cookies/<ns>``: JSON ``{path: cookie names}`` of the private
+  pages' last hits; ``/_expire/<ns>``: ends every session (server-side expiry);
 - ``/_hits/<ns>``: JSON ``{path: hits}`` for the namespace;
 - ``/_config/<ns>?delay=MS``: delay every graph page of the namespace;
 - ``/_arm/<ns>?pid=P&signal=KILL&at=N&path=SUFFIX&delay=S&hold=1``: send
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import sys
 from collections import Counter, defaultdict
@@ -40,6 +50,8 @@ hits: dict[str, Counter] = defaultdict(Counter)
 delays: dict[str, float] = {}
 arms: dict[str, list[dict]] = defaultdict(list)
 held: dict[str, list] = {}  # namespace -> answers waiting for /_release/<ns>
+sessions: dict[str, dict[str, str]] = defaultdict(dict)  # namespace -> cookie value -> account
+cookies_seen: dict[str, dict[str, list[str]]] = defaultdict(dict)  # namespace -> path -> names
 
 
 def graph_links(size: int, fanout: int, n: int) -> list[int]:
@@ -76,6 +88,13 @@ class Root(resource.Resource):
             for answer in held.pop(parts[1], []):
                 answer()
             return b"released"
+        if parts[0] in ("_sessions", "_cookies"):
+            found = sessions if parts[0] == "_sessions" else cookies_seen
+            request.setHeader(b"Content-Type", b"application/json")
+            return json.dumps(found[parts[1]]).encode()
+        if parts[0] == "_expire":
+            sessions.pop(parts[1], None)
+            return b"expired"
         if parts[0] == "_config":
             delays[parts[1]] = int(request.args[b"delay"][0]) / 1000
             return b"configured"
@@ -111,6 +130,43 @@ class Root(resource.Resource):
             if arm["left"] <= 0:
                 arms[ns].remove(arm)
                 _fire(ns, arm)
+
+    def render_POST(self, request):
+        parts = request.path.decode().strip("/").split("/")
+        ns = parts[0]
+        hits[ns][request.uri.decode()] += 1
+        self._count_towards_arms(ns, request.uri.decode())
+        form = {k.decode(): v[0].decode() for k, v in request.args.items()}
+        if parts[1:] != ["login"] or form.get("password") != "secret":
+            return self.page_login(request, ns, [])
+        token = secrets.token_hex(16)
+        sessions[ns][token] = form["user"]
+        request.addCookie(b"session", token.encode(), path=f"/{ns}/".encode(), httpOnly=True)
+        if form.get("remember"):
+            remember = secrets.token_hex(16)
+            sessions[ns][remember] = form["user"]
+            request.addCookie(b"remember", remember.encode(), path=f"/{ns}/".encode(),
+                              max_age=form["remember"].encode())
+        return f"<html><title>Welcome {form['user']}</title></html>".encode()
+
+    def page_login(self, request, ns, args):
+        return (f'<html><title>Login</title><body><form action="/{ns}/login" method="post">'
+                f'<input name="user"><input name="password" type="password"></form>'
+                f"</body></html>").encode()
+
+    def page_p(self, request, ns, args):
+        """A private page of ``account``: only with a session of that account."""
+        account, size, n = args[0], int(args[1]), int(args[2])
+        path = request.uri.decode()
+        cookies_seen[ns][path] = sorted(name.decode() for name in request.received_cookies)
+        users = {sessions[ns].get(value.decode()) for value in request.received_cookies.values()}
+        if account not in users:
+            request.setResponseCode(302)
+            request.setHeader(b"Location", f"/{ns}/login?next={path}".encode())
+            return b"log in first"
+        links = "".join(f'<a href="/{ns}/p/{account}/{size}/{c}">page {c}</a>\n'
+                        for c in range(n * 5 + 1, n * 5 + 6) if c < size)
+        return f"<html><title>private {n} of {account}</title><body>{links}</body></html>".encode()
 
     def page_g(self, request, ns, args):
         size, fanout, n = (int(a) for a in args)

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +31,8 @@ from scrapy_resume.commands.stageinfo import (
     unfinished_run,
 )
 from scrapy_resume.config import CheckpointConfig
+from scrapy_resume.engine.cookiejars import STATE as COOKIES
+from scrapy_resume.engine.cookiejars import cookie_names, describe_jar
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.lifecycle.stage import feed_offsets_if_readable
 from scrapy_resume.lifecycle.validation import HIDDEN
@@ -167,6 +170,9 @@ class CheckpointCommand(ScrapyCommand):
                 counters=store.counters(),
                 cursors=store.cursors(),
                 config=shown_config(state.get("config", {})),
+                # names only: the values are credentials
+                cookies={describe_jar(jar_key): names
+                         for jar_key, names in cookie_names(state.get(COOKIES, {}), time.time())},
                 recent_failures=list(
                     store.ledger_rows(RequestStatus.FAILED, newest_first=True, limit=10)
                 ),
@@ -201,6 +207,9 @@ class CheckpointCommand(ScrapyCommand):
             "cursors: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in info["cursors"].items())
                            or "none"),
         ]
+        lines.append("cookies: " + ("; ".join(
+            f"{jar}: {', '.join(names)}" for jar, names in info["cookies"].items())
+            or "none") + (" (their values are not shown)" if info["cookies"] else ""))
         config = info["config"]
         if config.get("arguments"):
             lines.append("arguments: " + ", ".join(

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from scrapy.settings import BaseSettings
 
-from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_PATH, REMOTE_STORAGES
+from scrapy_resume.components.enabling import (
+    COMPONENTS,
+    COOKIES,
+    FEED_STORAGE_PATH,
+    REMOTE_STORAGES,
+    SCRAPY_COOKIES_PATH,
+)
 from scrapy_resume.components.queue import QUEUE_CLASS_PATH, uses_shared_queue
+from scrapy_resume.config import cookies_checkpointed
 
 
 class Addon:
@@ -22,6 +29,13 @@ class Addon:
             settings.set_in_component_priority_dict(
                 component.setting, component.cls, component.priority
             )
+        if cookies_checkpointed(settings):  # our cookies middleware, in the place of Scrapy's
+            settings.set_in_component_priority_dict(COOKIES.setting, COOKIES.cls, COOKIES.priority)
+            # off by its import path: Scrapy's base setting names it so, and a class
+            # key would be another entry
+            middlewares = settings.getdict(COOKIES.setting)
+            middlewares[SCRAPY_COOKIES_PATH] = None
+            settings.set(COOKIES.setting, middlewares, settings.getpriority(COOKIES.setting))
         storages = settings.getdict("FEED_STORAGES")
         for scheme in ("", "file"):  # plain paths have the scheme ""
             storages.setdefault(scheme, FEED_STORAGE_PATH)

@@ -17,6 +17,7 @@ from scrapy.exceptions import CloseSpider
 from scrapy.utils.conf import build_component_list
 from scrapy.utils.misc import load_object
 
+from scrapy_resume.config import cookies_checkpointed
 from scrapy_resume.engine.feedfiles import feed_scheme
 
 if TYPE_CHECKING:
@@ -51,6 +52,12 @@ COMPONENTS = (
     Component("SPIDER_MIDDLEWARES", "scrapy_resume.CheckpointSpiderMiddleware", 1),
     Component("EXTENSIONS", "scrapy_resume.CheckpointExtension", 0),
 )
+#: In the place of Scrapy's CookiesMiddleware (same priority), unless
+#: CHECKPOINT_COOKIES is off: the cookie jars are then part of the stage.
+COOKIES = Component("DOWNLOADER_MIDDLEWARES", "scrapy_resume.CheckpointCookiesMiddleware", 700)
+SCRAPY_COOKIES_PATH = "scrapy.downloadermiddlewares.cookies.CookiesMiddleware"
+COOKIES_LINE = (f'DOWNLOADER_MIDDLEWARES = {{"{COOKIES.path}": {COOKIES.priority}, '
+                f'"{SCRAPY_COOKIES_PATH}": None}}  # or CHECKPOINT_COOKIES = False')
 FEED_STORAGE_PATH = "scrapy_resume.ResumableFileFeedStorage"
 REMOTE_STORAGE_PATH = "scrapy_resume.ResumableRemoteFeedStorage"
 #: a remote scheme -> the storage that uploads its batches once each (remotefeeds.py)
@@ -118,9 +125,22 @@ def _file_feeds_covered(settings: BaseSettings) -> bool:
     )
 
 
+def cookie_jars_covered(settings: BaseSettings) -> bool:
+    """With CHECKPOINT_COOKIES on, the cookies middleware is ours, and Scrapy's is off."""
+    if not cookies_checkpointed(settings):
+        return True
+    ours = COOKIES.cls
+    enabled = _loaded(build_component_list(settings.getwithbase(COOKIES.setting)))
+    cookies = [c for c in enabled if isinstance(c, type) and issubclass(c, load_object(
+        SCRAPY_COOKIES_PATH))]
+    return bool(cookies) and all(issubclass(c, ours) for c in cookies)
+
+
 def missing_lines(settings: BaseSettings) -> list[str]:
     """The settings lines that would complete a manual set-up; empty when complete."""
     lines = [c.line for c in COMPONENTS if not has_component(settings, c.setting, c.cls)]
+    if not cookie_jars_covered(settings):
+        lines.append(COOKIES_LINE)
     if not _file_feeds_covered(settings):
         lines.append(FEED_STORAGE_LINE)
     return lines

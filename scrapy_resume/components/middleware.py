@@ -83,6 +83,8 @@ class CheckpointMiddleware:
         self, request: Request, exception: Exception, spider: Any = None
     ) -> None:
         runtime = self.runtime
+        if runtime is not None and runtime.start_gate is not None:
+            runtime.start_gate.release(request.meta)  # a start request failed for good
         if runtime is None or not runtime.active or KEY_META not in request.meta:
             return
         ignored = isinstance(exception, IgnoreRequest)

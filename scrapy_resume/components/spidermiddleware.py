@@ -14,6 +14,7 @@ from scrapy import Request, signals
 
 from scrapy_resume.components.enabling import has_component
 from scrapy_resume.components.middleware import CheckpointMiddleware, middleware_runtime
+from scrapy_resume.engine.requestmeta import KEY_META
 from scrapy_resume.engine.runtime import CheckpointRuntime
 
 if TYPE_CHECKING:
@@ -51,13 +52,31 @@ class CheckpointSpiderMiddleware:
             async for output in start:
                 yield output
             return
-        async for request in runtime.restored_requests():
-            yield request
+        gate = runtime.start_gate  # CHECKPOINT_RESTORE_AFTER_START: start() first
+        if gate is None:
+            async for request in runtime.restored_requests():
+                yield request
+        async for output in self._start_output(runtime, start):
+            yield output
+        if gate is not None:
+            await gate.wait()  # until start()'s requests are finished (the login)
+            async for request in runtime.restored_requests():
+                yield request
+
+    @staticmethod
+    async def _start_output(runtime: CheckpointRuntime, start: AsyncIterator[Any]
+                            ) -> AsyncIterator[Any]:
+        gate = runtime.start_gate
         requests = items = 0
         async for output in start:
             if isinstance(output, Request):
                 runtime.tag_start_request(output, requests)
                 requests += 1
+                if gate is not None:
+                    gate.hold(output)
+                    yield output  # (scheduled, or refused, when start() is resumed)
+                    gate.scheduled(output, refused=output.meta.get(KEY_META) in runtime.skipped)
+                    continue
             elif output is not None:
                 items += 1
                 if not runtime.start_items.should_yield(output, items - 1):
@@ -67,7 +86,13 @@ class CheckpointSpiderMiddleware:
     def process_spider_output(
         self, response: Response, result: Iterable[Any], spider: Any = None
     ) -> Iterable[Any]:
-        completion = self.runtime.completion_of(response) if self.runtime else None
+        runtime = self.runtime
+        if runtime is None:
+            return result
+        gate = runtime.start_gate
+        if gate is not None and gate.holds(response):
+            result = gate.released_after(response, result)
+        completion = runtime.completion_of(response)
         if completion is None:
             return result
         return completion.iterate(result)
@@ -75,13 +100,17 @@ class CheckpointSpiderMiddleware:
     async def process_spider_output_async(
         self, response: Response, result: AsyncIterator[Any], spider: Any = None
     ) -> AsyncIterator[Any]:
-        completion = self.runtime.completion_of(response) if self.runtime else None
+        runtime = self.runtime
+        gate = runtime.start_gate if runtime is not None else None
+        if gate is not None and gate.holds(response):
+            result = gate.released_after_async(response, result)
+        completion = runtime.completion_of(response) if runtime is not None else None
         if completion is None:
             async for output in result:
                 yield output
             return
         # completion.aiterate() inlined: one async generator per output hop, not two
-        duplicates = self.runtime.early_duplicates
+        duplicates = runtime.early_duplicates
         completion.open_chains += 1
         try:
             async for output in result:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from scrapy_resume.engine.cookiejars import STATE as COOKIES
+from scrapy_resume.engine.cookiejars import SessionCookies
 from scrapy_resume.engine.itemids import response_item_id
 from scrapy_resume.engine.requestmeta import KEY_META, LEASE_META
 from scrapy_resume.store.records import CommitBatch, NewRequest, RequestStatus, Settlement
@@ -52,6 +55,7 @@ class BatchBuilder:
         # the ids of the items the last batch built commits (for checkpoint_before_commit)
         self.item_ids: list[str] = []
         self.counter_deltas: dict[str, int] = {}
+        self.cookies = SessionCookies()  # the jars' changes, committed with their requests
         self.warned_callbacks: set[str] = set()
         self.callbacks = CallbackNames()
         # the callback and errback names stored requests use, committed when one
@@ -136,6 +140,9 @@ class BatchBuilder:
             feed.add_record(data)
         if start_items.has_news:
             batch.state["start_items"] = start_items.commit()
+        cookies = self.cookies.state_to_commit(time.time())
+        if cookies is not None:
+            batch.state[COOKIES] = cookies
         if self.new_callbacks:
             batch.state["callbacks"] = sorted(self.stored_callbacks)
             self.new_callbacks = False
@@ -168,7 +175,7 @@ class BatchBuilder:
         blob = None
         if request is not None:
             if completion.status == RequestStatus.FAILED:
-                blob = self.serialize(request, warn=False)  # kept, to be retried
+                blob = self.serialize(first_requested(request), warn=False)  # to be retried
             lease = request.meta.get(LEASE_META)
             if lease is not None:  # taken from a shared queue: the lease ends with this commit
                 batch.released_leases.append(lease)
@@ -184,6 +191,8 @@ class BatchBuilder:
             )
         )
         batch.cursors.update(completion.cursors)
+        if self.cookies.pending:
+            self.cookies.settled(completion.key)
         for feed, data in completion.feed_bytes:
             feed.add_record(data)
         counters = batch.counters
@@ -255,6 +264,21 @@ class BatchBuilder:
                 self.stored_callbacks.add(name)
                 self.new_callbacks = True
         return blob
+
+
+#: What RedirectMiddleware adds to the meta of the request it redirects to.
+REDIRECT_META = ("redirect_urls", "redirect_reasons", "redirect_times", "redirect_ttl")
+
+
+def first_requested(request: Request) -> Request:
+    """A failed request, as it is retried: at the URL first requested, not where a
+    redirect led (a login form, when the session was gone). The method is the
+    last one: a POST redirected to a GET is retried as a GET."""
+    urls = request.meta.get("redirect_urls")
+    if not urls:
+        return request
+    meta = {name: value for name, value in request.meta.items() if name not in REDIRECT_META}
+    return request.replace(url=urls[0], meta=meta)
 
 
 class CallbackNames:

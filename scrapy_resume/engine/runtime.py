@@ -20,6 +20,7 @@ from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.batching import BatchBuilder
 from scrapy_resume.engine.committing import Committer
 from scrapy_resume.engine.completion import Completion, Outcome, StartItems
+from scrapy_resume.engine.cookiejars import STATE as COOKIES
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.engine.itemids import ItemIds, start_item_id
@@ -32,6 +33,7 @@ from scrapy_resume.engine.requestmeta import (
     WAKE_META,
 )
 from scrapy_resume.engine.restore import restored_requests
+from scrapy_resume.engine.startgate import StartGate
 from scrapy_resume.engine.uploads import STATE as UPLOADS
 from scrapy_resume.store.base import BaseCheckpointStore
 from scrapy_resume.store.records import KeyIndex, RequestStatus
@@ -101,6 +103,9 @@ class CheckpointRuntime:
         self.item_ids = ItemIds()  # the items in the pipelines: their stable ids
         self.batches = BatchBuilder(crawler, settled_before=self._settled_before)
         self.committer = Committer(crawler, config, self.batches, self.start_items)
+        self.cookies = self.batches.cookies  # the cookie jars' changes (components/cookies.py)
+        # CHECKPOINT_RESTORE_AFTER_START: the restored frontier waits for start()'s requests
+        self.start_gate = StartGate(crawler) if config.restore_after_start else None
         self._last_scheduled: tuple[Request, Completion | None] | None = None
         # drops links to pages fetched already before they are scheduled (None: off)
         self.early_duplicates: EarlyDuplicates | None = None
@@ -127,6 +132,7 @@ class CheckpointRuntime:
         state = store.state()
         self.start_items.load(state.get("start_items", {}))
         self.batches.stored_callbacks = set(state.get("callbacks", []))
+        self.cookies.load(state.get(COOKIES, {}))
         self.committer.start(store, worker)  # active from now on
         self.committer.uploads.load(state.get(UPLOADS, {}), self.committer.record_state,
                                     lambda key: self.feed_files.path(key))

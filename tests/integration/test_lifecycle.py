@@ -67,7 +67,8 @@ def test_jobdir_is_refused(tmp_path, mockserver):
     [
         (
             {"DOWNLOADER_MIDDLEWARES": {"scrapy_resume.CheckpointMiddleware": 1}},
-            ["SPIDER_MIDDLEWARES", "EXTENSIONS", "FEED_STORAGES"],
+            # (and the cookies middleware, another DOWNLOADER_MIDDLEWARES line)
+            ["DOWNLOADER_MIDDLEWARES", "SPIDER_MIDDLEWARES", "EXTENSIONS", "FEED_STORAGES"],
         ),
         (
             {"SPIDER_MIDDLEWARES": {"scrapy_resume.CheckpointSpiderMiddleware": 1}},
@@ -79,7 +80,21 @@ def test_jobdir_is_refused(tmp_path, mockserver):
                 "SPIDER_MIDDLEWARES": {"scrapy_resume.CheckpointSpiderMiddleware": 1},
                 "EXTENSIONS": {"scrapy_resume.CheckpointExtension": 0},
             },
-            ["FEED_STORAGES"],  # with -o, the feed must be flushed before commits
+            # the cookie jars go into the checkpoint; with -o, the feed must be
+            # flushed before commits
+            ["DOWNLOADER_MIDDLEWARES", "FEED_STORAGES"],
+        ),
+        (
+            {
+                "DOWNLOADER_MIDDLEWARES": {
+                    "scrapy_resume.CheckpointMiddleware": 1,
+                    "scrapy_resume.CheckpointCookiesMiddleware": 700,
+                    "scrapy.downloadermiddlewares.cookies.CookiesMiddleware": None,
+                },
+                "SPIDER_MIDDLEWARES": {"scrapy_resume.CheckpointSpiderMiddleware": 1},
+                "EXTENSIONS": {"scrapy_resume.CheckpointExtension": 0},
+            },
+            ["FEED_STORAGES"],
         ),
     ],
 )

@@ -6,7 +6,12 @@ import scrapy
 from scrapy.utils.test import get_crawler
 
 from scrapy_resume import Addon, CheckpointExtension
-from scrapy_resume.components.enabling import COMPONENTS, FEED_STORAGE_LINE, missing_lines
+from scrapy_resume.components.enabling import (
+    COMPONENTS,
+    COOKIES_LINE,
+    FEED_STORAGE_LINE,
+    missing_lines,
+)
 from scrapy_resume.components.lookup import runtime_of
 
 
@@ -26,6 +31,22 @@ def test_the_addon_installs_every_line_of_the_table(tmp_path):
     assert runtime is crawler.get_extension(CheckpointExtension).runtime is not None
 
 
+def test_the_addon_puts_its_cookies_middleware_in_the_place_of_scrapys(tmp_path):
+    from scrapy.downloadermiddlewares.cookies import CookiesMiddleware
+    from scrapy.utils.conf import build_component_list
+    from scrapy.utils.misc import load_object
+
+    from scrapy_resume import CheckpointCookiesMiddleware
+
+    def cookie_middlewares(settings):
+        crawler = crawler_with({"ADDONS": {Addon: 0}, **settings}, tmp_path)
+        enabled = build_component_list(crawler.settings.getwithbase("DOWNLOADER_MIDDLEWARES"))
+        return [cls for cls in map(load_object, enabled) if issubclass(cls, CookiesMiddleware)]
+
+    assert cookie_middlewares({}) == [CheckpointCookiesMiddleware]
+    assert cookie_middlewares({"CHECKPOINT_COOKIES": False}) == [CookiesMiddleware]
+
+
 def test_a_manual_set_up_missing_lines_is_told_each_one(tmp_path):
     middleware = COMPONENTS[0]
     crawler = crawler_with({
@@ -36,6 +57,7 @@ def test_a_manual_set_up_missing_lines_is_told_each_one(tmp_path):
     assert missing_lines(crawler.settings) == [
         'SPIDER_MIDDLEWARES = {"scrapy_resume.CheckpointSpiderMiddleware": 1}',
         'EXTENSIONS = {"scrapy_resume.CheckpointExtension": 0}',
+        COOKIES_LINE,
         FEED_STORAGE_LINE,
     ]
     assert runtime_of(crawler) is None  # no extension: components run as plain Scrapy
