@@ -10,7 +10,10 @@ each stage interrupted and resumed.
    (a graceful Ctrl+C), then resumes it;
 4. runs the enrichment stage (plain asyncio with a StageTracker, no Scrapy)
    over validation's output, kills it with SIGKILL, then resumes it;
-5. prints what each stage's checkpoint holds and checks the result.
+5. runs the orders stage, a crawl behind a login: kills it with SIGKILL,
+   restarts the shop's sessions (a server restarted while the crawl was
+   down), then resumes it: it logs in again before the restored requests go;
+6. prints what each stage's checkpoint holds and checks the result.
 """
 
 from __future__ import annotations
@@ -22,13 +25,23 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "output"
 sys.path.insert(0, str(HERE))
 
-from demo.site import CATEGORIES, PAGES, PER_PAGE, product_price, product_status
+from demo.site import (
+    CATEGORIES,
+    ORDER_PAGES,
+    PAGES,
+    PER_PAGE,
+    order_total,
+    product_price,
+    product_status,
+)
 
 from scrapy_resume import CheckpointStore
 
@@ -98,13 +111,22 @@ def run_enrichment(url: str, at: int) -> None:
         sys.exit(f"the resumed enrichment stage failed: see {second_log}")
 
 
-def run_stage(spider: str, args: list[str], feed: Path, at: int, sig: int) -> None:
+def restart_sessions(url: str) -> None:
+    with urllib.request.urlopen(f"{url}/_restart") as response:
+        response.read()
+    print("  the shop restarted meanwhile: every login session is gone")
+
+
+def run_stage(spider: str, args: list[str], feed: Path, at: int, sig: int,
+              while_down: Callable[[], None] | None = None) -> None:
     first_log = OUTPUT / f"{spider}-1.log"
     interrupt_when(scrapy_crawl(spider, *args, log=first_log), feed, at, sig)
     how = "SIGKILL" if sig == signal.SIGKILL else "SIGTERM (graceful stop)"
     print(f"  interrupted with {how} after {len(lines(feed))} items; "
           f"closed: {finish_reason(first_log)}")
     print(f"  checkpoint: {stage_summary(spider)}")
+    if while_down is not None:
+        while_down()
     second_log = OUTPUT / f"{spider}-2.log"
     resumed = scrapy_crawl(spider, *args, "-s", "CHECKPOINT_RESUME=1", log=second_log)
     resumed.wait(300)
@@ -133,15 +155,20 @@ def main() -> None:
                   at=300, sig=signal.SIGTERM)
         print("\nStage 3: enrichment (asyncio + StageTracker)")
         run_enrichment(url, at=300)
+        print("\nStage 4: orders, behind a login")
+        orders = OUTPUT / "orders.jsonl"
+        run_stage("orders", ["-a", f"site={url}", "-o", str(orders)], orders, at=80,
+                  sig=signal.SIGKILL, while_down=lambda: restart_sessions(url))
     finally:
         site.terminate()
         site.wait(10)
     print("\n$ scrapy checkpoint list")
     subprocess.run([sys.executable, "-m", "scrapy.cmdline", "checkpoint", "list"], cwd=HERE)
-    report(discovered, validated, OUTPUT / "enriched.jsonl", url)
+    report(discovered, validated, OUTPUT / "enriched.jsonl", OUTPUT / "orders.jsonl", url)
 
 
-def report(discovered: Path, validated: Path, enriched_file: Path, url: str) -> None:
+def report(discovered: Path, validated: Path, enriched_file: Path, orders_file: Path,
+           url: str) -> None:
     expected = {f"{url}/product/{p}" for p in range(len(CATEGORIES) * PAGES * PER_PAGE)}
     found = [item["url"] for item in lines(discovered)]
     checked = lines(validated)
@@ -165,8 +192,16 @@ def report(discovered: Path, validated: Path, enriched_file: Path, url: str) -> 
     print(f"  enrichment: {len(set(enriched_urls))} of {len(alive)} live products priced "
           f"({len(enriched_urls) - len(set(enriched_urls))} duplicate lines, "
           f"{len(mispriced)} wrong prices)")
+    orders = lines(orders_file)
+    order_ids = [item["order"] for item in orders]
+    wrong_totals = [item for item in orders if item["total"] != order_total(item["order"])]
+    print(f"  orders:     {len(set(order_ids))} of {ORDER_PAGES * 10} orders "
+          f"({len(order_ids) - len(set(order_ids))} duplicate lines, "
+          f"{len(wrong_totals)} wrong totals)")
     ok = (
-        sorted(found) == sorted(expected)  # every product URL, each exactly once
+        sorted(order_ids) == list(range(ORDER_PAGES * 10))  # each order once, none missing
+        and not wrong_totals
+        and sorted(found) == sorted(expected)  # every product URL, each exactly once
         and sorted(checked_urls) == sorted(expected)
         and not wrong
         and sorted(enriched_urls) == alive

@@ -25,7 +25,8 @@ their hit counts:
   sessions; ``/_cookies/<ns>``: JSON ``{path: cookie names}`` of the private
   pages' last hits; ``/_expire/<ns>``: ends every session (server-side expiry);
 - ``/_hits/<ns>``: JSON ``{path: hits}`` for the namespace;
-- ``/_config/<ns>?delay=MS``: delay every graph page of the namespace;
+- ``/_config/<ns>?delay=MS[&churn=1]``: delay every graph page of the namespace; with
+  ``churn``, every private page sets a cookie (``last``), as analytics cookies do;
 - ``/_arm/<ns>?pid=P&signal=KILL&at=N&path=SUFFIX&delay=S&hold=1``: send
   ``signal`` to process ``P`` when the namespace has received ``N`` more
   hits (only counting paths ending with SUFFIX, if given), ``delay`` seconds
@@ -52,6 +53,7 @@ arms: dict[str, list[dict]] = defaultdict(list)
 held: dict[str, list] = {}  # namespace -> answers waiting for /_release/<ns>
 sessions: dict[str, dict[str, str]] = defaultdict(dict)  # namespace -> cookie value -> account
 cookies_seen: dict[str, dict[str, list[str]]] = defaultdict(dict)  # namespace -> path -> names
+churning: set[str] = set()  # namespaces whose private pages each set a cookie (``last``)
 
 
 def graph_links(size: int, fanout: int, n: int) -> list[int]:
@@ -97,6 +99,8 @@ class Root(resource.Resource):
             return b"expired"
         if parts[0] == "_config":
             delays[parts[1]] = int(request.args[b"delay"][0]) / 1000
+            if b"churn" in request.args:
+                churning.add(parts[1])
             return b"configured"
         ns, kind, args = parts[0], parts[1], parts[2:]
         path = request.uri.decode()
@@ -164,6 +168,8 @@ class Root(resource.Resource):
             request.setResponseCode(302)
             request.setHeader(b"Location", f"/{ns}/login?next={path}".encode())
             return b"log in first"
+        if ns in churning:  # as analytics cookies do: a new value on every page
+            request.addCookie(b"last", str(n).encode(), path=f"/{ns}/".encode())
         links = "".join(f'<a href="/{ns}/p/{account}/{size}/{c}">page {c}</a>\n'
                         for c in range(n * 5 + 1, n * 5 + 6) if c < size)
         return f"<html><title>private {n} of {account}</title><body>{links}</body></html>".encode()

@@ -124,9 +124,10 @@ def test_two_cookiejars_each_resume_with_their_own_account(tmp_path, mockserver)
     size = 300
     crawl = login_crawl(tmp_path, mockserver, ns, accounts="alice,bob", size=str(size))
     runs = run_until_finished(crawl, mockserver, ns, random.Random("two jars"),
-                              interruptions=[{"signal": "KILL"}] * 2, stage="login",
-                              at=(100, 250))
+                              interruptions=[{"signal": "TERM"}, {"signal": "KILL"}],
+                              stage="login", at=(100, 250))
     assert len(runs) == 3 and runs[-1][0].finish_reason == "finished"
+    assert runs[0][0].finish_reason == "shutdown" and was_killed(runs[1][0])
     for account in ("alice", "bob"):
         assert_every_private_page_once(crawl, mockserver, ns, account, size)
     assert len(crawl.items()) == 2 * size

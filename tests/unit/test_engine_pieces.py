@@ -164,3 +164,59 @@ def test_an_item_the_spider_did_not_yield_gets_an_id_from_its_content(caplog):
     assert ids.id_of({"a": 1}, None).startswith("content-")
     assert ids.id_of({"a": 1}, 4) == "start-4"
     assert caplog.text.count("did not see the spider yield") == 1  # warned once
+
+
+def jar_with(*cookies: tuple[str, str, float | None]) -> dict:
+    """A jar's contents (engine/cookiejars.py) holding (name, value, expires) cookies."""
+    from http.cookiejar import Cookie
+
+    from scrapy_resume.engine.cookiejars import jar_contents
+
+    return jar_contents([
+        Cookie(0, name, value, None, False, "example.com", False, False, "/", True, False,
+               expires, expires is None, None, None, {"HttpOnly": None})
+        for name, value, expires in cookies
+    ])
+
+
+def test_cookie_changes_commit_with_their_request_and_an_older_one_never_undoes_a_newer():
+    from scrapy_resume.engine.cookiejars import SessionCookies
+
+    cookies = SessionCookies()
+    empty = jar_with()
+    first, second = jar_with(("session", "one", None)), jar_with(("session", "two", None))
+    cookies.record(b"A", 1, empty, first)  # A's response set session=one
+    cookies.record(b"B", 1, first, second)  # then B's set session=two
+    assert cookies.state_to_commit(now=0) is None  # neither request is settled yet
+    cookies.settled(b"B")
+    cookies.settled(b"A")  # settles last, but its change is the older one
+    (jar, (stored,)), = cookies.state_to_commit(now=0)["jars"]
+    assert (jar, stored["name"], stored["value"], stored["rest"]) == (
+        1, "session", "two", {"HttpOnly": None})
+    assert cookies.state_to_commit(now=0) is None  # nothing new to write
+
+    # a deletion (an expiry sent by the server) commits too; and a resume leaves out
+    # the cookies that expired while the crawl was down
+    later = jar_with(("session", "two", None), ("remember", "x", 100.0))
+    cookies.record(None, 1, second, later)  # from a request the ledger does not track
+    restored = SessionCookies()
+    restored.load(cookies.state_to_commit(now=50))
+    names, expired = restored.restorable(now=50)
+    assert (sorted(c.name for _, c in names), expired) == (["remember", "session"], 0)
+    names, expired = restored.restorable(now=150)
+    assert ([(jar, c.name, c.value) for jar, c in names], expired) == ([(1, "session", "two")], 1)
+    cookies.record(b"C", 1, later, second)
+    cookies.settled(b"C")
+    assert [c["name"] for c in cookies.state_to_commit(now=50)["jars"][0][1]] == ["session"]
+
+
+def test_a_cookiejar_key_that_json_cannot_store_is_not_checkpointed():
+    from scrapy_resume.engine.cookiejars import SessionCookies
+
+    cookies = SessionCookies()
+    cookies.record(b"A", ("account", 2), jar_with(), jar_with(("s", "v", None)))
+    cookies.record(b"A", object(), jar_with(), jar_with(("s", "v", None)))
+    cookies.settled(b"A")
+    restored = SessionCookies()
+    restored.load(cookies.state_to_commit(now=0))
+    assert [(jar, c.name) for jar, c in restored.restorable(now=0)[0]] == [(("account", 2), "s")]
