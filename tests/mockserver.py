@@ -8,6 +8,9 @@ their hit counts:
   (duplicates for the dupefilter), delayed by the namespace's ``delay`` (ms);
 - ``/<ns>/gl/<size>/<links>/<n>``: a link-heavy page: its 5 children, then
   ``links - 5`` links to pages numbered below ``n``, mostly seen already;
+- ``/<ns>/wide/<fanout>/<n>``: page ``n`` of an endless wide site, linking to
+  ``n*fanout+1 .. n*fanout+fanout``, every link a new page (a frontier that
+  grows by ``fanout - 1`` requests a page);
 - ``/<ns>/status/<code>``: an empty page with that status;
 - ``/<ns>/links?CLASS=TARGET&...``: links to each TARGET (a path below the
   namespace, or an absolute URL), with class CLASS;
@@ -216,6 +219,12 @@ class Root(resource.Resource):
             f'<a href="/{ns}/gl/{size}/{count}/{link}">page {link}</a>\n'
             for link in children + seen
         )
+        return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
+
+    def page_wide(self, request, ns, args):
+        fanout, n = int(args[0]), int(args[1])
+        links = "".join(f'<a href="/{ns}/wide/{fanout}/{c}">{c}</a>\n'
+                        for c in range(n * fanout + 1, n * fanout + fanout + 1))
         return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
 
     def page_links(self, request, ns, args):

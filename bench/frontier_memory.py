@@ -1,0 +1,91 @@
+"""How much memory does a big frontier take? Plain Scrapy, JOBDIR and scrapy-resume, same run.
+
+    python bench/frontier_memory.py [--pages 1500] [--fanout 200] [--modes plain,jobdir,resume]
+
+Crawls the mock server's wide site (tests/mockserver.py ``/wide``: every page
+links to ``--fanout`` new pages) until ``--pages`` pages are fetched
+(CLOSESPIDER_PAGECOUNT), with ``-o items.jsonl``, so that about
+``pages * fanout`` requests are enqueued and most of them are still pending
+at the end. Prints, for each mode, the peak RSS of the crawl process (from
+``wait4``), the requests enqueued and pending, the RSS per pending request,
+and the ratio against JOBDIR (Scrapy's disk queues, which are not crash-safe).
+``--pages 15000`` gives the 3,000,000-pending run (several minutes a mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SPIDER = REPO / "tests" / "spiders" / "graph.py"
+MODES = {
+    "plain": {},
+    "jobdir": {"JOBDIR": "{workdir}/job"},
+    "resume": {"ADDONS": json.dumps({"scrapy_resume.Addon": 0}),
+               "CHECKPOINT_DIR": "{workdir}/checkpoints"},
+}
+
+
+def crawl(start: str, pages: int, mode: str, workdir: Path) -> dict:
+    stats = workdir / "stats.json"
+    settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
+                "CLOSESPIDER_PAGECOUNT": str(pages),
+                **{name: value.format(workdir=workdir) for name, value in MODES[mode].items()}}
+    cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(SPIDER),
+           "-a", f"start={start}", "-a", f"stats_file={stats}", "-o", str(workdir / "items.jsonl")]
+    for name, value in settings.items():
+        cmd += ["-s", f"{name}={value}"]
+    began = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO)})
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"the {mode} crawl failed (status {status})")
+    found = json.loads(stats.read_text())
+    enqueued = found.get("scheduler/enqueued", 0)
+    return {
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # (kilobytes on Linux)
+        "enqueued": enqueued,
+        "pending": enqueued - found.get("scheduler/dequeued", 0),
+        "fetched": found.get("response_received_count", 0),
+        "seconds": time.monotonic() - began,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=1500)
+    parser.add_argument("--fanout", type=int, default=200)
+    parser.add_argument("--modes", default="plain,jobdir,resume")
+    options = parser.parse_args()
+    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "mockserver.py")],
+                              stdout=subprocess.PIPE, text=True)
+    results = {}
+    try:
+        base = server.stdout.readline().strip()
+        for number, mode in enumerate(options.modes.split(",")):
+            start = f"{base}/mem{number}/wide/{options.fanout}/0"
+            with tempfile.TemporaryDirectory() as workdir:
+                results[mode] = crawl(start, options.pages, mode, Path(workdir))
+    finally:
+        server.terminate()
+        server.wait(10)
+    print(f"\nwide site: {options.pages} pages fetched, {options.fanout} new links each")
+    jobdir = results.get("jobdir", {}).get("peak_rss_mb")
+    for mode, r in results.items():
+        per_request = r["peak_rss_mb"] * 2**20 / max(r["pending"], 1)
+        ratio = f"{r['peak_rss_mb'] / jobdir:5.2f}x JOBDIR" if jobdir else ""
+        print(f"  {mode:7} peak RSS {r['peak_rss_mb']:7.0f} MB  {r['enqueued']:>9,} enqueued  "
+              f"{r['pending']:>9,} pending  {per_request:6.0f} B/pending  {r['seconds']:6.0f} s"
+              f"  {ratio}")
+    print("SUMMARY " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
