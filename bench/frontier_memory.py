@@ -37,7 +37,8 @@ def crawl(start: str, pages: int, mode: str, workdir: Path) -> dict:
     stats = workdir / "stats.json"
     settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
                 "CLOSESPIDER_PAGECOUNT": str(pages),
-                **{name: value.format(workdir=workdir) for name, value in MODES[mode].items()}}
+                **{name: value.replace("{workdir}", str(workdir))
+                   for name, value in MODES[mode].items()}}
     cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(SPIDER),
            "-a", f"start={start}", "-a", f"stats_file={stats}", "-o", str(workdir / "items.jsonl")]
     for name, value in settings.items():

@@ -41,6 +41,18 @@ def _get_positive_float(
     return value
 
 
+def _get_positive_int(settings: BaseSettings, name: str, default: int) -> int:
+    raw = settings.get(name, default)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value <= 0 or str(raw).strip() != str(value):
+        raise CheckpointConfigError(f"{name}={raw!r} is not a positive whole number (for "
+                                    f"example {default}).")
+    return value
+
+
 def _get_file_list(settings: BaseSettings, name: str) -> tuple[str, ...]:
     try:
         return tuple(str(path) for path in settings.getlist(name))
@@ -112,6 +124,7 @@ class CheckpointConfig:
     unprotected_feeds: bool = False
     cookies: bool = True  # the cookie jars are committed with the responses that set them
     restore_after_start: bool = False  # the restored frontier waits for start()'s requests
+    frontier_memory: int = 10_000  # scheduled requests kept in memory; the rest wait on disk
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -139,6 +152,7 @@ class CheckpointConfig:
             unprotected_feeds=_get_bool(settings, "CHECKPOINT_UNPROTECTED_FEEDS", False),
             cookies=_get_bool(settings, "CHECKPOINT_COOKIES", True),
             restore_after_start=_get_bool(settings, "CHECKPOINT_RESTORE_AFTER_START", False),
+            frontier_memory=_get_positive_int(settings, "CHECKPOINT_FRONTIER_MEMORY", 10_000),
         )
 
     def stage_name(self, spider_name: str) -> str:

@@ -12,6 +12,7 @@ from scrapy_resume.components.enabling import (
     SCRAPY_COOKIES_PATH,
 )
 from scrapy_resume.components.queue import QUEUE_CLASS_PATH, uses_shared_queue
+from scrapy_resume.components.spillqueue import memory_queues
 from scrapy_resume.config import cookies_checkpointed
 
 
@@ -36,6 +37,8 @@ class Addon:
             middlewares = settings.getdict(COOKIES.setting)
             middlewares[SCRAPY_COOKIES_PATH] = None
             settings.set(COOKIES.setting, middlewares, settings.getpriority(COOKIES.setting))
+        for name, queue in memory_queues(settings).items():  # a bounded frontier in memory
+            settings.set(name, queue, settings.getpriority(name))
         storages = settings.getdict("FEED_STORAGES")
         for scheme in ("", "file"):  # plain paths have the scheme ""
             storages.setdefault(scheme, FEED_STORAGE_PATH)

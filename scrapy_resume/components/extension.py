@@ -30,6 +30,7 @@ from scrapy_resume.config import CheckpointConfig, CheckpointConfigError, checkp
 from scrapy_resume.engine.batchedfeed import STATE as BATCHES
 from scrapy_resume.engine.restore import missing_callbacks
 from scrapy_resume.engine.runtime import CheckpointRuntime
+from scrapy_resume.engine.spill import Spill
 from scrapy_resume.engine.uploads import STATE as UPLOADS
 from scrapy_resume.lifecycle.stage import CheckpointRefused, HowTo, OpenedStage, open_stage
 from scrapy_resume.lifecycle.validation import crawl_config
@@ -213,6 +214,9 @@ class CheckpointExtension(RuntimeOwner):
         if worker is not None:
             worker.queue_key = queue_key(self.crawler.settings, spider.name)
         self.runtime.start(self.store, worker)
+        if not self.shared:  # (a shared queue keeps its requests in Redis)
+            self.runtime.spill = Spill(self.crawler, self.config.directory / f"{self.stage}.spill",
+                                       self.config.frontier_memory, self.runtime.batches.callbacks)
         upload_left_batches(self.crawler, self.runtime, spider)  # (a resume's, if any)
         if summary is not None:  # counted before this run: the same requests
             logger.info(
@@ -374,9 +378,14 @@ class CheckpointExtension(RuntimeOwner):
         duplicates = self.runtime.early_duplicates
         if duplicates is not None and duplicates.dropped:  # this run's, like the commits
             stats.set_value("checkpoint/duplicates_early", duplicates.dropped)
+        spill = self.runtime.spill
+        if spill is not None and spill.written:  # requests that waited on disk, this run
+            stats.set_value("checkpoint/frontier_on_disk", spill.written)
 
     def _release(self) -> None:
         """Close the store and let another process have the stage."""
+        if self.runtime.spill is not None:
+            self.runtime.spill.close()
         if self.opened is not None:
             self.opened.release()
             self.opened = None

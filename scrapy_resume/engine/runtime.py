@@ -41,6 +41,7 @@ from scrapy_resume.store.records import KeyIndex, RequestStatus
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
+    from scrapy_resume.engine.spill import Spill
     from scrapy_resume.store.redis.leases import StageWorker
 
 
@@ -106,6 +107,7 @@ class CheckpointRuntime:
         self.cookies = self.batches.cookies  # the cookie jars' changes (components/cookies.py)
         # CHECKPOINT_RESTORE_AFTER_START: the restored frontier waits for start()'s requests
         self.start_gate = StartGate(crawler) if config.restore_after_start else None
+        self.spill: Spill | None = None  # the scheduler's requests past the memory budget
         self._last_scheduled: tuple[Request, Completion | None] | None = None
         # drops links to pages fetched already before they are scheduled (None: off)
         self.early_duplicates: EarlyDuplicates | None = None

@@ -5,7 +5,8 @@ items from start(); ``dead_every=K`` adds, on every page ``n`` with
 ``n % K == 7``, a link to a dead port whose errback yields an item;
 ``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``;
 ``offsite_every=K`` adds, on every page with ``n % K == 5``, a link to the same
-page by another host name (localhost), which OffsiteMiddleware refuses.
+page by another host name (localhost), which OffsiteMiddleware refuses;
+``with_depth=1`` puts each page's depth in its item.
 The settings ``TEST_LOCK_AT_CLOSE=PATH`` and ``TEST_LOCK_AT_FIRST_PAGE=PATH``
 (settings: a resume compares spider arguments) hold an exclusive lock on the
 SQLite file PATH from the moment the spider closes, or parses its first page,
@@ -45,7 +46,8 @@ class GraphSpider(StatsDumpingSpider):
     name = "graph"
 
     def __init__(self, start: str, also: str = "", start_items: str = "0", dead_every: str = "0",
-                 drop_every: str = "0", offsite_every: str = "0", **kwargs):
+                 drop_every: str = "0", offsite_every: str = "0", with_depth: str = "",
+                 **kwargs):
         super().__init__(**kwargs)
         # "also": an extra start URL, e.g. a slow page that keeps a graceful stop draining
         self.start_urls = [start, also] if also else [start]
@@ -53,6 +55,7 @@ class GraphSpider(StatsDumpingSpider):
         self.dead_every = int(dead_every)
         self.drop_every = int(drop_every)
         self.offsite_every = int(offsite_every)
+        self.with_depth = bool(with_depth)  # each page item says its depth
         if self.offsite_every:
             self.allowed_domains = ["127.0.0.1"]
 
@@ -69,7 +72,10 @@ class GraphSpider(StatsDumpingSpider):
 
     def parse(self, response):
         self.lock_checkpoint("TEST_LOCK_AT_FIRST_PAGE")
-        yield {"url": response.url, "title": response.css("title::text").get(), "kind": "page"}
+        item = {"url": response.url, "title": response.css("title::text").get(), "kind": "page"}
+        if self.with_depth:
+            item["depth"] = response.meta["depth"]
+        yield item
         yield from response.follow_all(css="a")
         if self.dead_every and page_number(response.url) % self.dead_every == 7:
             dead = f"http://127.0.0.1:1/dead/{page_number(response.url)}"
