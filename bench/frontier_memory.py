@@ -9,7 +9,8 @@ links to ``--fanout`` new pages) until ``--pages`` pages are fetched
 at the end. Prints, for each mode, the peak RSS of the crawl process (from
 ``wait4``), the requests enqueued and pending, the RSS per pending request,
 and the ratio against JOBDIR (Scrapy's disk queues, which are not crash-safe).
-``--pages 15000`` gives the 3,000,000-pending run (several minutes a mode).
+``--pages 15000`` gives the 3,000,000-pending run (several minutes a mode);
+``--frontier-memory N`` sets CHECKPOINT_FRONTIER_MEMORY for the resume mode.
 """
 
 from __future__ import annotations
@@ -64,7 +65,11 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=1500)
     parser.add_argument("--fanout", type=int, default=200)
     parser.add_argument("--modes", default="plain,jobdir,resume")
+    parser.add_argument("--frontier-memory", type=int, default=None,
+                        help="CHECKPOINT_FRONTIER_MEMORY of the resume mode (default: its own)")
     options = parser.parse_args()
+    if options.frontier_memory is not None:
+        MODES["resume"]["CHECKPOINT_FRONTIER_MEMORY"] = str(options.frontier_memory)
     server = subprocess.Popen([sys.executable, str(REPO / "tests" / "mockserver.py")],
                               stdout=subprocess.PIPE, text=True)
     results = {}

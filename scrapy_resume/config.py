@@ -124,7 +124,7 @@ class CheckpointConfig:
     unprotected_feeds: bool = False
     cookies: bool = True  # the cookie jars are committed with the responses that set them
     restore_after_start: bool = False  # the restored frontier waits for start()'s requests
-    frontier_memory: int = 10_000  # scheduled requests kept in memory; the rest wait on disk
+    frontier_memory: int = 2_000  # scheduled requests kept in memory; the rest wait on disk
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -152,7 +152,7 @@ class CheckpointConfig:
             unprotected_feeds=_get_bool(settings, "CHECKPOINT_UNPROTECTED_FEEDS", False),
             cookies=_get_bool(settings, "CHECKPOINT_COOKIES", True),
             restore_after_start=_get_bool(settings, "CHECKPOINT_RESTORE_AFTER_START", False),
-            frontier_memory=_get_positive_int(settings, "CHECKPOINT_FRONTIER_MEMORY", 10_000),
+            frontier_memory=_get_positive_int(settings, "CHECKPOINT_FRONTIER_MEMORY", 2_000),
         )
 
     def stage_name(self, spider_name: str) -> str:
