@@ -134,6 +134,9 @@ def test_corrupt_checkpoint_is_refused_and_left_untouched(tmp_path, mockserver):
     ("CHECKPOINT_COMMIT_INTERVAL", "soon", "CHECKPOINT_COMMIT_INTERVAL='soon' is not a positive"),
     ("CHECKPOINT_RESUME", "yes", "CHECKPOINT_RESUME='yes' is not a boolean"),
     ("CHECKPOINT_ENABLED", "on", "CHECKPOINT_ENABLED='on' is not a boolean"),
+    ("CHECKPOINT_COOKIES", "maybe", "CHECKPOINT_COOKIES='maybe' is not a boolean"),
+    ("CHECKPOINT_FRONTIER_MEMORY", "lots",
+     "CHECKPOINT_FRONTIER_MEMORY='lots' is not a positive whole number"),
 ])
 def test_bad_setting_value_stops_the_crawl_with_a_clear_error(
     tmp_path, mockserver, name, value, message
