@@ -69,9 +69,11 @@ class SpillingQueue:
         return cls(crawler, key)
 
     def _spill(self) -> Spill | None:
-        if not self.looked_up:  # (the first push comes after the stage opened)
-            self.looked_up = True
+        if not self.looked_up:
             runtime = runtime_of(self.crawler)
+            # (a request scheduled before the stage opened, from another spider_opened
+            # handler, waits in memory; the lookup is tried again on the next push)
+            self.looked_up = runtime is None or runtime.active
             if runtime is not None and runtime.active:
                 self.spill = runtime.spill
         return self.spill
