@@ -122,7 +122,10 @@ class CheckpointConfig:
     lease_seconds: float = 300.0
     # run although a local feed is written by a storage of the project's own (not exactly-once)
     unprotected_feeds: bool = False
-    cookies: bool = True  # the cookie jars are committed with the responses that set them
+    # the cookie jars are committed with the responses that set them (parsed here so that
+    # a bad value is refused; the components read cookies_checkpointed(), as the add-on
+    # and the cookies middleware run before this config exists)
+    cookies: bool = True
     restore_after_start: bool = False  # the restored frontier waits for start()'s requests
     frontier_memory: int = 2_000  # scheduled requests kept in memory; the rest wait on disk
 

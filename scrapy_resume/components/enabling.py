@@ -80,9 +80,14 @@ def _loaded(components: list[Any]) -> list[type]:
     return classes
 
 
-def has_component(settings: BaseSettings, name: str, cls: type) -> bool:
+def _enabled_subclasses(settings: BaseSettings, name: str, cls: type) -> list[type]:
+    """The components enabled in setting ``name`` that are ``cls`` or subclass it."""
     classes = _loaded(build_component_list(settings.getwithbase(name)))
-    return any(isinstance(c, type) and issubclass(c, cls) for c in classes)
+    return [c for c in classes if isinstance(c, type) and issubclass(c, cls)]
+
+
+def has_component(settings: BaseSettings, name: str, cls: type) -> bool:
+    return bool(_enabled_subclasses(settings, name, cls))
 
 
 def local_feed_storages(settings: BaseSettings) -> dict[str, Any]:
@@ -129,11 +134,8 @@ def cookie_jars_covered(settings: BaseSettings) -> bool:
     """With CHECKPOINT_COOKIES on, the cookies middleware is ours, and Scrapy's is off."""
     if not cookies_checkpointed(settings):
         return True
-    ours = COOKIES.cls
-    enabled = _loaded(build_component_list(settings.getwithbase(COOKIES.setting)))
-    cookies = [c for c in enabled if isinstance(c, type) and issubclass(c, load_object(
-        SCRAPY_COOKIES_PATH))]
-    return bool(cookies) and all(issubclass(c, ours) for c in cookies)
+    cookies = _enabled_subclasses(settings, COOKIES.setting, load_object(SCRAPY_COOKIES_PATH))
+    return bool(cookies) and all(issubclass(c, COOKIES.cls) for c in cookies)
 
 
 def missing_lines(settings: BaseSettings) -> list[str]:

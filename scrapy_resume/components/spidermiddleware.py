@@ -75,7 +75,8 @@ class CheckpointSpiderMiddleware:
                 if gate is not None:
                     gate.hold(output)
                     yield output  # (scheduled, or refused, when start() is resumed)
-                    gate.scheduled(output, refused=output.meta.get(KEY_META) in runtime.skipped)
+                    if output.meta.get(KEY_META) in runtime.skipped:  # done in an earlier run
+                        gate.release(output.meta)
                     continue
             elif output is not None:
                 items += 1

@@ -54,10 +54,9 @@ def memory_queues(settings: BaseSettings) -> dict[str, str]:
 
 
 class SpillingQueue:
-    lifo = True
     disk_class: Any = LifoDiskQueue
 
-    def __init__(self, crawler: Crawler, key: str = ""):
+    def __init__(self, crawler: Crawler):
         self.crawler = crawler
         self.memory: deque[Request] = deque()
         self.disk: Any = None  # a queuelib disk queue, once this queue spills
@@ -65,8 +64,8 @@ class SpillingQueue:
         self.looked_up = False
 
     @classmethod
-    def from_crawler(cls, crawler: Crawler, key: str = "", *args: Any) -> SpillingQueue:
-        return cls(crawler, key)
+    def from_crawler(cls, crawler: Crawler, key: str = "") -> SpillingQueue:
+        return cls(crawler)  # (key: a disk queue's path; ours are made per run, in spill.py)
 
     def _spill(self) -> Spill | None:
         if not self.looked_up:

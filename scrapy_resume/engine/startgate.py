@@ -8,8 +8,8 @@ stored frontier once every held request is finished:
 
 * its response went through the callback (the output chain ended, or raised);
 * its download failed for good, or the dupefilter dropped it;
-* it was refused when scheduled (done in an earlier run): see
-  :meth:`StartGate.scheduled`.
+* it was refused when scheduled (done in an earlier run): our spider
+  middleware releases it when start() is resumed after it.
 
 A request refused silently by another ``request_scheduled`` handler (an
 offsite start URL) never comes back: when the crawl has nothing left in
@@ -57,11 +57,6 @@ class StartGate:
         self.tokens += 1
         request.meta[GATE_META] = self.tokens
         self.held.add(self.tokens)
-
-    def scheduled(self, request: Request, refused: bool) -> None:
-        """Back from scheduling ``request``: was it refused (done in an earlier run)?"""
-        if refused:
-            self.release(request.meta)
 
     def release(self, meta: dict[str, Any]) -> None:
         token = meta.pop(GATE_META, None)
