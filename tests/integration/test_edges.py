@@ -60,25 +60,44 @@ def test_a_refused_run_leaves_the_feed_as_it_was(tmp_path, mockserver):
     assert crawl.feed.read_bytes() == finished
 
 
-def test_a_second_process_refused_by_the_lock_leaves_the_live_feed_alone(tmp_path, mockserver):
+@pytest.mark.parametrize("frontier_memory", ["2000", "5"])
+def test_a_second_process_refused_by_the_lock_leaves_the_live_feed_alone(
+    tmp_path, mockserver, frontier_memory
+):
+    """With 5 requests in memory, the live run's frontier is in its spill files,
+    which the refused run must not touch either."""
     ns = mockserver.namespace()
     size = 2000  # far from finished when frozen, however fast the machine
-    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, size)}, overwrite=True)
+    settings = {"CHECKPOINT_FRONTIER_MEMORY": frontier_memory}
+    crawl = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, size)}, overwrite=True,
+                  settings=settings)
     first = crawl.start()
     mockserver.wait_for_hits(ns, 60)  # crawling, and committing its items
     os.kill(first.pid, signal.SIGSTOP)  # frozen mid-crawl, holding the stage and its feed
+    spill = tmp_path / "checkpoints" / "graph.spill"
     try:
         live = crawl.feed.read_bytes()
+        spilled = spill_files(spill)
+        assert (spilled != {}) == (frontier_memory == "5")
         second = Crawl(tmp_path, "graph", args={"start": site(mockserver, ns, size)},
-                       overwrite=True)
+                       overwrite=True, settings=settings)
         refused = second.run()  # overlapping cron runs
         assert refused.finish_reason == "checkpoint_locked"
         assert f"pid {first.pid}" in refused.log
         assert crawl.feed.read_bytes() == live
+        assert spill_files(spill) == spilled
     finally:
         os.kill(first.pid, signal.SIGCONT)
     assert crawl.finish(first).finish_reason == "finished"
     assert feed_urls(crawl.feed) == pages(mockserver, ns, size)  # no NUL, no line lost
+
+
+def spill_files(directory) -> dict[str, bytes]:
+    """The contents of a run's spill directory (engine/spill.py), by relative path."""
+    if not directory.exists():
+        return {}
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def test_a_checkpoint_dir_that_cannot_be_used_stops_before_any_request(tmp_path, mockserver):
