@@ -94,7 +94,8 @@ class CheckpointCookiesMiddleware(CookiesMiddleware):
         self.crawler.stats.set_value("checkpoint/cookies_restored", len(cookies))
         logger.info(
             "Restored %d cookie(s) from the checkpoint: %s%s", len(cookies),
-            "; ".join(f"{describe_jar(k)}: {', '.join(sorted(n))}" for k, n in jars.items())
+            "; ".join(f"{describe_jar(k)}: {', '.join(sorted(n))}"  # (in a stable order)
+                      for k, n in sorted(jars.items(), key=lambda jar: repr(jar[0])))
             or "none",
             f" ({expired} expired, not restored)" if expired else "",
             extra={"spider": self.crawler.spider},
