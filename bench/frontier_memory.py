@@ -9,8 +9,11 @@ links to ``--fanout`` new pages) until ``--pages`` pages are fetched
 at the end. Prints, for each mode, the peak RSS of the crawl process (from
 ``wait4``), the requests enqueued and pending, the RSS per pending request,
 and the ratio against JOBDIR (Scrapy's disk queues, which are not crash-safe).
-``--pages 15000`` gives the 3,000,000-pending run (several minutes a mode);
-``--frontier-memory N`` sets CHECKPOINT_FRONTIER_MEMORY for the resume mode.
+``--growth-pages 15000`` adds the 3,000,000-pending run of ``--growth-modes``
+(resume only, by default: about 25 minutes a mode) and the growth per pending
+request between the two; ``--start-urls 1000000`` adds, in each mode, a site
+without links whose start() yields a million requests. ``--frontier-memory N``
+sets CHECKPOINT_FRONTIER_MEMORY for the resume mode.
 """
 
 from __future__ import annotations
@@ -34,14 +37,15 @@ MODES = {
 }
 
 
-def crawl(start: str, pages: int, mode: str, workdir: Path) -> dict:
+def crawl(start: str, pages: int, mode: str, workdir: Path, more_starts: int = 0) -> dict:
     stats = workdir / "stats.json"
     settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
                 "CLOSESPIDER_PAGECOUNT": str(pages),
                 **{name: value.replace("{workdir}", str(workdir))
                    for name, value in MODES[mode].items()}}
     cmd = [sys.executable, "-m", "scrapy.cmdline", "runspider", str(SPIDER),
-           "-a", f"start={start}", "-a", f"stats_file={stats}", "-o", str(workdir / "items.jsonl")]
+           "-a", f"start={start}", "-a", f"stats_file={stats}", "-a", f"more_starts={more_starts}",
+           "-o", str(workdir / "items.jsonl")]
     for name, value in settings.items():
         cmd += ["-s", f"{name}={value}"]
     began = time.monotonic()
@@ -65,31 +69,57 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=1500)
     parser.add_argument("--fanout", type=int, default=200)
     parser.add_argument("--modes", default="plain,jobdir,resume")
+    parser.add_argument("--growth-pages", type=int, default=None,
+                        help="also crawl this many pages in --growth-modes, and print how "
+                             "much the peak RSS grew per pending request (15000: 3,000,000)")
+    parser.add_argument("--growth-modes", default="resume")
+    parser.add_argument("--start-urls", type=int, default=None,
+                        help="also crawl, in --modes, a site with no links whose start() "
+                             "yields this many requests (a huge start(): 1000000)")
     parser.add_argument("--frontier-memory", type=int, default=None,
                         help="CHECKPOINT_FRONTIER_MEMORY of the resume mode (default: its own)")
     options = parser.parse_args()
     if options.frontier_memory is not None:
         MODES["resume"]["CHECKPOINT_FRONTIER_MEMORY"] = str(options.frontier_memory)
+    # (label, mode, pages, fanout, more start requests)
+    runs = [(f"{mode}@{options.pages}", mode, options.pages, options.fanout, 0)
+            for mode in options.modes.split(",")]
+    if options.growth_pages:
+        runs += [(f"{mode}@{options.growth_pages}", mode, options.growth_pages, options.fanout, 0)
+                 for mode in options.growth_modes.split(",")]
+    if options.start_urls:
+        runs += [(f"{mode}@start()", mode, options.pages, 0, options.start_urls)
+                 for mode in options.modes.split(",")]
     server = subprocess.Popen([sys.executable, str(REPO / "tests" / "mockserver.py")],
                               stdout=subprocess.PIPE, text=True)
     results = {}
     try:
         base = server.stdout.readline().strip()
-        for number, mode in enumerate(options.modes.split(",")):
-            start = f"{base}/mem{number}/wide/{options.fanout}/0"
+        for number, (label, mode, pages, fanout, more_starts) in enumerate(runs):
+            start = f"{base}/mem{number}/wide/{fanout}/0"
             with tempfile.TemporaryDirectory() as workdir:
-                results[mode] = crawl(start, options.pages, mode, Path(workdir))
+                results[label] = crawl(start, pages, mode, Path(workdir), more_starts)
     finally:
         server.terminate()
         server.wait(10)
-    print(f"\nwide site: {options.pages} pages fetched, {options.fanout} new links each")
-    jobdir = results.get("jobdir", {}).get("peak_rss_mb")
-    for mode, r in results.items():
+    print(f"\nwide site: {options.fanout} new links a page")
+    for run, r in results.items():
         per_request = r["peak_rss_mb"] * 2**20 / max(r["pending"], 1)
-        ratio = f"{r['peak_rss_mb'] / jobdir:5.2f}x JOBDIR" if jobdir else ""
-        print(f"  {mode:7} peak RSS {r['peak_rss_mb']:7.0f} MB  {r['enqueued']:>9,} enqueued  "
+        # against the same crawl's JOBDIR run, if measured
+        same = results.get(f"jobdir@{run.split('@')[1]}", {}).get("peak_rss_mb")
+        ratio = f"{r['peak_rss_mb'] / same:5.2f}x JOBDIR" if same else ""
+        print(f"  {run:13} peak RSS {r['peak_rss_mb']:7.0f} MB  {r['enqueued']:>9,} enqueued  "
               f"{r['pending']:>9,} pending  {per_request:6.0f} B/pending  {r['seconds']:6.0f} s"
               f"  {ratio}")
+    for mode in options.growth_modes.split(",") if options.growth_pages else ():
+        small = results.get(f"{mode}@{options.pages}")
+        large = results[f"{mode}@{options.growth_pages}"]
+        if small:
+            growth = (large["peak_rss_mb"] - small["peak_rss_mb"]) * 2**20 / (
+                large["pending"] - small["pending"])
+            results[f"{mode} growth B/pending"] = round(growth, 1)
+            print(f"  {mode}: {growth:.1f} B more per pending request, "
+                  f"{small['pending']:,} -> {large['pending']:,} pending")
     print("SUMMARY " + json.dumps(results))
 
 

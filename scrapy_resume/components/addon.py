@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scrapy.settings import BaseSettings
 
+from scrapy_resume.components.dupefilter import compact_dupefilter
 from scrapy_resume.components.enabling import (
     COMPONENTS,
     COOKIES,
@@ -39,6 +40,8 @@ class Addon:
             settings.set(COOKIES.setting, middlewares, settings.getpriority(COOKIES.setting))
         for name, queue in memory_queues(settings).items():  # a bounded frontier in memory
             settings.set(name, queue, settings.getpriority(name))
+        if dupefilter := compact_dupefilter(settings):  # and compact fingerprints
+            settings.set("DUPEFILTER_CLASS", dupefilter, settings.getpriority("DUPEFILTER_CLASS"))
         storages = settings.getdict("FEED_STORAGES")
         for scheme in ("", "file"):  # plain paths have the scheme ""
             storages.setdefault(scheme, FEED_STORAGE_PATH)

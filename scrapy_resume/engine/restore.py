@@ -23,6 +23,7 @@ from scrapy_resume.store.records import RequestStatus, StageStatus
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
+    from scrapy_resume.engine.keyset import KeySet
     from scrapy_resume.store.base import BaseCheckpointStore
     from scrapy_resume.store.redis.leases import StageWorker
 
@@ -35,7 +36,7 @@ class RestoreHost(Protocol):
     crawler: Crawler
     store: BaseCheckpointStore | None
     stored_frontier: Iterator[list[tuple[bytes, bytes]]]
-    claimed: set[bytes]
+    claimed: KeySet
     recovering: bool
     worker: StageWorker | None
 

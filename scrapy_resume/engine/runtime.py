@@ -24,6 +24,7 @@ from scrapy_resume.engine.cookiejars import STATE as COOKIES
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.engine.itemids import ItemIds, start_item_id
+from scrapy_resume.engine.keyset import KeySet
 from scrapy_resume.engine.origin import Origin
 from scrapy_resume.engine.requestmeta import (
     KEY_META,
@@ -94,8 +95,8 @@ class CheckpointRuntime:
         self.frontier: KeyIndex | frozenset[bytes] = frozenset()
         # frontier keys scheduled in this run, by a restored or a re-discovered
         # copy, whichever came first; finished keys already counted as skipped
-        self.claimed: set[bytes] = set()
-        self.skipped: set[bytes] = set()
+        self.claimed = KeySet()
+        self.skipped = KeySet()
         self.completions: dict[int, Completion] = {}
         self.stored_frontier: Iterator[list[tuple[bytes, bytes]]] = iter(())
         self.cursor_values: dict[str, Any] = {}  # the latest values, committed or not
@@ -111,6 +112,8 @@ class CheckpointRuntime:
         self._last_scheduled: tuple[Request, Completion | None] | None = None
         # drops links to pages fetched already before they are scheduled (None: off)
         self.early_duplicates: EarlyDuplicates | None = None
+        # the add-on's dupefilter's fingerprints, set when the scheduler makes it
+        self.fingerprints_seen: KeySet | None = None
 
     # starting and restoring
 
@@ -122,7 +125,7 @@ class CheckpointRuntime:
         # on a shared queue, the queue holds the pending requests (and restores them)
         self.batches.keep_blobs = worker is None
         # off on a shared queue too: it comes with scrapy-redis's own scheduler
-        self.early_duplicates = EarlyDuplicates.for_crawler(self.crawler)
+        self.early_duplicates = EarlyDuplicates.for_crawler(self.crawler, self.fingerprints_seen)
         retry_failed = self.config.retry_failed  # failed requests go back into the frontier
         # an empty index (a fresh stage) is a frozenset: the cheapest "not in"
         self.finished = store.finished_index(include_failed=not retry_failed) or frozenset()
@@ -171,10 +174,8 @@ class CheckpointRuntime:
             meta.pop(KEY_META, None)  # may be inherited from response.meta
             return
         if parent is Origin.RESTORED:
-            key = meta[KEY_META]
-            if key in self.claimed:
+            if not self.claimed.add(meta[KEY_META]):
                 raise IgnoreRequest("already scheduled in this run")
-            self.claimed.add(key)
             return
         key = self.fingerprint(request)
         if request.dont_filter:
@@ -185,12 +186,14 @@ class CheckpointRuntime:
             if not self.store.claim(key, request.url):  # type: ignore[union-attr]
                 raise IgnoreRequest("scheduled by another worker or an earlier run")
             return
-        if key in self.skipped or key in self.finished:
-            if key not in self.skipped:  # count each one once
-                self.skipped.add(key)
+        # (skipped keys are finished ones, and claimed keys come from the frontier:
+        # a fresh stage, with both empty, pays for neither set)
+        if key in self.finished:
+            if self.skipped.add(key):  # count each one once
                 self.batches.count("skipped")
             raise IgnoreRequest("already done in an earlier run")
-        if key in self.claimed:
+        # (claimed first: the frontier index no longer has a key settled in this run)
+        if self.claimed.size and key in self.claimed:
             raise IgnoreRequest("already scheduled in this run")
         if key in self.frontier:
             self.claimed.add(key)  # this copy stands in for the stored one

@@ -30,6 +30,12 @@ CRAWL_SHAPING_SETTINGS = (
     "CHECKPOINT_INPUT_FILES",
 )
 
+#: Values recorded as another: the add-on's dupefilter is Scrapy's, in less memory
+#: (so a stage begun by a manual set-up resumes with the add-on, and back)
+RECORDED_AS = {
+    "scrapy_resume.components.dupefilter.CheckpointDupeFilter": "scrapy.dupefilters.RFPDupeFilter",
+}
+
 #: Spider attributes that are Scrapy's, not arguments.
 NOT_ARGUMENTS = {"name", "crawler", "settings", "custom_settings"}
 
@@ -102,9 +108,14 @@ def input_file_digests(paths: Iterable[str]) -> dict[str, str | None]:
 def crawl_config(spider: Spider, settings: BaseSettings, input_files: tuple[str, ...]) -> dict:
     return {
         "arguments": spider_arguments(spider),
-        "settings": {name: _plain(settings.get(name)) for name in CRAWL_SHAPING_SETTINGS},
+        "settings": {name: _setting(settings.get(name)) for name in CRAWL_SHAPING_SETTINGS},
         "input_files": input_file_digests(input_files),
     }
+
+
+def _setting(value: Any) -> Any:
+    value = _plain(value)
+    return RECORDED_AS.get(value, value) if isinstance(value, str) else value
 
 
 def missing_input_files(config: dict) -> list[str]:

@@ -6,7 +6,9 @@ items from start(); ``dead_every=K`` adds, on every page ``n`` with
 ``drop_every=K`` has a pipeline drop the items of pages with ``n % K == 3``;
 ``offsite_every=K`` adds, on every page with ``n % K == 5``, a link to the same
 page by another host name (localhost), which OffsiteMiddleware refuses;
-``with_depth=1`` puts each page's depth in its item.
+``with_depth=1`` puts each page's depth in its item; ``more_starts=N`` has
+start() also yield N requests for the start URL's next N siblings
+(``.../1`` to ``.../N``: a huge start(), for bench/frontier_memory.py).
 The settings ``TEST_LOCK_AT_CLOSE=PATH`` and ``TEST_LOCK_AT_FIRST_PAGE=PATH``
 (settings: a resume compares spider arguments) hold an exclusive lock on the
 SQLite file PATH from the moment the spider closes, or parses its first page,
@@ -47,7 +49,7 @@ class GraphSpider(StatsDumpingSpider):
 
     def __init__(self, start: str, also: str = "", start_items: str = "0", dead_every: str = "0",
                  drop_every: str = "0", offsite_every: str = "0", with_depth: str = "",
-                 **kwargs):
+                 more_starts: str = "0", **kwargs):
         super().__init__(**kwargs)
         # "also": an extra start URL, e.g. a slow page that keeps a graceful stop draining
         self.start_urls = [start, also] if also else [start]
@@ -56,6 +58,7 @@ class GraphSpider(StatsDumpingSpider):
         self.drop_every = int(drop_every)
         self.offsite_every = int(offsite_every)
         self.with_depth = bool(with_depth)  # each page item says its depth
+        self.more_starts = int(more_starts)
         if self.offsite_every:
             self.allowed_domains = ["127.0.0.1"]
 
@@ -69,6 +72,9 @@ class GraphSpider(StatsDumpingSpider):
             yield {"url": f"start:{i}", "title": "", "kind": "start"}
         async for request in super().start():
             yield request
+        siblings = self.start_urls[0].rstrip("/").rsplit("/", 1)[0]
+        for n in range(1, self.more_starts + 1):
+            yield scrapy.Request(f"{siblings}/{n}")
 
     def parse(self, response):
         self.lock_checkpoint("TEST_LOCK_AT_FIRST_PAGE")
