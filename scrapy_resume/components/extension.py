@@ -122,6 +122,8 @@ class CheckpointExtension(RuntimeOwner):
             completion.error = f"HttpError: Ignoring non-200 response ({response.status})"
 
     def spider_error(self, failure: Any, response: Any, **signal_args: Any) -> None:
+        if response is None:  # start() itself raised: no callback of a request of ours
+            return
         if self.runtime.start_gate is not None and response.request is not None:
             self.runtime.start_gate.release(response.request.meta)  # a start request's callback
         completion = self.runtime.completion_of(response)

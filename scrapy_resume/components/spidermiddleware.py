@@ -75,7 +75,8 @@ class CheckpointSpiderMiddleware:
                 if gate is not None:
                     gate.hold(output)
                     yield output  # (scheduled, or refused, when start() is resumed)
-                    if output.meta.get(KEY_META) in runtime.skipped:  # done in an earlier run
+                    key = output.meta.get(KEY_META)  # (none if it was refused)
+                    if key is not None and key in runtime.skipped:  # done in an earlier run
                         gate.release(output.meta)
                     continue
             elif output is not None:

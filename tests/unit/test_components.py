@@ -67,3 +67,15 @@ def test_a_project_setting_still_wins_over_the_addon(tmp_path):
     crawler = crawler_with({"ADDONS": {Addon: 0}, "CHECKPOINT_ENABLED": False}, tmp_path)
     assert not crawler.settings.getbool("CHECKPOINT_ENABLED")
     assert crawler.get_extension(CheckpointExtension) is None  # NotConfigured
+
+
+def test_an_error_in_start_itself_is_not_a_request_of_ours(tmp_path):
+    # spider_error comes with no response when start() raises; the start gate
+    # (CHECKPOINT_RESTORE_AFTER_START) has nothing to release then
+    from twisted.python.failure import Failure
+
+    crawler = crawler_with({"ADDONS": {Addon: 0}, "CHECKPOINT_RESTORE_AFTER_START": True},
+                           tmp_path)
+    extension = crawler.get_extension(CheckpointExtension)
+    assert extension.runtime.start_gate is not None
+    extension.spider_error(Failure(ValueError("start() broke")), None)
