@@ -24,6 +24,8 @@ from scrapy_resume.commands.stageinfo import (
     CommandError,
     open_store,
     owner_label,
+    percent,
+    report_line,
     shown_config,
     stage_info,
     stage_names,
@@ -122,13 +124,13 @@ class CheckpointCommand(ScrapyCommand):
         infos = [stage_info(backend, stage) for stage in stage_names(backend)]
         rows = [
             [i["stage"], i["status"], i.get("done"), i.get("pending"), i.get("failed"),
-             f"{i['percent_done']}%" if "percent_done" in i else None,
-             f"{i['success_rate']}%" if i.get("success_rate") is not None else None,
+             percent(i.get("percent_settled")), percent(i.get("success_rate")),
              i.get("items"), format_time(i.get("updated_at")),
              format_age(i["age_seconds"]) if "age_seconds" in i else None]
             for i in infos
         ]
-        headers = ["stage", "status", "done", "pending", "failed", "% done", "ok", "items",
+        # settled: how far the stage has got; ok: how many of its answers were good
+        headers = ["stage", "status", "done", "pending", "failed", "settled", "ok", "items",
                    "last update", "age"]
         self._emit(opts, infos, table(headers, rows))
 
@@ -137,22 +139,26 @@ class CheckpointCommand(ScrapyCommand):
         infos = [i for i in infos if "done" in i]
         totals = {k: sum(i[k] for i in infos) for k in ("done", "pending", "failed", "dropped",
                                                          "total", "items")}
-        settled = totals["done"] + totals["failed"]
+        judged = totals["done"] + totals["failed"]
+        settled = judged + totals["dropped"]
         report = {
             "stages": len(infos),
             "completed": sum(i["status"] == StageStatus.COMPLETED for i in infos),
             **totals,
             "percent_done": round(100 * totals["done"] / totals["total"], 1)
             if totals["total"] else 0.0,
-            "success_rate": round(100 * totals["done"] / settled, 1) if settled else None,
+            "percent_settled": round(100 * settled / totals["total"], 1)
+            if totals["total"] else 0.0,
+            "success_rate": round(100 * totals["done"] / judged, 1) if judged else None,
             "by_stage": {i["stage"]: i["status"] for i in infos},
+            "stage_lines": [report_line(i) for i in infos],
         }
         text = (
             f"{report['stages']} stages, {report['completed']} completed: "
-            f"{report['percent_done']}% done ({totals['done']:,}/{totals['total']:,} requests), "
+            f"{report['percent_settled']}% settled ({settled:,}/{totals['total']:,} requests), "
             f"{totals['pending']:,} pending, {totals['failed']:,} failed, "
             f"{totals['items']:,} items\n"
-            + "\n".join(f"  {stage}: {status}" for stage, status in report["by_stage"].items())
+            + "\n".join(f"  {line}" for line in report["stage_lines"])
         )
         self._emit(opts, report, text)
 
@@ -193,7 +199,8 @@ class CheckpointCommand(ScrapyCommand):
         lines = [
             f"Stage {info['stage']} ({owner_label(info['spider'])}): {info['status']}",
             f"  {info['done']:,} done, {info['pending']:,} pending, {info['failed']:,} failed, "
-            f"{info['dropped']:,} dropped: {info['percent_done']}% done, "
+            f"{info['dropped']:,} dropped: {info['percent_settled']}% settled, "
+            f"ok {percent(info['success_rate']) or '-'}, "
             f"last update {format_time(info['updated_at'])} "
             f"({format_age(info['age_seconds'])} ago)",
             "",

@@ -131,6 +131,11 @@ class BaseCheckpointStore(ABC):
         """The stage's runs: mode (fresh, resume, recover), start, end, close reason."""
 
     @abstractmethod
+    def progress(self) -> list[dict[str, Any]]:
+        """Samples of the stage's counts, oldest first, one every few seconds of each
+        run: at, run (its number), done, failed, dropped, pending, items."""
+
+    @abstractmethod
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]: ...
 
     @abstractmethod

@@ -310,6 +310,18 @@ class RedisStore(BaseCheckpointStore):
             ],
             args=[json.dumps(header), *args],
         )
+        if batch.progress:  # (after the commit, not in it: a sample is only a chart's point)
+            self._sample_progress()
+
+    def _sample_progress(self) -> None:
+        summary = self.summary()
+        sample = {"at": time.time(), "run": self.client.hlen(self.keys.runs),
+                  "done": summary.done, "failed": summary.failed, "dropped": summary.dropped,
+                  "pending": summary.pending, "items": summary.counters.get("items", 0)}
+        self.client.rpush(self.keys.progress, json.dumps(sample))
+
+    def progress(self) -> list[dict[str, Any]]:
+        return [json.loads(sample) for sample in self.client.lrange(self.keys.progress, 0, -1)]
 
     def close(self) -> None:
         self.client.close()
