@@ -32,6 +32,7 @@ from scrapy_resume.commands.stageinfo import (
     table,
     unfinished_run,
 )
+from scrapy_resume.commands.verify import verify_stage, verify_text
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.cookiejars import STATE as COOKIES
 from scrapy_resume.engine.cookiejars import cookie_names, describe_jar
@@ -46,7 +47,7 @@ from scrapy_resume.store.base import (
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
 from scrapy_resume.store.records import RequestStatus, StageStatus, format_age, format_time
 
-SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
+SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup", "verify")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
                  "updated_at", "info")
 
@@ -57,7 +58,8 @@ class CheckpointCommand(ScrapyCommand):
     default_settings = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "<list|show STAGE|reset STAGE|all|export [STAGE]|report|cleanup --days N>"
+        return ("<list|show STAGE|reset STAGE|all|export [STAGE]|report|cleanup --days N|"
+                "verify [STAGE|all]>")
 
     def short_desc(self) -> str:
         return "Inspect and manage scrapy-resume checkpoints"
@@ -67,7 +69,8 @@ class CheckpointCommand(ScrapyCommand):
             "list: one row per stage. show STAGE: everything about a stage. reset STAGE|all: "
             "start over (a backup is kept). export [STAGE]: the ledger as JSON lines or CSV. "
             "report: progress across stages. cleanup --days N: remove completed checkpoints "
-            "older than N days. Every subcommand takes --json."
+            "older than N days. verify [STAGE|all]: check a stage's file, counts, signatures "
+            "and feeds, read only; exit 0 only when healthy. Every subcommand takes --json."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
@@ -279,6 +282,15 @@ class CheckpointCommand(ScrapyCommand):
                        f"{count:,} requests exported to {opts.output}")
 
     # reset and cleanup
+
+    def do_verify(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        everything = not args or args == ["all"]
+        stages = stage_names(backend) if everything else [self._stage(backend, args)]
+        results = [verify_stage(backend, stage, str(backend.directory)) for stage in stages]
+        self._emit(opts, results if everything else results[0],
+                   "\n".join(verify_text(result) for result in results))
+        if not all(result["healthy"] for result in results):
+            self.exitcode = 1
 
     def do_reset(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         stages = stage_names(backend) if args == ["all"] else [self._stage(backend, args)]

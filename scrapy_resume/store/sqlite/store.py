@@ -50,16 +50,26 @@ class CheckpointStore(StageViews, BaseCheckpointStore):
     ``fsync=True`` switches to ``FULL`` for power-loss safety.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False):
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False,
+                 read_only: bool = False):
         self.path = Path(path)
-        private_directory(self.path.parent)
         refuse_symlink(self.path)
         self.signer = RequestSigner(self.path.parent)  # a checkpoint holds pickles: signed
         self._next_seq: int | None = None  # the next discovery number, once read
-        fresh = not self.path.exists()
-        if fresh:
-            os.close(create_private_file(self.path))  # 0600 from the start, not after
         try:
+            if read_only:  # (scrapy checkpoint verify: not even a WAL checkpoint at close)
+                # with no WAL beside it, the file holds everything, and nobody writes it:
+                # "immutable", or SQLite would create an empty WAL and its index
+                wal = Path(f"{self.path}-wal").exists()
+                uri = f"{self.path.absolute().as_uri()}?mode=ro{'' if wal else '&immutable=1'}"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                           check_same_thread=False)
+                self._check_schema()
+                return
+            private_directory(self.path.parent)
+            fresh = not self.path.exists()
+            if fresh:
+                os.close(create_private_file(self.path))  # 0600 from the start, not after
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")

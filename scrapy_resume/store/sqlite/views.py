@@ -12,11 +12,13 @@ from typing import Any
 
 from scrapy_resume.store.base import CheckpointCorrupt
 from scrapy_resume.store.records import RequestStatus
+from scrapy_resume.store.signing import RequestSigner, signature_problems
 
 
 class StageViews:
     _db: sqlite3.Connection
     path: Path
+    signer: RequestSigner
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -64,3 +66,31 @@ class StageViews:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
         ).fetchone() is not None
 
+
+    def check(self) -> list[str]:
+        """What is wrong with the stage file (read only): SQLite's integrity_check,
+        the status counts the triggers keep against the ledger, and every stored
+        request's signature."""
+        with self._reading():
+            integrity = [row[0] for row in self._db.execute("PRAGMA integrity_check(20)")]
+            problems = [] if integrity == ["ok"] else [
+                f"SQLite integrity_check: {'; '.join(integrity)}"
+            ]
+            kept = dict(self._db.execute("SELECT status, n FROM status_counts"))
+            counted = dict(self._db.execute(
+                "SELECT status, count(*) FROM requests GROUP BY status"
+            ))
+            for status in RequestStatus:
+                if kept.get(status, 0) != counted.get(status, 0):
+                    problems.append(
+                        f"{status.name.lower()} requests: counted {kept.get(status, 0):,}, "
+                        f"but the ledger holds {counted.get(status, 0):,}"
+                    )
+            stored = self._db.execute(
+                "SELECT f.key, f.request, coalesce(r.url, '?') FROM frontier AS f "
+                "LEFT JOIN requests AS r ON r.key = f.key"
+            )
+            problems += signature_problems(
+                self.signer, ((bytes(k), bytes(b), url) for k, b, url in stored)
+            )
+        return problems
