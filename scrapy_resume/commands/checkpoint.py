@@ -24,12 +24,15 @@ from scrapy_resume.commands.stageinfo import (
     CommandError,
     open_store,
     owner_label,
+    percent,
+    report_line,
     shown_config,
     stage_info,
     stage_names,
     table,
     unfinished_run,
 )
+from scrapy_resume.commands.verify import verify_stage, verify_text
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.cookiejars import STATE as COOKIES
 from scrapy_resume.engine.cookiejars import cookie_names, describe_jar
@@ -44,7 +47,7 @@ from scrapy_resume.store.base import (
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
 from scrapy_resume.store.records import RequestStatus, StageStatus, format_age, format_time
 
-SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup")
+SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup", "verify")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
                  "updated_at", "info")
 
@@ -55,7 +58,8 @@ class CheckpointCommand(ScrapyCommand):
     default_settings = {"LOG_ENABLED": False}
 
     def syntax(self) -> str:
-        return "<list|show STAGE|reset STAGE|all|export [STAGE]|report|cleanup --days N>"
+        return ("<list|show STAGE|reset STAGE|all|export [STAGE]|report|cleanup --days N|"
+                "verify [STAGE|all]>")
 
     def short_desc(self) -> str:
         return "Inspect and manage scrapy-resume checkpoints"
@@ -65,7 +69,8 @@ class CheckpointCommand(ScrapyCommand):
             "list: one row per stage. show STAGE: everything about a stage. reset STAGE|all: "
             "start over (a backup is kept). export [STAGE]: the ledger as JSON lines or CSV. "
             "report: progress across stages. cleanup --days N: remove completed checkpoints "
-            "older than N days. Every subcommand takes --json."
+            "older than N days. verify [STAGE|all]: check a stage's file, counts, signatures "
+            "and feeds, read only; exit 0 only when healthy. Every subcommand takes --json."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
@@ -122,13 +127,13 @@ class CheckpointCommand(ScrapyCommand):
         infos = [stage_info(backend, stage) for stage in stage_names(backend)]
         rows = [
             [i["stage"], i["status"], i.get("done"), i.get("pending"), i.get("failed"),
-             f"{i['percent_done']}%" if "percent_done" in i else None,
-             f"{i['success_rate']}%" if i.get("success_rate") is not None else None,
+             percent(i.get("percent_settled")), percent(i.get("success_rate")),
              i.get("items"), format_time(i.get("updated_at")),
              format_age(i["age_seconds"]) if "age_seconds" in i else None]
             for i in infos
         ]
-        headers = ["stage", "status", "done", "pending", "failed", "% done", "ok", "items",
+        # settled: how far the stage has got; ok: how many of its answers were good
+        headers = ["stage", "status", "done", "pending", "failed", "settled", "ok", "items",
                    "last update", "age"]
         self._emit(opts, infos, table(headers, rows))
 
@@ -137,22 +142,26 @@ class CheckpointCommand(ScrapyCommand):
         infos = [i for i in infos if "done" in i]
         totals = {k: sum(i[k] for i in infos) for k in ("done", "pending", "failed", "dropped",
                                                          "total", "items")}
-        settled = totals["done"] + totals["failed"]
+        judged = totals["done"] + totals["failed"]
+        settled = judged + totals["dropped"]
         report = {
             "stages": len(infos),
             "completed": sum(i["status"] == StageStatus.COMPLETED for i in infos),
             **totals,
             "percent_done": round(100 * totals["done"] / totals["total"], 1)
             if totals["total"] else 0.0,
-            "success_rate": round(100 * totals["done"] / settled, 1) if settled else None,
+            "percent_settled": round(100 * settled / totals["total"], 1)
+            if totals["total"] else 0.0,
+            "success_rate": round(100 * totals["done"] / judged, 1) if judged else None,
             "by_stage": {i["stage"]: i["status"] for i in infos},
+            "stage_lines": [report_line(i) for i in infos],
         }
         text = (
             f"{report['stages']} stages, {report['completed']} completed: "
-            f"{report['percent_done']}% done ({totals['done']:,}/{totals['total']:,} requests), "
+            f"{report['percent_settled']}% settled ({settled:,}/{totals['total']:,} requests), "
             f"{totals['pending']:,} pending, {totals['failed']:,} failed, "
             f"{totals['items']:,} items\n"
-            + "\n".join(f"  {stage}: {status}" for stage, status in report["by_stage"].items())
+            + "\n".join(f"  {line}" for line in report["stage_lines"])
         )
         self._emit(opts, report, text)
 
@@ -193,7 +202,8 @@ class CheckpointCommand(ScrapyCommand):
         lines = [
             f"Stage {info['stage']} ({owner_label(info['spider'])}): {info['status']}",
             f"  {info['done']:,} done, {info['pending']:,} pending, {info['failed']:,} failed, "
-            f"{info['dropped']:,} dropped: {info['percent_done']}% done, "
+            f"{info['dropped']:,} dropped: {info['percent_settled']}% settled, "
+            f"ok {percent(info['success_rate']) or '-'}, "
             f"last update {format_time(info['updated_at'])} "
             f"({format_age(info['age_seconds'])} ago)",
             "",
@@ -272,6 +282,15 @@ class CheckpointCommand(ScrapyCommand):
                        f"{count:,} requests exported to {opts.output}")
 
     # reset and cleanup
+
+    def do_verify(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        everything = not args or args == ["all"]
+        stages = stage_names(backend) if everything else [self._stage(backend, args)]
+        results = [verify_stage(backend, stage, str(backend.directory)) for stage in stages]
+        self._emit(opts, results if everything else results[0],
+                   "\n".join(verify_text(result) for result in results))
+        if not all(result["healthy"] for result in results):
+            self.exitcode = 1
 
     def do_reset(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         stages = stage_names(backend) if args == ["all"] else [self._stage(backend, args)]

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Seconds between two samples of the stage's counts (a commit takes one when due,
+#: and the close takes the last): the HTML report's progress over time
+PROGRESS_EVERY = 5.0
+
 
 async def close_spider(crawler: Crawler, reason: str) -> None:
     engine = crawler.engine
@@ -70,6 +74,7 @@ class Committer:
         self.counter_totals: dict[str, int] = {}
         self.settled_this_run = 0  # committed settlements: the progress line's rate
         self.last_commit = 0.0
+        self.last_sample = -PROGRESS_EVERY  # the run's first commit samples
         self.hook = CommitHook(crawler)
         self.in_progress: Deferred | None = None  # a commit waiting for its hook
 
@@ -212,7 +217,7 @@ class Committer:
         batch = self.batches.build(self.start_items)
         if self.hook.wanted(self.batches.item_ids):
             await self.hook.run(self.batches.item_ids)
-        self._commit_timed(batch, started)
+        self._commit_timed(batch, started, final=True)
 
     async def _commit_after_hook(self, batch: CommitBatch, item_ids: list[str],
                                  started: float) -> None:
@@ -225,11 +230,11 @@ class Committer:
         finally:
             self.in_progress = None
 
-    def _commit_timed(self, batch: CommitBatch, started: float) -> None:
-        self._commit(batch)
+    def _commit_timed(self, batch: CommitBatch, started: float, final: bool = False) -> None:
+        self._commit(batch, final)
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
 
-    def _commit(self, batch: CommitBatch) -> None:
+    def _commit(self, batch: CommitBatch, final: bool = False) -> None:
         assert self.store is not None
         if self.worker is not None:
             batch.released_leases.extend(self.worker.releases())
@@ -241,7 +246,11 @@ class Committer:
                 writer.write_out(batch, self.config.fsync)
         if not batch:
             return
+        # every few seconds, a sample of the stage's counts too (the report's charts)
+        batch.progress = time.monotonic() - self.last_sample >= PROGRESS_EVERY or final
         self.store.commit(batch)
+        if batch.progress:
+            self.last_sample = time.monotonic()
         if self.worker is not None:
             self.worker.committed(batch.released_leases)
         self._committed(batch)

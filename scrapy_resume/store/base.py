@@ -131,6 +131,17 @@ class BaseCheckpointStore(ABC):
         """The stage's runs: mode (fresh, resume, recover), start, end, close reason."""
 
     @abstractmethod
+    def progress(self) -> list[dict[str, Any]]:
+        """Samples of the stage's counts, oldest first, one every few seconds of each
+        run: at, run (its number), done, failed, dropped, pending, items."""
+
+    @abstractmethod
+    def check(self) -> list[str]:
+        """What is wrong with the stored data, read only (``scrapy checkpoint verify``):
+        its integrity, the status counts against the ledger, each stored request's
+        signature. Empty when healthy."""
+
+    @abstractmethod
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]: ...
 
     @abstractmethod
@@ -174,7 +185,9 @@ class StageBackend(ABC):
     def exists(self, stage: str) -> bool: ...
 
     @abstractmethod
-    def open(self, stage: str) -> BaseCheckpointStore: ...
+    def open(self, stage: str, *, read_only: bool = False) -> BaseCheckpointStore:
+        """An existing stage; ``read_only``: one that reading never changes, not even
+        on disk (``scrapy checkpoint verify``)."""
 
     @abstractmethod
     def create(self, stage: str, owner: str, state: dict[str, Any]) -> BaseCheckpointStore:

@@ -74,6 +74,8 @@ class CommitBatch:
     state: dict[str, Any] = field(default_factory=dict)  # the package's own resumable state
     # leases on shared-queue requests this batch settles (Redis backend, scrapy-redis)
     released_leases: list[str] = field(default_factory=list)
+    # also append a sample of the stage's counts, as this batch leaves them (progress())
+    progress: bool = False
 
     def __bool__(self) -> bool:
         return bool(

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 from scrapy_resume.store.base import CheckpointTampered
@@ -91,3 +92,28 @@ class RequestSigner:
         if not hmac.compare_digest(mac, self._mac(key, blob)):
             raise CheckpointTampered(key, url)
         return blob
+
+    def has_secret(self) -> bool:
+        return (self.directory / SECRET_FILE).exists()
+
+
+def signature_problems(signer: RequestSigner,
+                       stored: Iterable[tuple[bytes, bytes, str]]) -> list[str]:
+    """What is wrong with the signatures of stored requests ``(key, blob, url)``:
+    a blob that fails verification was changed (or forged) outside scrapy-resume."""
+    forged: list[str] = []
+    total = 0
+    for key, blob, url in stored:
+        total += 1
+        if not signer.has_secret():
+            return [f"{total}+ stored requests, and no {SECRET_FILE} to verify them with "
+                    f"in {signer.directory}: it was deleted or moved"]
+        try:
+            signer.verified(key, blob, url)
+        except CheckpointTampered:
+            forged.append(url)
+    if not forged:
+        return []
+    return [f"{len(forged):,} of {total:,} stored requests fail their signature (changed or "
+            f"forged outside scrapy-resume; a resume stops at the first one, "
+            f"checkpoint_tampered), e.g. {', '.join(forged[:3])}"]

@@ -6,8 +6,10 @@ import csv
 import json
 import os
 import signal
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -51,6 +53,21 @@ def test_list_shows_every_stage(checkpoints, tmp_path):
     assert (by_stage["complete"]["done"], by_stage["complete"]["percent_done"]) == (40, 100.0)
     assert by_stage["failing"]["failed"] == 4 and by_stage["failing"]["success_rate"] == 20.0
     assert by_stage["paused"]["pending"] > 0 and by_stage["killed"]["pending"] > 0
+
+
+def test_list_and_show_tell_how_far_from_how_well(checkpoints, tmp_path):
+    # the failing stage is completed, 4 of its 5 requests failed: all settled, 20% ok
+    header, _, *rows = scrapy_checkpoint("list", "--dir", str(checkpoints),
+                                         cwd=tmp_path).stdout.splitlines()
+    assert header.split()[5:7] == ["settled", "ok"]
+    failing = next(row.split() for row in rows if row.startswith("failing "))
+    assert failing[1:7] == ["completed", "1", "0", "4", "100.0%", "20.0%"]
+    shown = scrapy_checkpoint("show", "failing", "--dir", str(checkpoints), cwd=tmp_path).stdout
+    assert "1 done, 0 pending, 4 failed, 0 dropped: 100.0% settled, ok 20.0%," in shown
+    report = scrapy_checkpoint("report", "--dir", str(checkpoints), cwd=tmp_path).stdout
+    assert "  failing: completed, 1 done, 0 pending, 4 failed: 100.0% settled, ok 20.0%\n" in (
+        report
+    )
 
 
 def test_show_tells_everything_about_a_stage(checkpoints, tmp_path):
@@ -173,3 +190,35 @@ def test_show_and_cleanup_tell_a_crashed_run_from_a_live_one(tmp_path, mockserve
     assert crawl.finish(live).finish_reason == "finished"
     shown = scrapy_checkpoint("show", "graph", "--dir", directory, cwd=tmp_path).stdout
     assert "(crashed)" in shown and "(running)" not in shown and "finished" in shown
+
+
+def test_report_gives_a_running_stage_its_rate_and_eta(tmp_path, mockserver):
+    ns = mockserver.namespace()
+    mockserver.configure(ns, delay_ms=150)
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(f"{ns}/g/3000/3/0")})
+    directory = str(tmp_path / "checkpoints")
+    proc = crawl.start()
+    try:
+        line = ""
+        deadline = time.monotonic() + 120  # two progress samples of the run: 5 s apart
+        while "req/s" not in line:
+            assert proc.poll() is None and time.monotonic() < deadline, line
+            time.sleep(0.5)
+            report = scrapy_checkpoint("report", "--dir", directory, "--json", cwd=tmp_path)
+            if report.returncode == 0:
+                line = json.loads(report.stdout)["stage_lines"][0]
+        assert re.fullmatch(r"graph: running, [\d,]+ done, [\d,]+ pending, 0 failed: "
+                            r"[\d.]+% settled, ok 100\.0%, [\d.,]+ req/s, ETA \w+", line), line
+    finally:
+        proc.kill()
+    assert crawl.finish(proc).returncode == -signal.SIGKILL
+    report = scrapy_checkpoint("report", "--dir", directory, cwd=tmp_path).stdout
+    assert "graph: crashed," in report and "ETA" not in report  # nobody crawls it now
+    mockserver.configure(ns, delay_ms=0)
+    assert crawl.run(CHECKPOINT_RESUME="1").finish_reason == "finished"
+    # samples of both runs, the killed one's included, the last one at the close
+    samples = crawl.open_store("graph").progress()
+    assert {sample["run"] for sample in samples} == {1, 2}
+    assert samples[-1]["pending"] == 0 and samples[-1]["done"] == 3000
+    settled = [s["done"] + s["failed"] + s["dropped"] for s in samples]
+    assert settled == sorted(settled) and len(samples) >= 3

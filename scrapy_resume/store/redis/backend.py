@@ -42,8 +42,9 @@ class RedisBackend(StageBackend):
     def exists(self, stage: str) -> bool:
         return bool(self.client.exists(StageKeys(stage).meta))
 
-    def open(self, stage: str) -> BaseCheckpointStore:
-        # a connection of its own: closing the store leaves the backend usable
+    def open(self, stage: str, *, read_only: bool = False) -> BaseCheckpointStore:
+        # a connection of its own: closing the store leaves the backend usable (and
+        # reading a store writes nothing: read_only changes nothing here)
         return RedisStore(client_for(self.url), stage, RequestSigner(self.directory),
                           self.location(stage))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from array import array
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from scrapy_resume.store.records import (
 from scrapy_resume.store.redis.connection import this_host
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import lua
-from scrapy_resume.store.signing import RequestSigner
+from scrapy_resume.store.signing import RequestSigner, signature_problems
 
 # Layout 2 stores each record as a JSON object. Layout 1 stored the same fields as
 # an array, in RECORD_FIELDS order: a stage written by version 1 is read as it is,
@@ -310,6 +311,34 @@ class RedisStore(BaseCheckpointStore):
             ],
             args=[json.dumps(header), *args],
         )
+        if batch.progress:  # (after the commit, not in it: a sample is only a chart's point)
+            self._sample_progress()
+
+    def _sample_progress(self) -> None:
+        summary = self.summary()
+        sample = {"at": time.time(), "run": self.client.hlen(self.keys.runs),
+                  "done": summary.done, "failed": summary.failed, "dropped": summary.dropped,
+                  "pending": summary.pending, "items": summary.counters.get("items", 0)}
+        self.client.rpush(self.keys.progress, json.dumps(sample))
+
+    def check(self) -> list[str]:
+        problems = []
+        kept = {int(k): int(v) for k, v in self.client.hgetall(self.keys.counts).items()}
+        statuses = dict(self.client.hscan_iter(self.keys.status, count=10000))
+        counted = Counter(int(status) for status in statuses.values())
+        for status in RequestStatus:
+            if kept.get(status, 0) != counted.get(status, 0):
+                problems.append(f"{status.name.lower()} requests: counted "
+                                f"{kept.get(status, 0):,}, but the ledger holds "
+                                f"{counted.get(status, 0):,}")
+        blobs = {k: v for k, v in self.client.hscan_iter(self.keys.blobs, count=1000) if v}
+        records = self._records(list(blobs))
+        return problems + signature_problems(self.signer, (
+            (key, blob, records.get(key, {}).get("url", "?")) for key, blob in blobs.items()
+        ))
+
+    def progress(self) -> list[dict[str, Any]]:
+        return [json.loads(sample) for sample in self.client.lrange(self.keys.progress, 0, -1)]
 
     def close(self) -> None:
         self.client.close()

@@ -30,8 +30,8 @@ class SqliteBackend(StageBackend):
     def exists(self, stage: str) -> bool:
         return self.path(stage).exists()
 
-    def open(self, stage: str) -> CheckpointStore:
-        return CheckpointStore(self.path(stage), fsync=self.fsync)
+    def open(self, stage: str, *, read_only: bool = False) -> CheckpointStore:
+        return CheckpointStore(self.path(stage), fsync=self.fsync, read_only=read_only)
 
     def create(self, stage: str, owner: str, state: dict[str, Any]) -> CheckpointStore:
         return create_stage(self.path(stage), stage, owner, state, fsync=self.fsync)

@@ -19,6 +19,24 @@ FEED_STARTS_TABLE = """
 CREATE TABLE IF NOT EXISTS feed_starts (path TEXT PRIMARY KEY, start_offset INTEGER NOT NULL)
 """
 
+# also added after layout 2: one row every few seconds of a run (the HTML report's
+# charts: progress over time, across runs, a killed run's included)
+PROGRESS_TABLE = """
+CREATE TABLE IF NOT EXISTS progress (
+    at REAL NOT NULL, run INTEGER, done INTEGER NOT NULL, failed INTEGER NOT NULL,
+    dropped INTEGER NOT NULL, pending INTEGER NOT NULL, items INTEGER NOT NULL
+)
+"""
+
+# the counts as this transaction leaves them: status_counts (kept by triggers), the items counter
+SAMPLE_PROGRESS = """
+INSERT INTO progress (at, run, done, failed, dropped, pending, items) SELECT ?,
+    (SELECT max(id) FROM runs),
+    (SELECT n FROM status_counts WHERE status = 1), (SELECT n FROM status_counts WHERE status = 2),
+    (SELECT n FROM status_counts WHERE status = 3), (SELECT n FROM status_counts WHERE status = 0),
+    coalesce((SELECT value FROM counters WHERE name = 'items'), 0)
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)
@@ -72,6 +90,7 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS feeds (path TEXT PRIMARY KEY, committed_offset INTEGER NOT NULL)
 """,
     FEED_STARTS_TABLE,
+    PROGRESS_TABLE,
     """
 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 """,

@@ -34,29 +34,42 @@ from scrapy_resume.store.sqlite.schema import (
     FEED_STARTS_TABLE,
     KEEP_FAILED,
     LEAVE_FRONTIER,
+    PROGRESS_TABLE,
+    SAMPLE_PROGRESS,
     SCHEMA,
     SCHEMA_VERSION,
     SETTLE,
 )
+from scrapy_resume.store.sqlite.views import StageViews
 
 
-class CheckpointStore(BaseCheckpointStore):
+class CheckpointStore(StageViews, BaseCheckpointStore):
     """The embedded default: one SQLite file per stage, in WAL mode.
 
     WAL with ``synchronous=NORMAL`` survives the death of the process;
     ``fsync=True`` switches to ``FULL`` for power-loss safety.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False):
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False,
+                 read_only: bool = False):
         self.path = Path(path)
-        private_directory(self.path.parent)
         refuse_symlink(self.path)
         self.signer = RequestSigner(self.path.parent)  # a checkpoint holds pickles: signed
         self._next_seq: int | None = None  # the next discovery number, once read
-        fresh = not self.path.exists()
-        if fresh:
-            os.close(create_private_file(self.path))  # 0600 from the start, not after
         try:
+            if read_only:  # (scrapy checkpoint verify: not even a WAL checkpoint at close)
+                # with no WAL beside it, the file holds everything, and nobody writes it:
+                # "immutable", or SQLite would create an empty WAL and its index
+                wal = Path(f"{self.path}-wal").exists()
+                uri = f"{self.path.absolute().as_uri()}?mode=ro{'' if wal else '&immutable=1'}"
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                           check_same_thread=False)
+                self._check_schema()
+                return
+            private_directory(self.path.parent)
+            fresh = not self.path.exists()
+            if fresh:
+                os.close(create_private_file(self.path))  # 0600 from the start, not after
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
@@ -72,14 +85,6 @@ class CheckpointStore(BaseCheckpointStore):
     def leave_wal(self) -> None:
         """Switch to a rollback journal: the stage is one file, with no WAL beside it."""
         self._db.execute("PRAGMA journal_mode=DELETE")
-
-    @contextmanager
-    def _reading(self) -> Iterator[None]:
-        """A read that fails on a damaged file means a corrupt checkpoint."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            raise CheckpointCorrupt(f"{self.path} is damaged: {exc}") from exc
 
     def _check_schema(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
@@ -240,32 +245,6 @@ class CheckpointStore(BaseCheckpointStore):
             rows = self._db.execute(query).fetchall()
         return [bytes(key) for (key,) in rows]
 
-    def ledger_rows(
-        self, status: RequestStatus | None = None, *, newest_first: bool = False, limit: int = -1
-    ) -> Iterator[dict[str, Any]]:
-        columns = (
-            "url", "status", "http_status", "error", "attempts", "created_at", "updated_at", "info"
-        )
-        where = "" if status is None else f"WHERE status = {int(status)}"
-        order = "updated_at DESC, seq DESC" if newest_first else "seq"
-        query = f"SELECT {', '.join(columns)} FROM requests {where} ORDER BY {order} LIMIT ?"
-        for row in self._db.execute(query, (limit,)):
-            record = dict(zip(columns, row))
-            record["status"] = RequestStatus(record["status"]).name.lower()
-            record["info"] = None if record["info"] is None else json.loads(record["info"])
-            yield record
-
-    def runs(self) -> list[dict[str, Any]]:
-        columns = ("mode", "started_at", "ended_at", "close_reason")
-        query = f"SELECT {', '.join(columns)} FROM runs ORDER BY id"
-        return [dict(zip(columns, row)) for row in self._db.execute(query)]
-
-    def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]:
-        """Every request of the stage as ``(key, status, url)``, in discovery order."""
-        query = "SELECT key, status, url FROM requests ORDER BY seq"
-        for key, status, url in self._db.execute(query):
-            yield bytes(key), RequestStatus(status), url
-
     def cursors(self) -> dict[str, Any]:
         return {
             name: json.loads(value)
@@ -278,10 +257,7 @@ class CheckpointStore(BaseCheckpointStore):
 
     def feed_starts(self) -> dict[str, int]:
         with self._reading():
-            exists = self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'feed_starts'"
-            ).fetchone()
-            if not exists:  # a stage created by an older version
+            if not self._has_table("feed_starts"):  # a stage created by an older version
                 return {}
             return dict(self._db.execute("SELECT path, start_offset FROM feed_starts"))
 
@@ -351,23 +327,30 @@ class CheckpointStore(BaseCheckpointStore):
                 KEEP_FAILED,
                 [(s.key, self.signer.sign(s.key, s.blob)) for s in failed if s.blob is not None],
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)",
-                [(name, json.dumps(value)) for name, value in batch.cursors.items()],
-            )
-            self._add_counters(batch.counters)
-            self._db.executemany(
-                "INSERT OR REPLACE INTO feeds (path, committed_offset) VALUES (?, ?)",
-                list(batch.feed_offsets.items()),
-            )
-            if batch.feed_starts:
-                self._db.execute(FEED_STARTS_TABLE)
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO feed_starts (path, start_offset) VALUES (?, ?)",
-                    list(batch.feed_starts.items()),
-                )
-            self._write_state(batch.state)
+            self._write_the_rest(batch)
             self._set_meta("updated_at", repr(time.time()))
+
+    def _write_the_rest(self, batch: CommitBatch) -> None:
+        """A batch's cursors, counters, feed offsets, state and progress sample."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO cursors (name, value) VALUES (?, ?)",
+            [(name, json.dumps(value)) for name, value in batch.cursors.items()],
+        )
+        self._add_counters(batch.counters)
+        self._db.executemany(
+            "INSERT OR REPLACE INTO feeds (path, committed_offset) VALUES (?, ?)",
+            list(batch.feed_offsets.items()),
+        )
+        if batch.feed_starts:
+            self._db.execute(FEED_STARTS_TABLE)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO feed_starts (path, start_offset) VALUES (?, ?)",
+                list(batch.feed_starts.items()),
+            )
+        self._write_state(batch.state)
+        if batch.progress:
+            self._db.execute(PROGRESS_TABLE)
+            self._db.execute(SAMPLE_PROGRESS, (time.time(),))
 
     def _write_state(self, state: dict[str, Any]) -> None:
         self._db.executemany(
