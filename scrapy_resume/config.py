@@ -128,6 +128,8 @@ class CheckpointConfig:
     cookies: bool = True
     restore_after_start: bool = False  # the restored frontier waits for start()'s requests
     frontier_memory: int = 2_000  # scheduled requests kept in memory; the rest wait on disk
+    # the live progress bar: None is "auto" (on a terminal, at LOG_LEVEL INFO or quieter)
+    progress_bar: bool | None = None
 
     @classmethod
     def from_settings(cls, settings: BaseSettings) -> CheckpointConfig:
@@ -156,6 +158,8 @@ class CheckpointConfig:
             cookies=_get_bool(settings, "CHECKPOINT_COOKIES", True),
             restore_after_start=_get_bool(settings, "CHECKPOINT_RESTORE_AFTER_START", False),
             frontier_memory=_get_positive_int(settings, "CHECKPOINT_FRONTIER_MEMORY", 2_000),
+            progress_bar=None if str(settings.get("CHECKPOINT_PROGRESS_BAR", "auto")).lower()
+            == "auto" else _get_bool(settings, "CHECKPOINT_PROGRESS_BAR", False),
         )
 
     def stage_name(self, spider_name: str) -> str:

@@ -21,7 +21,7 @@ from scrapy_resume.components.httperrors import HttpErrorPolicy
 from scrapy_resume.components.launcher import Launcher, running_command
 from scrapy_resume.components.lookup import RuntimeOwner
 from scrapy_resume.components.middleware import has_own_errback
-from scrapy_resume.components.progress import Progress
+from scrapy_resume.components.progress import ProgressReports
 from scrapy_resume.components.queue import queue_key, shared_queue_problems, uses_shared_queue
 from scrapy_resume.components.remotefeeds import upload_left_batches
 from scrapy_resume.components.sharedidle import SharedQueueIdle
@@ -64,8 +64,7 @@ class CheckpointExtension(RuntimeOwner):
         self.opened: OpenedStage | None = None  # the locked stage, while it runs
         self.stage = ""
         self.timer: Any = None
-        self.progress: Progress | None = None
-        self.progress_timer: Any = None
+        self.progress: ProgressReports | None = None
         self.http_errors = HttpErrorPolicy(crawler)
         # several workers share a scrapy-redis queue: leases, no exclusive lock
         self.shared = uses_shared_queue(crawler.settings)
@@ -153,9 +152,8 @@ class CheckpointExtension(RuntimeOwner):
             raise CloseSpider("finished")  # a completed stage: nothing to do
         self.timer = create_looping_call(self._commit_or_stop)
         self.timer.start(self.config.commit_interval, now=False)
-        self.progress = Progress(self.stage)
-        self.progress_timer = create_looping_call(self._log_progress)
-        self.progress_timer.start(self.config.progress_interval, now=False)
+        self.progress = ProgressReports(self.crawler, self.runtime, self.store, self.stage,
+                                        self.config)
 
     def _refuse(self, spider: Spider, reason: str, message: str, exc_info: bool = False) -> None:
         """Close the spider before any request, leaving the stage and the feeds as they were."""
@@ -172,15 +170,6 @@ class CheckpointExtension(RuntimeOwner):
             f"changed. Fix the cause (a full disk, a read-only directory, CHECKPOINT_DIR naming "
             f"a file, a feed file that cannot be written), then run the same command again."
         )
-
-    def _log_progress(self) -> None:
-        if self.store is None or not self.runtime.active or self.progress is None:
-            return
-        line = self.progress.line(
-            self.store.summary(), self.runtime.committer.settled_this_run,
-            self.runtime.committer.last_commit,
-        )
-        logger.info("%s", line, extra={"spider": self.crawler.spider})
 
     def _open(self, spider: Spider) -> bool:
         """Lock and open the stage and its feeds; False when there is nothing to do."""
@@ -294,14 +283,16 @@ class CheckpointExtension(RuntimeOwner):
     # closing
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
-        for timer in (self.timer, self.progress_timer, self.idle.waiting):
+        for timer in (self.timer, self.idle.waiting):
             if timer is not None and timer.running:
                 timer.stop()
         if self.store is None or not self.runtime.active:
+            self._stop_progress()
             self._release()
             return
         try:
             status = await self._close_stage(reason)
+            self._stop_progress()  # (its bar drawn once more, with the last commit's counts)
             if status is None:  # a commit waiting for its hook failed: the crawl stopped
                 self._release()
                 return
@@ -309,7 +300,13 @@ class CheckpointExtension(RuntimeOwner):
             await maybe_deferred_to_future(self.runtime.committer.uploads.wait())
             self._end_stage(spider, reason, status)
         except Exception as exc:
+            self._stop_progress()
             self._close_failed(spider, exc)
+
+    def _stop_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def _close_failed(self, spider: Spider, error: BaseException) -> None:
         # Like a failed commit mid-crawl: the transaction rolled back, nothing

@@ -1,4 +1,5 @@
-"""The progress line a long crawl logs every CHECKPOINT_PROGRESS_INTERVAL seconds.
+"""The progress line a long crawl logs every CHECKPOINT_PROGRESS_INTERVAL seconds,
+and the live bar on a terminal (progressbar.py), both run by ProgressReports.
 
     Checkpoint discovery: 45.5% (5,000/11,000 requests) | ok 98.2% | 42.3 req/s |
     ETA 2m24s | committed 0.4s ago
@@ -9,10 +10,29 @@ the done requests a resume skips in a burst do not inflate it.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections import deque
+from typing import TYPE_CHECKING, Any
 
+try:
+    from scrapy.utils.asyncio import create_looping_call
+except ImportError:  # Scrapy 2.13
+    from twisted.internet.task import LoopingCall as create_looping_call  # type: ignore
+
+from scrapy_resume.components.progressbar import ProgressBar, bar_wanted
 from scrapy_resume.store.records import StageSummary
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+    from scrapy_resume.config import CheckpointConfig
+    from scrapy_resume.engine.runtime import CheckpointRuntime
+    from scrapy_resume.store.base import BaseCheckpointStore
+
+logger = logging.getLogger(__name__)
+BAR_PERIOD = 1.0  # seconds between two redraws of the bar
 
 WINDOW = 6  # samples: the rate is measured over the last few intervals
 
@@ -57,3 +77,43 @@ def format_duration(seconds: float) -> str:
         return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
     return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
 
+
+
+class ProgressReports:
+    """The stage's progress line in the log, and its bar on a terminal, while it runs."""
+
+    def __init__(self, crawler: Crawler, runtime: CheckpointRuntime, store: BaseCheckpointStore,
+                 stage: str, config: CheckpointConfig):
+        self.crawler = crawler
+        self.runtime = runtime
+        self.store = store
+        self.progress = Progress(stage)
+        self.timers: list[Any] = [create_looping_call(self.log_line)]
+        self.timers[0].start(config.progress_interval, now=False)
+        self.bar: ProgressBar | None = None
+        if bar_wanted(config.progress_bar, crawler.settings, sys.stderr):
+            self.bar = ProgressBar(stage, store.summary())
+            self.timers.append(create_looping_call(self.redraw))
+            self.timers[1].start(BAR_PERIOD, now=False)
+
+    def log_line(self) -> None:
+        if not self.runtime.active:
+            return
+        line = self.progress.line(self.store.summary(), self.runtime.committer.settled_this_run,
+                                  self.runtime.committer.last_commit)
+        logger.info("%s", line, extra={"spider": self.crawler.spider})
+
+    def redraw(self) -> None:
+        if self.bar is not None and self.runtime.active:
+            self.bar.update(self.store.summary())
+
+    def stop(self) -> None:
+        for timer in self.timers:
+            if timer.running:
+                timer.stop()
+        if self.bar is not None:
+            try:
+                self.bar.update(self.store.summary())  # the last counts; the bar stays
+            finally:
+                self.bar.close()  # (and the log handler gets its stream back)
+                self.bar = None
