@@ -20,6 +20,7 @@ from typing import IO, Any
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
+from scrapy_resume.commands.htmlreport import failure_reasons, html_report
 from scrapy_resume.commands.stageinfo import (
     CommandError,
     open_store,
@@ -27,6 +28,7 @@ from scrapy_resume.commands.stageinfo import (
     percent,
     report_line,
     shown_config,
+    stage_commands,
     stage_info,
     stage_names,
     table,
@@ -85,6 +87,8 @@ class CheckpointCommand(ScrapyCommand):
         group.add_argument("-o", "--output", help="export: write to this file (.jsonl or .csv)")
         group.add_argument("--format", choices=["jsonl", "csv"], help="export format")
         group.add_argument("--days", type=float, help="cleanup: minimum age in days")
+        group.add_argument("--html", action="store_true",
+                           help="report: one self-contained HTML page, written to -o FILE")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if not args or args[0] not in SUBCOMMANDS:
@@ -138,6 +142,9 @@ class CheckpointCommand(ScrapyCommand):
         self._emit(opts, infos, table(headers, rows))
 
     def do_report(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        if opts.html:
+            self._html_report(backend, opts)
+            return
         infos = [stage_info(backend, stage) for stage in stage_names(backend)]
         infos = [i for i in infos if "done" in i]
         totals = {k: sum(i[k] for i in infos) for k in ("done", "pending", "failed", "dropped",
@@ -165,6 +172,29 @@ class CheckpointCommand(ScrapyCommand):
         )
         self._emit(opts, report, text)
 
+    def _html_report(self, backend: StageBackend, opts: argparse.Namespace) -> None:
+        if not opts.output:
+            raise UsageError("report --html writes a file: name it with -o report.html")
+        stages = []
+        for stage in stage_names(backend):
+            info = stage_info(backend, stage)
+            if "done" not in info:  # a corrupt stage: listed by `list`, not charted
+                continue
+            store = open_store(backend, stage)
+            try:
+                stages.append({
+                    "info": info, "runs": store.runs(), "progress": store.progress(),
+                    "failures": failure_reasons(store.ledger_rows(RequestStatus.FAILED)),
+                    "commands": stage_commands(info, store.state()),
+                })
+            finally:
+                store.close()
+        # (the ledger's URLs may hold tokens: the page is private, like the checkpoint)
+        with os.fdopen(os.open(opts.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                       "w", encoding="utf-8") as out:
+            out.write(html_report(stages))
+        print(f"Wrote the report of {len(stages)} stage(s) to {opts.output}")
+
     # one stage
 
     def do_show(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
@@ -188,14 +218,8 @@ class CheckpointCommand(ScrapyCommand):
             )
         finally:
             store.close()
-        commands = state.get("commands", {})
-        info["resume_command"] = commands.get(
-            "resume", f"scrapy crawl {info['spider']} -s CHECKPOINT_RESUME=1"
-        )
-        if info["failed"]:
-            info["retry_command"] = commands.get(
-                "retry", info["resume_command"] + " -s CHECKPOINT_RETRY_FAILED=1"
-            )
+        info.update({f"{name}_command": command
+                     for name, command in stage_commands(info, state).items()})
         self._emit(opts, info, self._show_text(info))
 
     def _show_text(self, info: dict[str, Any]) -> str:

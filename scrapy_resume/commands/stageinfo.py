@@ -118,6 +118,17 @@ def report_line(info: dict[str, Any]) -> str:
     return line
 
 
+def stage_commands(info: dict[str, Any], state: dict[str, Any]) -> dict[str, str]:
+    """The commands to resume the stage, and to retry its failures if it has any."""
+    recorded = state.get("commands", {})
+    commands = {"resume": recorded.get(
+        "resume", f"scrapy crawl {info['spider']} -s CHECKPOINT_RESUME=1")}
+    if info["failed"]:
+        commands["retry"] = recorded.get(
+            "retry", commands["resume"] + " -s CHECKPOINT_RETRY_FAILED=1")
+    return commands
+
+
 def shown_config(config: dict[str, Any]) -> dict[str, Any]:
     """A stage's recorded configuration, with secret arguments hidden."""
     if "arguments" not in config:

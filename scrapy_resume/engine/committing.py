@@ -38,8 +38,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Seconds between two samples of the stage's counts (a commit takes one when due,
-#: and the close takes the last): the HTML report's progress over time
+#: at every commit of a run's first seconds, and the close takes the last): the
+#: HTML report's progress over time
 PROGRESS_EVERY = 5.0
+PROGRESS_DETAILED_FOR = 30.0
 
 
 async def close_spider(crawler: Crawler, reason: str) -> None:
@@ -74,7 +76,8 @@ class Committer:
         self.counter_totals: dict[str, int] = {}
         self.settled_this_run = 0  # committed settlements: the progress line's rate
         self.last_commit = 0.0
-        self.last_sample = -PROGRESS_EVERY  # the run's first commit samples
+        self.last_sample = 0.0
+        self.started = 0.0  # when the stage opened (start())
         self.hook = CommitHook(crawler)
         self.in_progress: Deferred | None = None  # a commit waiting for its hook
 
@@ -85,6 +88,7 @@ class Committer:
         self.feed_offsets = store.feed_offsets()
         self.feed_starts = store.feed_starts()
         self.feed_batches = store.state().get("feed_batches", {})
+        self.started = time.monotonic()
         self.active = True
 
     # feeds
@@ -246,8 +250,11 @@ class Committer:
                 writer.write_out(batch, self.config.fsync)
         if not batch:
             return
-        # every few seconds, a sample of the stage's counts too (the report's charts)
-        batch.progress = time.monotonic() - self.last_sample >= PROGRESS_EVERY or final
+        # a sample of the stage's counts too (the report's charts): every few seconds,
+        # and at every commit of a run's first half-minute (a run killed early shows)
+        now = time.monotonic()
+        early = now - self.started < PROGRESS_DETAILED_FOR
+        batch.progress = final or early or now - self.last_sample >= PROGRESS_EVERY
         self.store.commit(batch)
         if batch.progress:
             self.last_sample = time.monotonic()
