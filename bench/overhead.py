@@ -1,7 +1,7 @@
 """What does checkpointing cost? Plain Scrapy vs scrapy-resume vs JOBDIR, same run.
 
     python bench/overhead.py [--pages 5000] [--pairs 5] [--profiles 3] [--no-profile]
-                             [--instructions 200] [--before REV]
+                             [--instructions 200] [--before REV] [--progress-bar]
 
 Crawls a local site (served on 127.0.0.1 by tests/mockserver.py) of
 ``--pages`` pages, with ``-o items.jsonl``, in alternating rounds of plain
@@ -21,7 +21,9 @@ figure that counts them). With ``--instructions N``, it also counts, under
 valgrind's callgrind, the instructions of an N-page crawl, plain and
 checkpointed: a ratio that host noise does not move. With ``--before REV``, each
 round also crawls with scrapy_resume as it was at git revision REV (checkpointed
-the same way), for a before/after ratio measured in the same run.
+the same way), for a before/after ratio measured in the same run. With
+``--progress-bar``, each round also crawls checkpointed with the live bar drawn
+on a pseudo-terminal, for the bar's own cost.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import argparse
 import functools
 import json
 import os
+import pty
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -76,15 +80,39 @@ def start_site() -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
+def on_a_terminal(cmd: list[str], **kwargs) -> None:
+    """Run ``cmd`` with its stderr on a pseudo-terminal, which a thread drains."""
+    master, slave = pty.openpty()
+
+    def drain() -> None:
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:  # EIO: the crawl closed it
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=slave, **kwargs)
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+
+
 def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Path,
           under: list[str] | None = None, package: Path = REPO) -> dict:
     """One crawl in a subprocess; ``under`` is a profiler command to run it under,
-    ``package`` the directory scrapy_resume is imported from."""
+    ``package`` the directory scrapy_resume is imported from. The ``bar`` variant is
+    the checkpointed crawl with its progress bar drawn on a terminal."""
     workdir.mkdir(parents=True)
     stats_file = workdir / "stats.json"
     settings = {"LOG_LEVEL": "WARNING", "TELNETCONSOLE_ENABLED": "0",
                 "CHECKPOINT_DIR": str(workdir / "checkpoints")}
     settings.update(ENABLING["off" if variant in ("plain", "jobdir") else "addon"])
+    if variant == "bar":
+        settings["CHECKPOINT_PROGRESS_BAR"] = "1"
     if variant == "jobdir":
         settings["JOBDIR"] = str(workdir / "job")
     site = f"gl/{pages}/{fanout}" if fanout > 5 else f"g/{pages}/{fanout}"
@@ -99,8 +127,12 @@ def crawl(variant: str, base: str, ns: str, pages: int, fanout: int, workdir: Pa
     started = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     path = os.pathsep.join(dict.fromkeys([str(package), str(REPO)]))  # tests/ from this tree
-    subprocess.run(cmd, cwd=workdir, env={**os.environ, "PYTHONPATH": path}, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": path}
+    if variant == "bar":
+        on_a_terminal(cmd, cwd=workdir, env=env)
+    else:
+        subprocess.run(cmd, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU time of the crawl process: unlike wall time, not inflated by other tenants
@@ -255,6 +287,8 @@ def main() -> None:
     parser.add_argument("--instructions", type=int, default=0, metavar="PAGES",
                         help="also count the instructions of a PAGES-page crawl, plain and "
                              "checkpointed, under valgrind (slow: try 200)")
+    parser.add_argument("--progress-bar", action="store_true",
+                        help="also crawl checkpointed with the progress bar on a terminal")
     args = parser.parse_args()
 
     site, base = start_site()
@@ -262,9 +296,11 @@ def main() -> None:
     results: dict[str, list[dict]] = {"plain": [], "checkpoint": [], "jobdir": []}
     packages = {"before": package_at(args.before, tmp)} if args.before else {}
     results.update((name, []) for name in packages)
+    bar = ["bar"] if args.progress_bar else []
+    results.update((name, []) for name in bar)
     try:
         for round_ in range(args.pairs):
-            order = ["plain", "checkpoint", "jobdir", *packages]
+            order = ["plain", "checkpoint", "jobdir", *bar, *packages]
             if round_ % 2:
                 order.reverse()  # alternate, so drift over time favours no one
             for variant in order:
@@ -297,7 +333,7 @@ def main() -> None:
 
     print(f"\n{args.pages} pages, {args.fanout} links per page, -o items.jsonl, "
           f"{args.pairs} rounds")
-    for variant in ("checkpoint", "jobdir", *packages):
+    for variant in ("checkpoint", "jobdir", *bar, *packages):
         ratios = [r["elapsed"] / p["elapsed"] for r, p in zip(results[variant], results["plain"])]
         walls = [r["wall"] / p["wall"] for r, p in zip(results[variant], results["plain"])]
         cpus = [r["cpu"] / p["cpu"] for r, p in zip(results[variant], results["plain"])]
@@ -314,6 +350,10 @@ def main() -> None:
         print(f"checkpoint / before ({args.before}): median CPU-time ratio "
               f"{statistics.median(cpus):.3f} (pairs {min(cpus):.3f}..{max(cpus):.3f}); "
               f"median crawl-time ratio {statistics.median(times):.3f}")
+    if bar:
+        cpus = [b["cpu"] / r["cpu"] for b, r in zip(results["bar"], results["checkpoint"])]
+        print(f"progress bar: median CPU-time ratio with / without {statistics.median(cpus):.3f}"
+              f" (pairs {min(cpus):.3f}..{max(cpus):.3f})")
     commit_shares = [r["commit_share"] for r in results["checkpoint"]]
     print(f"time in checkpoint commits: median {statistics.median(commit_shares):.2%} of the "
           f"crawl time (checkpoint/commit_seconds)")
