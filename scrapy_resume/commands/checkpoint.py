@@ -20,7 +20,8 @@ from typing import IO, Any
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
-from scrapy_resume.commands.htmlreport import failure_reasons, html_report
+from scrapy_resume.commands.htmlreport import html_report, report_data
+from scrapy_resume.commands.migrate import migrate_stage, migrated_text, where
 from scrapy_resume.commands.stageinfo import (
     CommandError,
     open_store,
@@ -49,7 +50,7 @@ from scrapy_resume.store.base import (
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
 from scrapy_resume.store.records import RequestStatus, StageStatus, format_age, format_time
 
-SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup", "verify")
+SUBCOMMANDS = ("list", "show", "reset", "export", "report", "cleanup", "verify", "migrate")
 LEDGER_FIELDS = ("stage", "url", "status", "http_status", "error", "attempts", "created_at",
                  "updated_at", "info")
 
@@ -61,7 +62,7 @@ class CheckpointCommand(ScrapyCommand):
 
     def syntax(self) -> str:
         return ("<list|show STAGE|reset STAGE|all|export [STAGE]|report|cleanup --days N|"
-                "verify [STAGE|all]>")
+                "verify [STAGE|all]|migrate STAGE --to URL|DIR>")
 
     def short_desc(self) -> str:
         return "Inspect and manage scrapy-resume checkpoints"
@@ -72,7 +73,8 @@ class CheckpointCommand(ScrapyCommand):
             "start over (a backup is kept). export [STAGE]: the ledger as JSON lines or CSV. "
             "report: progress across stages. cleanup --days N: remove completed checkpoints "
             "older than N days. verify [STAGE|all]: check a stage's file, counts, signatures "
-            "and feeds, read only; exit 0 only when healthy. Every subcommand takes --json."
+            "and feeds, read only; exit 0 only when healthy. migrate STAGE --to redis://...|DIR: "
+            "copy a stage to another backend, checked. Every subcommand takes --json."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
@@ -87,6 +89,7 @@ class CheckpointCommand(ScrapyCommand):
         group.add_argument("-o", "--output", help="export: write to this file (.jsonl or .csv)")
         group.add_argument("--format", choices=["jsonl", "csv"], help="export format")
         group.add_argument("--days", type=float, help="cleanup: minimum age in days")
+        group.add_argument("--to", help="migrate: a Redis URL, or a directory for SQLite")
         group.add_argument("--html", action="store_true",
                            help="report: one self-contained HTML page, written to -o FILE")
 
@@ -106,13 +109,16 @@ class CheckpointCommand(ScrapyCommand):
             backend.close()
 
     def _backend(self, opts: argparse.Namespace) -> StageBackend:
+        return backend_for(self._config(opts))
+
+    def _config(self, opts: argparse.Namespace) -> CheckpointConfig:
         assert self.settings is not None
         config = CheckpointConfig.from_settings(self.settings)
         if opts.dir:
             config = replace(config, directory=Path(opts.dir))
         if opts.backend is not None:
             config = replace(config, backend="" if opts.backend == "sqlite" else opts.backend)
-        return backend_for(config)
+        return config
 
     def _emit(self, opts: argparse.Namespace, data: Any, text: str) -> None:
         print(json.dumps(data, indent=2, default=str) if opts.json else text)
@@ -175,20 +181,7 @@ class CheckpointCommand(ScrapyCommand):
     def _html_report(self, backend: StageBackend, opts: argparse.Namespace) -> None:
         if not opts.output:
             raise UsageError("report --html writes a file: name it with -o report.html")
-        stages = []
-        for stage in stage_names(backend):
-            info = stage_info(backend, stage)
-            if "done" not in info:  # a corrupt stage: listed by `list`, not charted
-                continue
-            store = open_store(backend, stage)
-            try:
-                stages.append({
-                    "info": info, "runs": store.runs(), "progress": store.progress(),
-                    "failures": failure_reasons(store.ledger_rows(RequestStatus.FAILED)),
-                    "commands": stage_commands(info, store.state()),
-                })
-            finally:
-                store.close()
+        stages = report_data(backend)
         # (the ledger's URLs may hold tokens: the page is private, like the checkpoint)
         with os.fdopen(os.open(opts.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
                        "w", encoding="utf-8") as out:
@@ -315,6 +308,22 @@ class CheckpointCommand(ScrapyCommand):
                    "\n".join(verify_text(result) for result in results))
         if not all(result["healthy"] for result in results):
             self.exitcode = 1
+
+    def do_migrate(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
+        stage = self._stage(backend, args)
+        if not opts.to:
+            raise UsageError("name where to copy the stage: --to redis://HOST:PORT/DB or --to DIR")
+        url, directory = where(opts.to)
+        config = replace(self._config(opts), backend=url,
+                         **({"directory": Path(directory)} if directory else {}))
+        target = backend_for(config)
+        try:
+            result = migrate_stage(backend, stage, target)
+        finally:
+            target.close()
+        result["resume_with"] = (f"-s CHECKPOINT_BACKEND={url}" if url
+                                 else f"-s CHECKPOINT_DIR={directory} -s CHECKPOINT_BACKEND=sqlite")
+        self._emit(opts, result, migrated_text(result))
 
     def do_reset(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         stages = stage_names(backend) if args == ["all"] else [self._stage(backend, args)]

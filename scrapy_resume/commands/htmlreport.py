@@ -17,12 +17,33 @@ from collections import Counter
 from html import escape
 from typing import Any
 
-from scrapy_resume.store.records import format_time
+from scrapy_resume.commands.stageinfo import open_store, stage_commands, stage_info, stage_names
+from scrapy_resume.store.base import StageBackend
+from scrapy_resume.store.records import RequestStatus, format_time
 
 WIDTH, HEIGHT, MARGIN = 760, 180, 40
 COLOURS = {"finished": "#2e7d32", "crashed": "#c62828", "running": "#1565c0"}
 OTHER_COLOUR = "#f9a825"  # paused: shutdown, closespider_*, a refusal...
 MAX_FAILURES_READ = 100_000  # for the top reasons: enough to rank them
+
+
+def report_data(backend: StageBackend) -> list[dict[str, Any]]:
+    """What the page shows of each readable stage (a corrupt one is listed by `list`)."""
+    stages = []
+    for stage in stage_names(backend):
+        info = stage_info(backend, stage)
+        if "done" not in info:
+            continue
+        store = open_store(backend, stage)
+        try:
+            stages.append({
+                "info": info, "runs": store.runs(), "progress": store.progress(),
+                "failures": failure_reasons(store.ledger_rows(RequestStatus.FAILED)),
+                "commands": stage_commands(info, store.state()),
+            })
+        finally:
+            store.close()
+    return stages
 
 
 def failure_reasons(rows: Any, top: int = 10) -> list[dict[str, Any]]:

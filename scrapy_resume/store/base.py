@@ -13,11 +13,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.python.failure import Failure
 
 from scrapy_resume.store.records import CommitBatch, KeyIndex, RequestStatus, StageSummary
+
+if TYPE_CHECKING:
+    from scrapy_resume.store.copying import StageCopy
 
 
 class CheckpointCorrupt(Exception):
@@ -140,6 +143,15 @@ class BaseCheckpointStore(ABC):
         """What is wrong with the stored data, read only (``scrapy checkpoint verify``):
         its integrity, the status counts against the ledger, each stored request's
         signature. Empty when healthy."""
+
+    @abstractmethod
+    def export_copy(self) -> StageCopy:
+        """The whole stage as plain data (``scrapy checkpoint migrate``); its stored
+        requests verified, a forged one raising CheckpointTampered."""
+
+    @abstractmethod
+    def import_copy(self, copy: StageCopy) -> None:
+        """Write a whole stage into this one, just created: its requests signed anew."""
 
     @abstractmethod
     def ledger(self) -> Iterator[tuple[bytes, RequestStatus, str]]: ...

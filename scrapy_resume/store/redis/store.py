@@ -19,6 +19,7 @@ from scrapy_resume.store.records import (
     statuses,
 )
 from scrapy_resume.store.redis.connection import this_host
+from scrapy_resume.store.redis.copying import StageCopying
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import lua
 from scrapy_resume.store.signing import RequestSigner, signature_problems
@@ -45,7 +46,7 @@ def decode_record(raw: bytes) -> dict[str, Any]:
     return record
 
 
-class RedisStore(BaseCheckpointStore):
+class RedisStore(StageCopying, BaseCheckpointStore):
     """A stage's ledger in Redis. Every worker of the stage has one."""
 
     def __init__(self, client: Any, stage: str, signer: RequestSigner, location: str):

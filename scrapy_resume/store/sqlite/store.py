@@ -28,6 +28,7 @@ from scrapy_resume.store.records import (
     statuses,
 )
 from scrapy_resume.store.signing import RequestSigner
+from scrapy_resume.store.sqlite.copying import StageCopying
 from scrapy_resume.store.sqlite.schema import (
     ADD_PENDING,
     ADD_TO_FRONTIER,
@@ -43,7 +44,7 @@ from scrapy_resume.store.sqlite.schema import (
 from scrapy_resume.store.sqlite.views import StageViews
 
 
-class CheckpointStore(StageViews, BaseCheckpointStore):
+class CheckpointStore(StageViews, StageCopying, BaseCheckpointStore):
     """The embedded default: one SQLite file per stage, in WAL mode.
 
     WAL with ``synchronous=NORMAL`` survives the death of the process;

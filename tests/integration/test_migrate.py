@@ -1,0 +1,78 @@
+"""`scrapy checkpoint migrate`: a paused stage copied SQLite -> Redis -> SQLite,
+each copy checked; a resume from each finishes with every item exactly once.
+Real crawls, a real redis-server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections import Counter
+
+import redis
+
+from tests.crawling import graph_crawl, graph_pages, scrapy_checkpoint
+
+SIZE = 600
+
+
+def test_a_paused_stage_goes_to_redis_and_back_and_each_copy_resumes(tmp_path, mockserver,
+                                                                     redis_server):
+    ns = mockserver.namespace()
+    url = redis_server.url(db=10)
+    redis.Redis.from_url(url).flushdb()
+    mockserver.configure(ns, delay_ms=30)
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    crawl = graph_crawl(origin, mockserver, ns, SIZE, feed="out.jsonl")
+    proc = crawl.start()
+    mockserver.arm(ns, proc.pid, signal="TERM", at=150)
+    assert crawl.finish(proc).finish_reason == "shutdown"
+    mockserver.configure(ns, delay_ms=0)
+    pending = crawl.summary("graph").pending
+    assert pending > 0
+
+    there = scrapy_checkpoint("migrate", "graph", "--to", url, "--dir",
+                              str(origin / "checkpoints"), cwd=origin)
+    assert there.returncode == 0, there.stdout + there.stderr
+    assert f"pending) from {origin / 'checkpoints' / 'graph.sqlite'}" in there.stdout
+    back = scrapy_checkpoint("migrate", "graph", "--backend", url, "--to",
+                             str(origin / "copy"), "--dir", str(origin / "checkpoints"),
+                             cwd=origin)
+    assert back.returncode == 0, back.stdout + back.stderr
+    again = scrapy_checkpoint("migrate", "graph", "--to", url, "--dir",
+                              str(origin / "checkpoints"), cwd=origin)
+    assert again.returncode == 1 and "exists in" in again.stderr  # never over a stage
+
+    # each copy resumed in a directory of its own (the feed file and the copies)
+    expected = graph_pages(mockserver, ns, SIZE, 5)
+    for name, directory, backend in (("from-redis", "checkpoints", url),
+                                     ("from-sqlite", "copy", "")):
+        workdir = tmp_path / name
+        shutil.copytree(origin, workdir)
+        resumed = graph_crawl(workdir, mockserver, ns, SIZE, feed="out.jsonl", backend=backend,
+                              settings={"CHECKPOINT_DIR": str(workdir / directory)})
+        result = resumed.run(CHECKPOINT_RESUME="1")
+        assert result.finish_reason == "finished", result.log[-3000:]
+        assert "Resuming stage graph:" in result.log and f"{pending:,} pending" in result.log
+        counts = Counter(item["url"] for item in resumed.items())
+        assert sorted(counts) == expected and set(counts.values()) == {1}, name
+
+
+def test_a_stage_being_crawled_is_not_copied(tmp_path, mockserver, redis_server):
+    ns = mockserver.namespace()
+    url = redis_server.url(db=11)
+    redis.Redis.from_url(url).flushdb()
+    crawl = graph_crawl(tmp_path, mockserver, ns, 3000)
+    proc = crawl.start()
+    mockserver.wait_for_hits(ns, 50)
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        refused = scrapy_checkpoint("migrate", "graph", "--to", url, "--dir",
+                                    str(tmp_path / "checkpoints"), cwd=tmp_path)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+        crawl.finish(proc)
+    assert refused.returncode == 1 and "is being crawled by process" in refused.stderr
+    assert redis.Redis.from_url(url).keys("scrapy_resume:graph:*") == []
