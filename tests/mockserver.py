@@ -11,6 +11,9 @@ their hit counts:
 - ``/<ns>/wide/<fanout>/<n>``: page ``n`` of an endless wide site, linking to
   ``n*fanout+1 .. n*fanout+fanout``, every link a new page (a frontier that
   grows by ``fanout - 1`` requests a page);
+- ``/<ns>/wideh/<fanout>/<id>``: the same, with page ids of a fixed length (20 hex
+  digits, a hash of the parent's id and the link's place), so URLs do not lengthen
+  with depth as page numbers do (2.3 digits a level with 200 links a page);
 - ``/<ns>/status/<code>``: an empty page with that status;
 - ``/<ns>/links?CLASS=TARGET&...``: links to each TARGET (a path below the
   namespace, or an absolute URL), with class CLASS;
@@ -40,6 +43,7 @@ their hit counts:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -226,6 +230,12 @@ class Root(resource.Resource):
         links = "".join(f'<a href="/{ns}/wide/{fanout}/{c}">{c}</a>\n'
                         for c in range(n * fanout + 1, n * fanout + fanout + 1))
         return f"<html><title>page {n}</title><body>{links}</body></html>".encode()
+
+    def page_wideh(self, request, ns, args):
+        fanout, page = int(args[0]), args[1]
+        children = (hashlib.sha1(f"{page}/{k}".encode()).hexdigest()[:20] for k in range(fanout))
+        links = "".join(f'<a href="/{ns}/wideh/{fanout}/{c}">{c}</a>\n' for c in children)
+        return f"<html><title>page {page}</title><body>{links}</body></html>".encode()
 
     def page_links(self, request, ns, args):
         """Links to the targets in the query, each with its parameter's name as class."""

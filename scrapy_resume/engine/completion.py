@@ -18,7 +18,7 @@ When both counts are zero, the request is complete, and everything it caused
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scrapy import Request
@@ -31,6 +31,23 @@ if TYPE_CHECKING:
     from scrapy_resume.engine.duplicates import EarlyDuplicates
     from scrapy_resume.engine.itemids import ItemIds
 
+
+
+def soon_caller() -> Callable[..., Any]:
+    """``call_soon(func, *args)`` on the running reactor, looked up once: Scrapy's
+    ``call_later`` checks which reactor runs on every call, and we call it
+    once per response."""
+    try:
+        from scrapy.utils.asyncio import is_asyncio_available
+    except ImportError:  # Scrapy 2.13
+        from scrapy.utils.reactor import is_asyncio_reactor_installed as is_asyncio_available
+    if is_asyncio_available():
+        import asyncio
+
+        return asyncio.get_event_loop().call_soon
+    from twisted.internet import reactor
+
+    return lambda func, *args: reactor.callLater(0, func, *args)
 
 class Watcher(Protocol):
     """What a completion reports to: the runtime, which settles the finished ones."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request
@@ -19,7 +19,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.batching import BatchBuilder
 from scrapy_resume.engine.committing import Committer
-from scrapy_resume.engine.completion import Completion, Outcome, StartItems
+from scrapy_resume.engine.completion import Completion, Outcome, StartItems, soon_caller
 from scrapy_resume.engine.cookiejars import STATE as COOKIES
 from scrapy_resume.engine.duplicates import EarlyDuplicates
 from scrapy_resume.engine.feedfiles import FeedFiles
@@ -46,31 +46,14 @@ if TYPE_CHECKING:
     from scrapy_resume.store.redis.leases import StageWorker
 
 
-def soon_caller() -> Callable[..., Any]:
-    """``call_soon(func, *args)`` on the running reactor, looked up once: Scrapy's
-    ``call_later`` checks which reactor runs on every call, and we call it
-    once per response."""
-    try:
-        from scrapy.utils.asyncio import is_asyncio_available
-    except ImportError:  # Scrapy 2.13
-        from scrapy.utils.reactor import is_asyncio_reactor_installed as is_asyncio_available
-    if is_asyncio_available():
-        import asyncio
-
-        return asyncio.get_event_loop().call_soon
-    from twisted.internet import reactor
-
-    return lambda func, *args: reactor.callLater(0, func, *args)
-
-
 logger = logging.getLogger(__name__)
 
 #: The error of a request still pending when a crawl finished: see
 #: :meth:`CheckpointRuntime.settle_refused_requests`.
 REFUSED_IN_SCHEDULING = "refused when scheduled (offsite, or a request_scheduled handler)"
 
-#: Commit at once when this many completed requests are waiting, whatever
-#: the interval, to bound memory and the size of one transaction.
+#: Commit at once when this many requests are waiting, whatever the interval,
+#: to bound memory and the size of one transaction.
 MAX_BATCH = 5000
 
 
@@ -200,6 +183,10 @@ class CheckpointRuntime:
             return
         self.batches.new_request(request, completion)
         self._last_scheduled = (request, completion)
+        if completion is None and len(self.batches.loose) >= MAX_BATCH:
+            # a huge start(): Scrapy reads it without a pause, so the commit timer
+            # would wait for its end, with every request held in the batch till then
+            self.commit_or_stop()
 
     def on_request_dropped(self, request: Request, **signal_args: Any) -> None:
         # Sent right after request_scheduled for the same request, when the
