@@ -19,7 +19,7 @@ SIZE = 600
 def test_a_paused_stage_goes_to_redis_and_back_and_each_copy_resumes(tmp_path, mockserver,
                                                                      redis_server):
     ns = mockserver.namespace()
-    url = redis_server.url(db=10)
+    url = redis_server.url(db=13)
     redis.Redis.from_url(url).flushdb()
     mockserver.configure(ns, delay_ms=30)
     origin = tmp_path / "origin"
@@ -61,7 +61,7 @@ def test_a_paused_stage_goes_to_redis_and_back_and_each_copy_resumes(tmp_path, m
 
 def test_a_stage_being_crawled_is_not_copied(tmp_path, mockserver, redis_server):
     ns = mockserver.namespace()
-    url = redis_server.url(db=11)
+    url = redis_server.url(db=14)
     redis.Redis.from_url(url).flushdb()
     crawl = graph_crawl(tmp_path, mockserver, ns, 3000)
     proc = crawl.start()

@@ -131,7 +131,7 @@ def test_a_changed_feed_exits_1(paused_stage, tmp_path):
 
 def test_a_redis_stage_is_verified_too(tmp_path, mockserver, redis_server):
     ns = mockserver.namespace()
-    url = redis_server.url(db=9)
+    url = redis_server.url(db=12)
     client = redis.Redis.from_url(url)
     client.flushdb()
     crawl = graph_crawl(tmp_path, mockserver, ns, 2000, backend=url)
