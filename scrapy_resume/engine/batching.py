@@ -65,6 +65,7 @@ class BatchBuilder:
         # False on a shared scrapy-redis queue: the queue holds the serialized
         # requests, the ledger only their keys and URLs
         self.keep_blobs = True
+        self.lost_items = 0  # items of the last batch's lost leases, cut from it
 
     # what happened since the last commit
 
@@ -105,8 +106,17 @@ class BatchBuilder:
 
     # building a batch
 
-    def build(self, start_items: StartItems) -> CommitBatch:
+    def leases_ready(self) -> list[str]:
+        """The shared-queue leases of the requests ready to settle (to fence first)."""
+        return [lease for completion in self.ready if completion.request is not None
+                and (lease := completion.request.meta.get(LEASE_META)) is not None]
+
+    def build(self, start_items: StartItems, lost: frozenset[str] = frozenset()) -> CommitBatch:
+        """``lost``: leases this worker no longer holds; their requests are another
+        worker's now, so nothing of theirs is written here (not their settlement,
+        items, counts or cursors)."""
         batch = CommitBatch()
+        self.lost_items = 0
         self.item_ids, self.loose_item_ids = self.loose_item_ids, []
         while self.ready:  # a settlement can unblock a parent: it joins this batch
             ready, self.ready = self.ready, []
@@ -124,6 +134,9 @@ class BatchBuilder:
             for children in reversed(new_requests):
                 batch.new_requests.extend(children)
             for completion in reversed(settling):
+                if lost and lease_of(completion) in lost:
+                    self.lost_items += completion.items
+                    continue
                 self._add_settlement(batch, completion)
         # (after the settlements, so that a start request fetched already needs no
         # copy either, but first in discovery order)
@@ -176,9 +189,9 @@ class BatchBuilder:
         if request is not None:
             if completion.status == RequestStatus.FAILED:
                 blob = self.serialize(first_requested(request), warn=False)  # to be retried
-            lease = request.meta.get(LEASE_META)
-            if lease is not None:  # taken from a shared queue: the lease ends with this commit
-                batch.released_leases.append(lease)
+        lease = lease_of(completion)
+        if lease is not None:  # taken from a shared queue: the lease ends with this commit
+            batch.released_leases.append(lease)
         batch.settlements.append(
             Settlement(
                 key=completion.key,
@@ -188,6 +201,7 @@ class BatchBuilder:
                 error=completion.error,
                 blob=blob,
                 attempts=completion.attempts,
+                lease=lease,
             )
         )
         batch.cursors.update(completion.cursors)
@@ -320,3 +334,8 @@ class CallbackNames:
         holder = type("SpiderCallbacks", (), {})()
         holder.__dict__.update(methods)
         return holder
+
+
+def lease_of(completion: Finished) -> str | None:
+    request = completion.request
+    return None if request is None else request.meta.get(LEASE_META)

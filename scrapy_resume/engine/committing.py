@@ -201,7 +201,7 @@ class Committer:
         if self.store is None or not self.active or self.in_progress is not None:
             return
         started = time.monotonic()
-        batch = self.batches.build(self.start_items)
+        batch = self.batches.build(self.start_items, self._fenced())
         item_ids = self.batches.item_ids
         if self.hook.wanted(item_ids):
             waiting = deferred_from_coro(self._commit_after_hook(batch, item_ids, started))
@@ -218,7 +218,7 @@ class Committer:
         if self.store is None or not self.active:
             return
         started = time.monotonic()
-        batch = self.batches.build(self.start_items)
+        batch = self.batches.build(self.start_items, self._fenced())
         if self.hook.wanted(self.batches.item_ids):
             await self.hook.run(self.batches.item_ids)
         self._commit_timed(batch, started, final=True)
@@ -234,6 +234,25 @@ class Committer:
         finally:
             self.in_progress = None
 
+    def _fenced(self) -> frozenset[str]:
+        """On a shared queue, before a batch is built: the leases of its requests that
+        this worker lost (paused past their expiry, so another worker fetched them
+        again). Their results are cut from the batch: each item once, across workers."""
+        if self.worker is None:
+            return frozenset()
+        leases = self.batches.leases_ready()
+        lost = self.worker.fence(leases) if leases else []
+        if lost:
+            self.stats.inc_value("checkpoint/leases_lost", len(lost))
+            logger.warning(
+                "This worker lost %d lease(s): it was paused (frozen, stopped, swapped out) "
+                "for longer than CHECKPOINT_LEASE_SECONDS=%s, and other workers took those "
+                "requests back; their results here are dropped, so that each item is written "
+                "once. If such pauses are expected, set CHECKPOINT_LEASE_SECONDS above them.",
+                len(lost), self.config.lease_seconds, extra={"spider": self.crawler.spider},
+            )
+        return frozenset(lost)
+
     def _commit_timed(self, batch: CommitBatch, started: float, final: bool = False) -> None:
         self._commit(batch, final)
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
@@ -242,6 +261,7 @@ class Committer:
         assert self.store is not None
         if self.worker is not None:
             batch.released_leases.extend(self.worker.releases())
+            batch.worker = self.worker.worker_id
         for writer in self.writers:
             writer.prepare(self.commit_starts)  # new batch files: where they start, first
         # the items' bytes reach the feed files before "done" is written
@@ -255,7 +275,11 @@ class Committer:
         now = time.monotonic()
         early = now - self.started < PROGRESS_DETAILED_FOR
         batch.progress = final or early or now - self.last_sample >= PROGRESS_EVERY
-        self.store.commit(batch)
+        fenced = self.store.commit(batch)
+        if fenced:  # lost in the moment between the fence and the commit
+            self.stats.inc_value("checkpoint/leases_lost", fenced)
+            logger.warning("%d settlement(s) fenced off at the commit: their leases were lost",
+                           fenced, extra={"spider": self.crawler.spider})
         if batch.progress:
             self.last_sample = time.monotonic()
         if self.worker is not None:

@@ -173,8 +173,9 @@ class BaseCheckpointStore(ABC):
     def state(self) -> dict[str, Any]: ...
 
     @abstractmethod
-    def commit(self, batch: CommitBatch) -> None:
-        """Apply a whole batch atomically."""
+    def commit(self, batch: CommitBatch) -> int | None:
+        """Apply a whole batch atomically. On a shared queue: how many settlements
+        were fenced off (their leases lost at the commit itself)."""
 
     @abstractmethod
     def close(self) -> None: ...

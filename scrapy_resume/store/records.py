@@ -57,6 +57,9 @@ class Settlement:
     blob: bytes | None = None  # kept for failed requests, so they can be retried
     attempts: int = 1  # downloads in this run, retries included
     info: dict[str, Any] | None = None  # what a StageTracker recorded with done(key, **info)
+    # the shared-queue lease it was fetched under: the commit settles it only if this
+    # worker still holds the lease (a fencing token, checked in the commit script)
+    lease: str | None = None
 
 
 @dataclass
@@ -74,6 +77,7 @@ class CommitBatch:
     state: dict[str, Any] = field(default_factory=dict)  # the package's own resumable state
     # leases on shared-queue requests this batch settles (Redis backend, scrapy-redis)
     released_leases: list[str] = field(default_factory=list)
+    worker: str = ""  # the worker committing, on a shared queue: whose leases count
     # also append a sample of the stage's counts, as this batch leaves them (progress())
     progress: bool = False
 

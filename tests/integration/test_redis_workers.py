@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
 import time
 
 import redis
@@ -129,6 +131,48 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     urls = collections.Counter(json.loads(line)["url"] for line in lines)
     assert len(lines) == SIZE
     assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+
+
+def test_a_frozen_worker_writes_nothing_twice(tmp_path, mockserver, redis_server):
+    # SIGSTOP: a long GC pause, a stopped container, a laptop lid. Its leases expire
+    # meanwhile, the others fetch those requests again; when it wakes, it must not
+    # commit them (nor write their items) a second time.
+    ns = mockserver.namespace()
+    redis_url, client = empty_database(redis_server, db=15)
+    mockserver.configure(ns, delay_ms=5)
+    start = mockserver.url(page_path(ns, 0))
+    workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(WORKERS)]
+    procs = [crawl.start() for crawl in workers]
+    frozen = procs[0]
+    mockserver.wait_for_hits(ns, SIZE // 4)
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        held = leases_of(client, frozen.pid)
+        assert held > 0  # frozen with requests in hand
+        # until the others have taken back every lease it held (past their expiry)
+        deadline = time.monotonic() + 180
+        while leases_of(client, frozen.pid) > 0:
+            assert time.monotonic() < deadline, "its leases were never taken back"
+            time.sleep(0.2)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
+    for result in results:
+        assert result.finish_reason == "finished", result.log[-3000:]
+    summary = workers[0].summary("graph")
+    assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
+    # 0 lost and 0 twice, in the union of the feeds
+    lines = [line for crawl in workers for line in feed_lines(crawl)]
+    urls = collections.Counter(json.loads(line)["url"] for line in lines)
+    assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+    assert len(lines) == SIZE, [url for url, n in urls.items() if n > 1][:5]
+    # what the others took back from it is what it found lost
+    reclaimed = sum(r.stats.get("checkpoint/leases_reclaimed", 0) for r in results[1:])
+    lost = results[0].stats.get("checkpoint/leases_lost", 0)
+    assert lost == reclaimed >= held
+    assert "This worker lost" in results[0].log and "CHECKPOINT_LEASE_SECONDS=6" in (
+        results[0].log
+    )
 
 
 def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(

@@ -42,6 +42,7 @@ class StageWorker:
         self._heartbeat_script = client.register_script(lua("heartbeat", with_clock=True))
         self._join = client.register_script(lua("join", with_clock=True))
         self._end = client.register_script(lua("end_leases", with_clock=True))
+        self._fence = client.register_script(lua("fence", with_clock=True))
 
     # the lock protocol (see backends.Lock)
 
@@ -79,6 +80,17 @@ class StageWorker:
         data, lease = found[0], found[1].decode()
         self.held.add(lease)
         return data, lease
+
+    def fence(self, leases: Sequence[str]) -> list[str]:
+        """Before a commit settles the requests of ``leases``: those this worker no
+        longer holds (it was paused past their expiry, and another worker took them
+        back); the others are renewed, so that they cannot expire before the commit."""
+        lost = [lease.decode() for lease in self._fence(
+            keys=[self.keys.lease_expiry, self.keys.lease_owner],
+            args=[self.worker_id, self.lease_ms, *leases],
+        )]
+        self.held.difference_update(lost)
+        return lost
 
     def rescheduled(self, lease: str) -> None:
         """A leased request went back to the queue as a retry or a redirect: its

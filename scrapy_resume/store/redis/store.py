@@ -273,7 +273,9 @@ class RedisStore(StageCopying, BaseCheckpointStore):
     def state(self) -> dict[str, Any]:
         return self._json_hash("state")
 
-    def commit(self, batch: CommitBatch) -> None:
+    def commit(self, batch: CommitBatch) -> int:
+        """Returns how many settlements were fenced off: their leases were no longer
+        this worker's at the commit (see lua/commit.lua)."""
         now = int(time.time())
         pending, discovered_url = batch.requests_to_write()
         args: list[Any] = []
@@ -287,6 +289,7 @@ class RedisStore(StageCopying, BaseCheckpointStore):
                 "" if s.http_status is None else str(s.http_status), s.error or "",
                 str(s.attempts), "" if s.info is None else json.dumps(s.info, default=str),
                 self.signer.sign(s.key, s.blob) if keep else b"",  # type: ignore[arg-type]
+                s.lease or "",
             )
         host = this_host()
         header = {
@@ -300,11 +303,12 @@ class RedisStore(StageCopying, BaseCheckpointStore):
             "feed_starts": {f"{host}:{path}": start for path, start in batch.feed_starts.items()},
             "state": {name: json.dumps(value) for name, value in batch.state.items()},
             "release": batch.released_leases,
+            "worker": batch.worker,
             "schema_version": SCHEMA_VERSION,  # a layout-1 stage is layout 2 once written
         }
         # an empty Lua table encodes as {}; cjson decodes {} as an empty table either way
         keys = self.keys
-        self._commit_script(
+        _, fenced = self._commit_script(
             keys=[
                 keys.meta, keys.status, keys.record, keys.frontier, keys.blobs, keys.counts,
                 keys.counters, keys.cursors, keys.feeds, keys.feed_starts, keys.state,
@@ -314,6 +318,7 @@ class RedisStore(StageCopying, BaseCheckpointStore):
         )
         if batch.progress:  # (after the commit, not in it: a sample is only a chart's point)
             self._sample_progress()
+        return int(fenced)
 
     def _sample_progress(self) -> None:
         summary = self.summary()
