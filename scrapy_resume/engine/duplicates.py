@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 
 #: The add-on's dupefilter (named, not imported: it is a component, above this layer)
 COMPACT_DUPEFILTER = "scrapy_resume.components.dupefilter.CheckpointDupeFilter"
+#: scrapy-redis's scheduler and its shared dupefilter (named: scrapy-redis is optional).
+#: Its fingerprints (method, canonical URL, body) tell requests apart exactly as
+#: Scrapy's default fingerprinter does, which ours must then be.
+SHARED = ("scrapy_redis.scheduler.Scheduler", "scrapy_redis.dupefilter.RFPDupeFilter")
+DEFAULT_FINGERPRINTER = "scrapy.utils.request.RequestFingerprinter"
+
+
+def path_of(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class EarlyDuplicates:
@@ -59,12 +68,18 @@ class EarlyDuplicates:
         settings = crawler.settings
         if settings.getbool("DUPEFILTER_DEBUG"):
             return None
-        if load_object(settings["SCHEDULER"]) is not Scheduler:
-            return None
+        scheduler = load_object(settings["SCHEDULER"])
         dupefilter = load_object(settings["DUPEFILTER_CLASS"])
+        if (path_of(scheduler), path_of(dupefilter)) == SHARED:
+            # a fingerprint the shared dupefilter holds stays there for the run (its
+            # set is only cleared at the close): learnt, as for Scrapy's
+            fingerprinter = load_object(settings["REQUEST_FINGERPRINTER_CLASS"])
+            return cls(crawler) if path_of(fingerprinter) == DEFAULT_FINGERPRINTER else None
+        if scheduler is not Scheduler:
+            return None
         if dupefilter is RFPDupeFilter:
             return cls(crawler)
-        ours = f"{dupefilter.__module__}.{dupefilter.__qualname__}" == COMPACT_DUPEFILTER
+        ours = path_of(dupefilter) == COMPACT_DUPEFILTER
         return cls(crawler, dupefilter_seen) if ours and dupefilter_seen is not None else None
 
     def fetched_through_scheduler(self, request: Request) -> None:

@@ -107,7 +107,7 @@ class CheckpointRuntime:
         self.worker = worker
         # on a shared queue, the queue holds the pending requests (and restores them)
         self.batches.keep_blobs = worker is None
-        # off on a shared queue too: it comes with scrapy-redis's own scheduler
+        # (on a shared queue too: it learns what scrapy-redis's dupefilter has seen)
         self.early_duplicates = EarlyDuplicates.for_crawler(self.crawler, self.fingerprints_seen)
         retry_failed = self.config.retry_failed  # failed requests go back into the frontier
         # an empty index (a fresh stage) is a frozenset: the cheapest "not in"
