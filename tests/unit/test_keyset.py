@@ -113,3 +113,34 @@ def test_a_stage_begun_with_scrapys_dupefilter_resumes_with_the_addons(tmp_path)
         "setting DUPEFILTER_CLASS: 'scrapy.dupefilters.RFPDupeFilter' then,"
         " 'scrapy.dupefilters.BaseDupeFilter' now"
     ]
+
+
+@pytest.mark.parametrize("settings, learning", [
+    ({}, None),  # the add-on's dupefilter: its own set
+    ({"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+      "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter"}, True),
+    ({"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+      "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
+      # another fingerprinter may merge requests that scrapy-redis's tells apart: off
+      "REQUEST_FINGERPRINTER_CLASS": "tests.unit.test_keyset.CoarseFingerprinter"}, "off"),
+    ({"DUPEFILTER_DEBUG": True}, "off"),
+])
+def test_early_duplicates_learn_only_where_a_seen_fingerprint_is_dropped(tmp_path, settings,
+                                                                           learning):
+    from scrapy_resume.engine.duplicates import EarlyDuplicates
+
+    crawler = get_crawler(scrapy.Spider, {"ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path),
+                                          **settings})
+    seen = KeySet()
+    duplicates = EarlyDuplicates.for_crawler(crawler, seen)
+    if learning == "off":
+        assert duplicates is None
+    elif learning:
+        assert duplicates.learning and duplicates.seen is not seen
+    else:
+        assert not duplicates.learning and duplicates.seen is seen
+
+
+class CoarseFingerprinter:
+    def fingerprint(self, request):
+        return hashlib.sha1(request.url.split("?")[0].encode()).digest()
