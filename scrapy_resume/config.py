@@ -92,6 +92,15 @@ def checkpointing_wanted(settings: BaseSettings) -> bool:
         return True
 
 
+def redis_retry_seconds(settings: BaseSettings) -> float:
+    """CHECKPOINT_REDIS_RETRY_SECONDS, for the add-on, which runs before the config
+    is parsed (a bad value is refused then)."""
+    try:
+        return max(float(settings.get("CHECKPOINT_REDIS_RETRY_SECONDS", 60.0)), 0.0)
+    except (TypeError, ValueError):
+        return 60.0
+
+
 def cookies_checkpointed(settings: BaseSettings) -> bool:
     """Are the cookie jars part of the stage? CHECKPOINT_COOKIES (on unless turned
     off; a value that is not a boolean counts as on, and the extension refuses
@@ -120,6 +129,7 @@ class CheckpointConfig:
     stale_days: float = 7.0
     backend: str = ""  # "" is the embedded SQLite file; "redis://HOST:PORT/DB" a shared store
     lease_seconds: float = 300.0
+    redis_retry_seconds: float = 60.0  # how long a Redis restart is waited out
     # run although a local feed is written by a storage of the project's own (not exactly-once)
     unprotected_feeds: bool = False
     # the cookie jars are committed with the responses that set them (parsed here so that
@@ -154,6 +164,8 @@ class CheckpointConfig:
             stale_days=_get_positive_float(settings, "CHECKPOINT_STALE_DAYS", 7.0, unit="days"),
             backend=_get_backend(settings),
             lease_seconds=_get_positive_float(settings, "CHECKPOINT_LEASE_SECONDS", 300.0),
+            redis_retry_seconds=_get_positive_float(settings, "CHECKPOINT_REDIS_RETRY_SECONDS",
+                                                    60.0),
             unprotected_feeds=_get_bool(settings, "CHECKPOINT_UNPROTECTED_FEEDS", False),
             cookies=_get_bool(settings, "CHECKPOINT_COOKIES", True),
             restore_after_start=_get_bool(settings, "CHECKPOINT_RESTORE_AFTER_START", False),

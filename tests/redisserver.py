@@ -15,22 +15,37 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed: apt-get install redis-server"
+        self.directory = directory
         for _ in range(5):
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 self.port = probe.getsockname()[1]
-            self.proc = subprocess.Popen(
-                [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(directory),
-                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
-                stdout=subprocess.DEVNULL,
-            )
-            if self._ready():
+            if self._start():
                 return
             self.proc.kill()
             self.proc.wait()
         raise RuntimeError("redis-server did not start")
+
+    def _start(self) -> bool:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed: apt-get install redis-server"
+        self.proc = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
+             str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec",
+             "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
+        return self._ready()
+
+    def kill(self) -> None:
+        """SIGKILL: a crashed server, its append-only file as the kill left it."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def restart(self) -> None:
+        """The same port and directory: it loads its append-only file."""
+        if not self._start():
+            raise RuntimeError("redis-server did not start again")
 
     def _ready(self) -> bool:
         import redis

@@ -14,7 +14,7 @@ from scrapy_resume.components.enabling import (
 )
 from scrapy_resume.components.queue import QUEUE_CLASS_PATH, uses_shared_queue
 from scrapy_resume.components.spillqueue import memory_queues
-from scrapy_resume.config import cookies_checkpointed
+from scrapy_resume.config import cookies_checkpointed, redis_retry_seconds
 
 
 class Addon:
@@ -52,3 +52,11 @@ class Addon:
         if uses_shared_queue(settings):
             # scrapy-redis: a pop from the shared queue must also be a lease
             settings.set("SCHEDULER_QUEUE_CLASS", QUEUE_CLASS_PATH, priority="addon")
+            # and its client waits out a Redis restart as ours does (REDIS_PARAMS: scrapy-redis's
+            # documented arguments of its client; a project's own entries win)
+            from scrapy_resume.store.redis.connection import retrying  # (Redis only)
+
+            params = settings.getdict("REDIS_PARAMS")
+            for name, value in retrying(redis_retry_seconds(settings)).items():
+                params.setdefault(name, value)
+            settings.set("REDIS_PARAMS", params, settings.getpriority("REDIS_PARAMS") or "addon")

@@ -20,5 +20,6 @@ def backend_for(config: CheckpointConfig) -> StageBackend:
     if config.backend:
         from scrapy_resume.store.redis.backend import RedisBackend
 
-        return RedisBackend(config.backend, config.directory, lease_seconds=config.lease_seconds)
+        return RedisBackend(config.backend, config.directory, lease_seconds=config.lease_seconds,
+                            retry_seconds=config.redis_retry_seconds)
     return SqliteBackend(config.directory, fsync=config.fsync)

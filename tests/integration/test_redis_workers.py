@@ -20,6 +20,7 @@ from scrapy_resume.store.redis.backend import RedisBackend
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import LUA, lua
 from tests.crawling import Crawl, graph_page, scrapy_checkpoint, was_killed
+from tests.redisserver import RedisServer
 
 SIZE = 3000
 FANOUT = 5
@@ -173,6 +174,35 @@ def test_a_frozen_worker_writes_nothing_twice(tmp_path, mockserver, redis_server
     assert "This worker lost" in results[0].log and "CHECKPOINT_LEASE_SECONDS=6" in (
         results[0].log
     )
+
+
+def test_a_redis_server_killed_and_restarted_mid_crawl_loses_nothing(tmp_path, mockserver):
+    # a server of its own, SIGKILLed, then started again on its append-only file
+    server = RedisServer(tmp_path / "redis")
+    try:
+        ns = mockserver.namespace()
+        redis_url = server.url(db=0)
+        mockserver.configure(ns, delay_ms=5)
+        start = mockserver.url(page_path(ns, 0))
+        workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(2)]
+        procs = [crawl.start() for crawl in workers]
+        mockserver.wait_for_hits(ns, SIZE // 3)
+        server.kill()
+        time.sleep(1.0)  # down for a moment: the workers' calls wait, and retry
+        server.restart()
+        results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
+        for result in results:
+            assert result.finish_reason == "finished", result.log[-3000:]
+            assert "Traceback" not in result.log, result.log[-3000:]
+        assert any("Lost the connection to Redis: reconnecting" in r.log for r in results)
+        summary = workers[0].summary("graph")
+        assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
+        lines = [line for crawl in workers for line in feed_lines(crawl)]
+        urls = collections.Counter(json.loads(line)["url"] for line in lines)
+        assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+        assert len(lines) == SIZE  # 0 lost, 0 twice
+    finally:
+        server.stop()
 
 
 def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(

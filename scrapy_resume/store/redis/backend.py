@@ -28,12 +28,13 @@ class RedisBackend(StageBackend):
     kind = "redis"
 
     def __init__(self, url: str, directory: Path, *, lease_seconds: float = 300.0,
-                 worker_id: str | None = None):
+                 worker_id: str | None = None, retry_seconds: float = 0.0):
         self.url = url
         self.directory = directory
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or new_worker_id()
-        self.client: Any = client_for(url)
+        self.retry_seconds = retry_seconds  # a server restart waited out (connection.py)
+        self.client: Any = client_for(url, retry_seconds)
         self.described = describe_url(url)
 
     def location(self, stage: str) -> str:
@@ -45,8 +46,8 @@ class RedisBackend(StageBackend):
     def open(self, stage: str, *, read_only: bool = False) -> BaseCheckpointStore:
         # a connection of its own: closing the store leaves the backend usable (and
         # reading a store writes nothing: read_only changes nothing here)
-        return RedisStore(client_for(self.url), stage, RequestSigner(self.directory),
-                          self.location(stage))
+        return RedisStore(client_for(self.url, self.retry_seconds), stage,
+                          RequestSigner(self.directory), self.location(stage))
 
     def create(self, stage: str, owner: str, state: dict[str, Any]) -> BaseCheckpointStore:
         store = self.open(stage)

@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
+logger = logging.getLogger(__name__)
 
-def client_for(url: str) -> Any:
-    """A client for ``redis://HOST:PORT/DB`` (bytes in, bytes out)."""
+#: The longest pause between two attempts to reach a Redis server that went away.
+RETRY_CAP = 1.0
+
+
+def client_for(url: str, retry_seconds: float = 0.0) -> Any:
+    """A client for ``redis://HOST:PORT/DB`` (bytes in, bytes out) that waits out
+    a server restart for up to ``retry_seconds`` (see :func:`retrying`)."""
     import redis
 
-    return redis.Redis.from_url(url, decode_responses=False)
+    return redis.Redis.from_url(url, decode_responses=False, **retrying(retry_seconds))
+
+
+def retrying(seconds: float) -> dict[str, Any]:
+    """redis-py's client arguments for a server that goes away (a restart, a
+    failover): a call that finds the connection lost reconnects and tries again,
+    with backoff from 0.1 s to 1 s, for about ``seconds``; then it raises (a crawl
+    then stops with checkpoint_write_error, and resumes once the server is back).
+    The first failed attempt of each call logs one warning, not a traceback."""
+    if seconds <= 0:
+        return {}
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+    from redis.retry import Retry
+
+    class LoggedBackoff(ExponentialBackoff):
+        def compute(self, failures: int) -> float:
+            if failures == 1:
+                logger.warning("Lost the connection to Redis: reconnecting, with backoff, for "
+                               "up to %s s (CHECKPOINT_REDIS_RETRY_SECONDS)", seconds)
+            return super().compute(failures)
+
+    retries = int(seconds / RETRY_CAP) + 4  # (the first four pauses add up to 1.5 s)
+    return {"retry": Retry(LoggedBackoff(cap=RETRY_CAP, base=0.05), retries),
+            "retry_on_error": [ConnectionError, TimeoutError]}
 
 
 def server_identity(client: Any) -> tuple[str, int, int]:
