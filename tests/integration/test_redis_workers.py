@@ -205,6 +205,34 @@ def test_a_redis_server_killed_and_restarted_mid_crawl_loses_nothing(tmp_path, m
         server.stop()
 
 
+def test_a_redis_server_down_too_long_stops_the_workers_and_they_resume(tmp_path, mockserver):
+    server = RedisServer(tmp_path / "redis")
+    try:
+        ns = mockserver.namespace()
+        redis_url = server.url(db=0)
+        mockserver.configure(ns, delay_ms=5)
+        start = mockserver.url(page_path(ns, 0))
+        workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(2)]
+        procs = [crawl.start(CHECKPOINT_REDIS_RETRY_SECONDS="1") for crawl in workers]
+        mockserver.wait_for_hits(ns, SIZE // 3)
+        server.kill()
+        results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
+        for result in results:  # (down for good, as far as they can tell)
+            assert result.finish_reason == "checkpoint_write_error", result.log[-3000:]
+        server.restart()
+        results = [crawl.run(timeout=180, CHECKPOINT_RESUME="1") for crawl in workers]
+        for result in results:
+            assert result.finish_reason == "finished", result.log[-3000:]
+        summary = workers[0].summary("graph")
+        assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
+        lines = [line for crawl in workers for line in feed_lines(crawl)]
+        urls = collections.Counter(json.loads(line)["url"] for line in lines)
+        assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+        assert len(lines) == SIZE  # 0 lost, 0 twice
+    finally:
+        server.stop()
+
+
 def test_links_refused_offsite_are_dropped_when_the_last_worker_finishes(
     tmp_path, mockserver, redis_server
 ):

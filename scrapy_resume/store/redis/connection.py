@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,25 +27,56 @@ def client_for(url: str, retry_seconds: float = 0.0) -> Any:
 def retrying(seconds: float) -> dict[str, Any]:
     """redis-py's client arguments for a server that goes away (a restart, a
     failover): a call that finds the connection lost reconnects and tries again,
-    with backoff from 0.1 s to 1 s, for about ``seconds``; then it raises (a crawl
-    then stops with checkpoint_write_error, and resumes once the server is back).
-    The first failed attempt of each call logs one warning, not a traceback."""
+    with backoff from 0.1 s to 1 s, until the server has been unreachable for
+    ``seconds`` (one outage, however many calls wait on it); then every call
+    raises at once (a crawl then stops with checkpoint_write_error, and resumes
+    once the server is back). An outage logs one warning, not a traceback."""
     if seconds <= 0:
         return {}
-    from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError, TimeoutError
+
+    return {"retry": outage_retry(seconds), "retry_on_error": [ConnectionError, TimeoutError]}
+
+
+def outage_retry(seconds: float) -> Any:
+    """A redis-py Retry that keeps trying for ``seconds`` of one outage."""
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError
     from redis.retry import Retry
 
-    class LoggedBackoff(ExponentialBackoff):
+    class OutageBackoff(ExponentialBackoff):
+        """The pause before the next attempt; past the outage's time, an error instead
+        (raised here, it ends the retries of the call)."""
+
+        def __init__(self) -> None:
+            super().__init__(cap=RETRY_CAP, base=0.05)
+            self.down_since: float | None = None  # the outage, shared by every call
+
         def compute(self, failures: int) -> float:
-            if failures == 1:
+            now = time.monotonic()
+            if self.down_since is None:
+                self.down_since = now
                 logger.warning("Lost the connection to Redis: reconnecting, with backoff, for "
                                "up to %s s (CHECKPOINT_REDIS_RETRY_SECONDS)", seconds)
+            if now - self.down_since > seconds:
+                raise ConnectionError(f"Redis unreachable for more than {seconds} s "
+                                      f"(CHECKPOINT_REDIS_RETRY_SECONDS)")
             return super().compute(failures)
 
-    retries = int(seconds / RETRY_CAP) + 4  # (the first four pauses add up to 1.5 s)
-    return {"retry": Retry(LoggedBackoff(cap=RETRY_CAP, base=0.05), retries),
-            "retry_on_error": [ConnectionError, TimeoutError]}
+    class OutageRetry(Retry):
+        def __init__(self) -> None:
+            self.backoff = OutageBackoff()
+            super().__init__(self.backoff, retries=-1)
+
+        def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+            def attempt() -> Any:
+                result = do()
+                self.backoff.down_since = None  # the server answers again
+                return result
+
+            return super().call_with_retry(attempt, fail, *args, **kwargs)
+
+    return OutageRetry()
 
 
 def server_identity(client: Any) -> tuple[str, int, int]:
