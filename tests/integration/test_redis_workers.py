@@ -71,6 +71,17 @@ def feed_lines(crawl: Crawl) -> list[str]:
     return crawl.feed.read_text().splitlines() if crawl.feed.exists() else []
 
 
+def assert_every_item_once(workers: list[Crawl], mockserver, ns: str) -> None:
+    """The stage completed with every page done, and the union of the workers' feeds
+    holds each page's item exactly once: 0 lost, 0 twice."""
+    summary = workers[0].summary("graph")
+    assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
+    lines = [line for crawl in workers for line in feed_lines(crawl)]
+    urls = collections.Counter(json.loads(line)["url"] for line in lines)
+    assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
+    assert len(lines) == SIZE, [url for url, n in urls.items() if n > 1][:5]
+
+
 def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     tmp_path, mockserver, redis_server
 ):
@@ -160,13 +171,7 @@ def test_a_frozen_worker_writes_nothing_twice(tmp_path, mockserver, redis_server
     results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
     for result in results:
         assert result.finish_reason == "finished", result.log[-3000:]
-    summary = workers[0].summary("graph")
-    assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
-    # 0 lost and 0 twice, in the union of the feeds
-    lines = [line for crawl in workers for line in feed_lines(crawl)]
-    urls = collections.Counter(json.loads(line)["url"] for line in lines)
-    assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
-    assert len(lines) == SIZE, [url for url, n in urls.items() if n > 1][:5]
+    assert_every_item_once(workers, mockserver, ns)
     # what the others took back from it is what it found lost
     reclaimed = sum(r.stats.get("checkpoint/leases_reclaimed", 0) for r in results[1:])
     lost = results[0].stats.get("checkpoint/leases_lost", 0)
@@ -176,15 +181,19 @@ def test_a_frozen_worker_writes_nothing_twice(tmp_path, mockserver, redis_server
     )
 
 
+def on_a_server_of_their_own(tmp_path, mockserver) -> tuple[RedisServer, str, list[Crawl]]:
+    """Two workers of the site, on a redis-server of their own (a test may kill it)."""
+    server = RedisServer(tmp_path / "redis")
+    ns = mockserver.namespace()
+    mockserver.configure(ns, delay_ms=5)
+    start = mockserver.url(page_path(ns, 0))
+    return server, ns, [scrapy_redis_worker(tmp_path, i, start, server.url()) for i in range(2)]
+
+
 def test_a_redis_server_killed_and_restarted_mid_crawl_loses_nothing(tmp_path, mockserver):
     # a server of its own, SIGKILLed, then started again on its append-only file
-    server = RedisServer(tmp_path / "redis")
+    server, ns, workers = on_a_server_of_their_own(tmp_path, mockserver)
     try:
-        ns = mockserver.namespace()
-        redis_url = server.url(db=0)
-        mockserver.configure(ns, delay_ms=5)
-        start = mockserver.url(page_path(ns, 0))
-        workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(2)]
         procs = [crawl.start() for crawl in workers]
         mockserver.wait_for_hits(ns, SIZE // 3)
         server.kill()
@@ -195,24 +204,14 @@ def test_a_redis_server_killed_and_restarted_mid_crawl_loses_nothing(tmp_path, m
             assert result.finish_reason == "finished", result.log[-3000:]
             assert "Traceback" not in result.log, result.log[-3000:]
         assert any("Lost the connection to Redis: reconnecting" in r.log for r in results)
-        summary = workers[0].summary("graph")
-        assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
-        lines = [line for crawl in workers for line in feed_lines(crawl)]
-        urls = collections.Counter(json.loads(line)["url"] for line in lines)
-        assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
-        assert len(lines) == SIZE  # 0 lost, 0 twice
+        assert_every_item_once(workers, mockserver, ns)
     finally:
         server.stop()
 
 
 def test_a_redis_server_down_too_long_stops_the_workers_and_they_resume(tmp_path, mockserver):
-    server = RedisServer(tmp_path / "redis")
+    server, ns, workers = on_a_server_of_their_own(tmp_path, mockserver)
     try:
-        ns = mockserver.namespace()
-        redis_url = server.url(db=0)
-        mockserver.configure(ns, delay_ms=5)
-        start = mockserver.url(page_path(ns, 0))
-        workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(2)]
         procs = [crawl.start(CHECKPOINT_REDIS_RETRY_SECONDS="1") for crawl in workers]
         mockserver.wait_for_hits(ns, SIZE // 3)
         server.kill()
@@ -223,12 +222,7 @@ def test_a_redis_server_down_too_long_stops_the_workers_and_they_resume(tmp_path
         results = [crawl.run(timeout=180, CHECKPOINT_RESUME="1") for crawl in workers]
         for result in results:
             assert result.finish_reason == "finished", result.log[-3000:]
-        summary = workers[0].summary("graph")
-        assert (summary.status, summary.done, summary.failed) == ("completed", SIZE, 0)
-        lines = [line for crawl in workers for line in feed_lines(crawl)]
-        urls = collections.Counter(json.loads(line)["url"] for line in lines)
-        assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
-        assert len(lines) == SIZE  # 0 lost, 0 twice
+        assert_every_item_once(workers, mockserver, ns)
     finally:
         server.stop()
 
