@@ -43,6 +43,11 @@ class SharedQueueIdle:
         self.runtime.commit_or_stop()
         if not self.runtime.active:
             return
+        if self.runtime.committer.in_progress is not None:
+            # a commit waits for its hook (checkpoint_before_commit): the leases it
+            # settles are not leftovers; look again once it is written
+            self._wait(worker)
+            raise DontCloseSpider
         stats = self.crawler.stats
         stats.inc_value("checkpoint/leases_released_idle", worker.release_leftovers())
         reclaimed = worker.reclaim_expired()
@@ -55,17 +60,23 @@ class SharedQueueIdle:
         outstanding = worker.outstanding()
         if reclaimed or outstanding or worker.queued():
             logger.debug("Waiting: %d lease(s) outstanding", outstanding, extra={"spider": spider})
-            if self.waiting is None or not self.waiting.running:
-                self.waiting = create_looping_call(self._check_shared_queue, worker)
-                self.waiting.start(WAIT_POLL_SECONDS, now=False)
+            self._wait(worker)
             raise DontCloseSpider
 
+    def _wait(self, worker: StageWorker) -> None:
+        if self.waiting is None or not self.waiting.running:
+            self.waiting = create_looping_call(self._check_shared_queue, worker)
+            self.waiting.start(WAIT_POLL_SECONDS, now=False)
+
     def _check_shared_queue(self, worker: StageWorker) -> None:
-        """While waiting: as soon as there is work, the crawl is over, or a lease
-        has expired, wake the engine (it would look only every 5 s)."""
+        """While waiting: as soon as there is work, the crawl is over, a lease has
+        expired, or this worker's own leases can be looked at (no commit waiting for
+        its hook), wake the engine (it would look only every 5 s)."""
         if not self.runtime.active:
             self.waiting.stop()  # type: ignore[union-attr]
             return
-        if worker.queued() or not worker.outstanding() or worker.expired():
+        committed = self.runtime.committer.in_progress is None
+        if committed and (worker.queued() or not worker.outstanding() or worker.expired()
+                          or worker.held):
             self.waiting.stop()  # type: ignore[union-attr]
             self.runtime.wake_engine()

@@ -66,6 +66,7 @@ class BatchBuilder:
         # requests, the ledger only their keys and URLs
         self.keep_blobs = True
         self.lost_items = 0  # items of the last batch's lost leases, cut from it
+        self.built_loose_bytes: list[tuple[FeedBuffer, bytes]] = []
 
     # what happened since the last commit
 
@@ -149,6 +150,7 @@ class BatchBuilder:
         batch.cursors.update(self.loose_cursors)
         self.loose_cursors = {}
         loose_bytes, self.loose_feed_bytes = self.loose_feed_bytes, []
+        self.built_loose_bytes = loose_bytes  # (back in the next batch if this one is called off)
         for feed, data in loose_bytes:
             feed.add_record(data)
         if start_items.has_news:

@@ -253,6 +253,25 @@ class Committer:
             )
         return frozenset(lost)
 
+    def _called_off(self, batch: CommitBatch) -> None:
+        """The commit script found a lease lost since the fence (this worker froze in
+        between) and wrote nothing. Its feed bytes are cut from the files, and the
+        requests it would have settled go back to the queue (they are fetched again,
+        their items written once); items not tied to a request wait for the next one."""
+        assert self.worker is not None
+        self.stats.inc_value("checkpoint/commits_called_off")
+        logger.warning("A commit was called off: a lease was lost while it was being made "
+                       "(this worker was paused); its requests go back to the queue",
+                       extra={"spider": self.crawler.spider})
+        if not all(hasattr(writer, "back_out") for writer in self.writers):
+            # (a batched feed cannot take a batch back: stop, as after a failed commit)
+            self.stop_after_failed_commit(RuntimeError("a commit called off by a lost lease"))
+            return
+        for writer in self.writers:
+            writer.back_out()  # type: ignore[attr-defined]
+        self.worker.requeue([s.lease for s in batch.settlements if s.lease is not None])
+        self.batches.loose_feed_bytes[:0] = self.batches.built_loose_bytes
+
     def _commit_timed(self, batch: CommitBatch, started: float, final: bool = False) -> None:
         self._commit(batch, final)
         self.stats.inc_value("checkpoint/commit_seconds", time.monotonic() - started)
@@ -275,11 +294,9 @@ class Committer:
         now = time.monotonic()
         early = now - self.started < PROGRESS_DETAILED_FOR
         batch.progress = final or early or now - self.last_sample >= PROGRESS_EVERY
-        fenced = self.store.commit(batch)
-        if fenced:  # lost in the moment between the fence and the commit
-            self.stats.inc_value("checkpoint/leases_lost", fenced)
-            logger.warning("%d settlement(s) fenced off at the commit: their leases were lost",
-                           fenced, extra={"spider": self.crawler.spider})
+        if self.store.commit(batch):  # a lease lost between the fence and the commit
+            self._called_off(batch)
+            return
         if batch.progress:
             self.last_sample = time.monotonic()
         if self.worker is not None:

@@ -113,6 +113,7 @@ class FeedBuffer(ExportedBytes):
         self.has_records = begun  # in the file, or on their way to it
         self.header_pending = not begun
         self.outgoing = bytearray()  # claimed by done requests, written at the next commit
+        self.records_committed = begun  # has_records as the last commit left it
         self.ended = False  # its document's end is in the file, committed (a full batch)
         self.last_commit_done = False
 
@@ -148,6 +149,15 @@ class FeedBuffer(ExportedBytes):
             self.committed_offset = batch.feed_offsets[self.key]
             self.header_pending = False
             self.outgoing.clear()
+            self.records_committed = self.has_records
+
+    def back_out(self) -> None:
+        """The commit was called off after its bytes were written (on a shared queue,
+        a lease lost under it): the file ends at its committed size again."""
+        self.file.flush()
+        self.file.truncate(self.committed_offset)
+        self.outgoing.clear()
+        self.has_records = self.records_committed
 
     def exporter_finished(self) -> bytes:
         """The exporter is done with this file. A document's trailer is dropped:

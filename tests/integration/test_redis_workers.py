@@ -190,6 +190,41 @@ def on_a_server_of_their_own(tmp_path, mockserver) -> tuple[RedisServer, str, li
     return server, ns, [scrapy_redis_worker(tmp_path, i, start, server.url()) for i in range(2)]
 
 
+def test_a_worker_frozen_in_the_middle_of_a_commit_calls_it_off(tmp_path, mockserver,
+                                                                redis_server):
+    # frozen after the fence, before the commit: the commit script finds the leases
+    # taken back, writes nothing; the worker cuts its feed back, requeues the rest
+    ns = mockserver.namespace()
+    redis_url, client = empty_database(redis_server, db=6)
+    mockserver.configure(ns, delay_ms=5)
+    start = mockserver.url(page_path(ns, 0))
+    workers = [scrapy_redis_worker(tmp_path, i, start, redis_url) for i in range(2)]
+    workers[0].settings["TEST_STOP_AT_COMMIT"] = "20"
+    procs = [crawl.start() for crawl in workers]
+    frozen = procs[0]
+    deadline = time.monotonic() + 120
+    while not stopped(frozen.pid):  # it stops itself, at its 20th commit
+        assert frozen.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        assert leases_of(client, frozen.pid) > 0
+        while leases_of(client, frozen.pid) > 0:  # until the other took them all back
+            assert time.monotonic() < deadline + 120, "its leases were never taken back"
+            time.sleep(0.2)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
+    for result in results:
+        assert result.finish_reason == "finished", result.log[-3000:]
+    assert results[0].stats.get("checkpoint/commits_called_off") == 1
+    assert_every_item_once(workers, mockserver, ns)
+
+
+def stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def test_a_redis_server_killed_and_restarted_mid_crawl_loses_nothing(tmp_path, mockserver):
     # a server of its own, SIGKILLed, then started again on its append-only file
     server, ns, workers = on_a_server_of_their_own(tmp_path, mockserver)
@@ -308,3 +343,37 @@ def test_a_live_workers_heartbeat_renews_its_membership_and_its_leases(redis_ser
         assert client.zscore(keys.lease_expiry, lease) > leased
     finally:
         worker.release()
+
+
+def test_a_commit_under_a_lease_taken_back_writes_nothing(redis_server, tmp_path):
+    # The window the fence cannot see: a lease taken back between the fence and the
+    # commit (the worker froze in between). The commit script checks it again, and
+    # calls the whole commit off.
+    from scrapy_resume.store.records import CommitBatch, RequestStatus, Settlement
+
+    redis_url, client = empty_database(redis_server, db=7)
+    client.zadd("queue", {b"a request": 0})
+    backend = RedisBackend(redis_url, tmp_path, lease_seconds=60)
+    store = backend.create("graph", "graph", {})
+    worker = backend.lock("graph", shared=True)
+    worker.acquire()
+    try:
+        lease = worker.take("queue")[1]
+        assert worker.fence([lease]) == []  # still its own
+        # another worker takes it back: its lease ends, the request is queued again
+        RedisBackend(redis_url, tmp_path, lease_seconds=60).lock(
+            "graph", shared=True).requeue([lease])
+        assert client.zcard("queue") == 1
+        batch = CommitBatch(
+            settlements=[Settlement(key=b"k" * 20, status=RequestStatus.DONE, url="http://x/",
+                                    lease=lease)],
+            counters={"done": 1, "items": 1}, feed_offsets={"items.jsonl": 100},
+            worker=worker.worker_id,
+        )
+        assert store.commit(batch) == 1
+        summary = store.summary()
+        assert (summary.done, summary.counters.get("items", 0), store.feed_offsets()) == (0, 0, {})
+        assert worker.fence([lease]) == [lease]
+    finally:
+        worker.release()
+        store.close()

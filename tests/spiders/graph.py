@@ -9,7 +9,9 @@ page by another host name (localhost), which OffsiteMiddleware refuses;
 ``with_depth=1`` puts each page's depth in its item; ``more_starts=N`` has
 start() also yield N requests for the start URL's next N siblings
 (``.../1`` to ``.../N``: a huge start(), for bench/frontier_memory.py).
-The settings ``TEST_LOCK_AT_CLOSE=PATH`` and ``TEST_LOCK_AT_FIRST_PAGE=PATH``
+``TEST_STOP_AT_COMMIT=N`` SIGSTOPs the process at its N-th commit with items, between
+the fence of its leases and the commit itself. The settings ``TEST_LOCK_AT_CLOSE=PATH``
+and ``TEST_LOCK_AT_FIRST_PAGE=PATH``
 (settings: a resume compares spider arguments) hold an exclusive lock on the
 SQLite file PATH from the moment the spider closes, or parses its first page,
 so that the checkpoint's next commit fails.
@@ -17,6 +19,8 @@ so that the checkpoint's next commit fails.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 
 import scrapy
@@ -88,6 +92,25 @@ class GraphSpider(StatsDumpingSpider):
             yield scrapy.Request(dead, errback=self.on_dead)
         if self.offsite_every and page_number(response.url) % self.offsite_every == 5:
             yield scrapy.Request(response.url.replace("127.0.0.1", "localhost"))
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        if crawler.settings.getint("TEST_STOP_AT_COMMIT"):
+            from scrapy_resume import signals as checkpoint_signals
+
+            spider._commits_seen = 0  # (private: not recorded as an argument)
+            crawler.signals.connect(spider.stop_at_commit,
+                                    signal=checkpoint_signals.checkpoint_before_commit)
+        return spider
+
+    def stop_at_commit(self, item_ids, **kwargs):
+        """TEST_STOP_AT_COMMIT=N: SIGSTOP this process at its N-th commit with items,
+        after the leases were fenced and before the commit is written (the window a
+        frozen worker can fall in)."""
+        self._commits_seen += 1
+        if self._commits_seen == self.settings.getint("TEST_STOP_AT_COMMIT"):
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     def closed(self, reason):
         # runs before the checkpoint's own spider_closed handler: the spider's is

@@ -92,6 +92,11 @@ class StageWorker:
         self.held.difference_update(lost)
         return lost
 
+    def requeue(self, leases: Sequence[str]) -> int:
+        """Put these leases' requests back in the queue now (a commit called off)."""
+        self.held.difference_update(leases)
+        return self._end_leases("requeue", leases) if leases else 0
+
     def rescheduled(self, lease: str) -> None:
         """A leased request went back to the queue as a retry or a redirect: its
         copy is in the queue now, so the lease ends with the next commit."""

@@ -3,8 +3,8 @@
 -- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds,
 -- feed_starts, state, then the lease keys (StageKeys.LEASES). ARGV[1]: a JSON header (counts and maps),
 -- then 3 values per new request and 9 per settlement (see RedisStore.commit).
--- Fencing: a settlement under a shared-queue lease is written only if the lease is
--- still this worker's (h.worker); the others are skipped and counted (the result's 2nd).
+-- Fencing: if a settlement's shared-queue lease is no longer this worker's (h.worker),
+-- the whole commit is called off, nothing written; the result's 2nd is how many.
 -- A record is a JSON object (RECORD_FIELDS in store.py); an empty field is left out.
 local function decode_record(raw)
   local rec = cjson.decode(raw)
@@ -18,6 +18,15 @@ end
 local function nonempty(value) if value == '' then return nil end return value end
 
 local h = cjson.decode(ARGV[1])
+-- the fence first: if any lease is no longer this worker's, nothing is written
+local fenced = 0
+for n = 1, h.n_settle do
+  local lease = ARGV[2 + 3 * h.n_new + 9 * (n - 1) + 8]
+  if lease ~= '' and redis.call('HGET', KEYS[15], lease) ~= h.worker then
+    fenced = fenced + 1
+  end
+end
+if fenced > 0 then return {0, fenced} end
 local meta, status, record = KEYS[1], KEYS[2], KEYS[3]
 local frontier, blobs, counts = KEYS[4], KEYS[5], KEYS[6]
 local now = h.now
@@ -37,15 +46,10 @@ for n = 1, h.n_new do
     seq = seq + 1
   end
 end
-local fenced = 0
 for n = 1, h.n_settle do
   local key, st, url, http = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local err, attempts, info, blob = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
-  local lease = ARGV[i + 8]
-  i = i + 9
-  if lease ~= '' and redis.call('HGET', KEYS[15], lease) ~= h.worker then
-    fenced = fenced + 1
-  else
+  i = i + 9  -- (the 9th: the lease, checked above)
   local old = redis.call('HGET', status, key)
   local rec
   if old then
@@ -75,7 +79,6 @@ for n = 1, h.n_settle do
     redis.call('HDEL', blobs, key)
     redis.call('ZREM', frontier, key)
   end
-  end
 end
 for name, delta in pairs(h.counters) do redis.call('HINCRBY', KEYS[7], name, delta) end
 for name, value in pairs(h.cursors) do redis.call('HSET', KEYS[8], name, value) end
@@ -88,4 +91,4 @@ for _, lease in ipairs(h.release) do
 end
 redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at,
   'schema_version', h.schema_version)
-return {seq, fenced}
+return {seq, 0}
