@@ -253,13 +253,14 @@ class Committer:
             )
         return frozenset(lost)
 
-    def _called_off(self, batch: CommitBatch) -> None:
+    def _called_off(self, batch: CommitBatch, lost: int) -> None:
         """The commit script found a lease lost since the fence (this worker froze in
         between) and wrote nothing. Its feed bytes are cut from the files, and the
         requests it would have settled go back to the queue (they are fetched again,
         their items written once); items not tied to a request wait for the next one."""
         assert self.worker is not None
         self.stats.inc_value("checkpoint/commits_called_off")
+        self.stats.inc_value("checkpoint/leases_lost", lost)
         logger.warning("A commit was called off: a lease was lost while it was being made "
                        "(this worker was paused); its requests go back to the queue",
                        extra={"spider": self.crawler.spider})
@@ -294,8 +295,9 @@ class Committer:
         now = time.monotonic()
         early = now - self.started < PROGRESS_DETAILED_FOR
         batch.progress = final or early or now - self.last_sample >= PROGRESS_EVERY
-        if self.store.commit(batch):  # a lease lost between the fence and the commit
-            self._called_off(batch)
+        fenced = self.store.commit(batch)
+        if fenced:  # leases lost between the fence and the commit
+            self._called_off(batch, fenced)
             return
         if batch.progress:
             self.last_sample = time.monotonic()

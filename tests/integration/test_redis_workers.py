@@ -217,6 +217,9 @@ def test_a_worker_frozen_in_the_middle_of_a_commit_calls_it_off(tmp_path, mockse
     for result in results:
         assert result.finish_reason == "finished", result.log[-3000:]
     assert results[0].stats.get("checkpoint/commits_called_off") == 1
+    # what the other took back from it is what it found lost, in the commit or after
+    reclaimed = results[1].stats.get("checkpoint/leases_reclaimed", 0)
+    assert results[0].stats.get("checkpoint/leases_lost", 0) == reclaimed > 0
     assert_every_item_once(workers, mockserver, ns)
 
 
