@@ -145,6 +145,23 @@ def test_a_killed_worker_loses_nothing_and_its_resume_leaves_no_duplicate(
     assert set(urls) == {mockserver.url(page_path(ns, n)) for n in range(SIZE)}
 
 
+def wake_once_taken_back(client, frozen, workers: list[Crawl], procs) -> list:
+    """``frozen`` is SIGSTOPped: wake it once the others have taken back every lease
+    it held (past their expiry), and let every worker finish."""
+    try:
+        assert leases_of(client, frozen.pid) > 0  # frozen with requests in hand
+        deadline = time.monotonic() + 180
+        while leases_of(client, frozen.pid) > 0:
+            assert time.monotonic() < deadline, "its leases were never taken back"
+            time.sleep(0.2)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
+    for result in results:
+        assert result.finish_reason == "finished", result.log[-3000:]
+    return results
+
+
 def test_a_frozen_worker_writes_nothing_twice(tmp_path, mockserver, redis_server):
     # SIGSTOP: a long GC pause, a stopped container, a laptop lid. Its leases expire
     # meanwhile, the others fetch those requests again; when it wakes, it must not
@@ -158,19 +175,8 @@ def test_a_frozen_worker_writes_nothing_twice(tmp_path, mockserver, redis_server
     frozen = procs[0]
     mockserver.wait_for_hits(ns, SIZE // 4)
     os.kill(frozen.pid, signal.SIGSTOP)
-    try:
-        held = leases_of(client, frozen.pid)
-        assert held > 0  # frozen with requests in hand
-        # until the others have taken back every lease it held (past their expiry)
-        deadline = time.monotonic() + 180
-        while leases_of(client, frozen.pid) > 0:
-            assert time.monotonic() < deadline, "its leases were never taken back"
-            time.sleep(0.2)
-    finally:
-        os.kill(frozen.pid, signal.SIGCONT)
-    results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
-    for result in results:
-        assert result.finish_reason == "finished", result.log[-3000:]
+    held = leases_of(client, frozen.pid)
+    results = wake_once_taken_back(client, frozen, workers, procs)
     assert_every_item_once(workers, mockserver, ns)
     # what the others took back from it is what it found lost
     reclaimed = sum(r.stats.get("checkpoint/leases_reclaimed", 0) for r in results[1:])
@@ -206,16 +212,7 @@ def test_a_worker_frozen_in_the_middle_of_a_commit_calls_it_off(tmp_path, mockse
     while not stopped(frozen.pid):  # it stops itself, at its 20th commit
         assert frozen.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    try:
-        assert leases_of(client, frozen.pid) > 0
-        while leases_of(client, frozen.pid) > 0:  # until the other took them all back
-            assert time.monotonic() < deadline + 120, "its leases were never taken back"
-            time.sleep(0.2)
-    finally:
-        os.kill(frozen.pid, signal.SIGCONT)
-    results = [crawl.finish(proc, timeout=180) for crawl, proc in zip(workers, procs)]
-    for result in results:
-        assert result.finish_reason == "finished", result.log[-3000:]
+    results = wake_once_taken_back(client, frozen, workers, procs)
     assert results[0].stats.get("checkpoint/commits_called_off") == 1
     # what the other took back from it is what it found lost, in the commit or after
     reclaimed = results[1].stats.get("checkpoint/leases_reclaimed", 0)
