@@ -17,7 +17,13 @@ from collections import Counter
 from html import escape
 from typing import Any
 
-from scrapy_resume.commands.stageinfo import open_store, stage_commands, stage_info, stage_names
+from scrapy_resume.commands.stageinfo import (
+    open_store,
+    settled,
+    stage_commands,
+    stage_info,
+    stage_names,
+)
 from scrapy_resume.store.base import StageBackend
 from scrapy_resume.store.records import RequestStatus, format_time
 
@@ -65,10 +71,6 @@ def run_outcome(run: dict[str, Any], last: bool, live: bool) -> str:
     if run["close_reason"]:
         return run["close_reason"]
     return "running" if last and live else "crashed"
-
-
-def settled(sample: dict[str, Any]) -> int:
-    return sample["done"] + sample["failed"] + sample["dropped"]
 
 
 class Scale:

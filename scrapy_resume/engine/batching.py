@@ -65,7 +65,6 @@ class BatchBuilder:
         # False on a shared scrapy-redis queue: the queue holds the serialized
         # requests, the ledger only their keys and URLs
         self.keep_blobs = True
-        self.lost_items = 0  # items of the last batch's lost leases, cut from it
         self.built_loose_bytes: list[tuple[FeedBuffer, bytes]] = []
 
     # what happened since the last commit
@@ -117,7 +116,6 @@ class BatchBuilder:
         worker's now, so nothing of theirs is written here (not their settlement,
         items, counts or cursors)."""
         batch = CommitBatch()
-        self.lost_items = 0
         self.item_ids, self.loose_item_ids = self.loose_item_ids, []
         while self.ready:  # a settlement can unblock a parent: it joins this batch
             ready, self.ready = self.ready, []
@@ -136,7 +134,6 @@ class BatchBuilder:
                 batch.new_requests.extend(children)
             for completion in reversed(settling):
                 if lost and lease_of(completion) in lost:
-                    self.lost_items += completion.items
                     continue
                 self._add_settlement(batch, completion)
         # (after the settlements, so that a start request fetched already needs no

@@ -123,9 +123,7 @@ class StageWorker:
 
     def requeue_own(self) -> int:
         """At close: whatever this worker still holds goes back in the queue now."""
-        own = sorted(self.held)
-        self.held.clear()
-        return self._end_leases("requeue", own) if own else 0
+        return self.requeue(sorted(self.held))
 
     def reclaim_expired(self) -> int:
         """Put the requests of expired leases (dead workers) back in their queue."""
