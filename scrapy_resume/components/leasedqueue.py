@@ -8,8 +8,9 @@ a quarter of a second that a crawl on SQLite does not pay.
 
 from __future__ import annotations
 
+from collections import deque
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scrapy_resume.components.lookup import runtime_of
 from scrapy_resume.engine.requestmeta import LEASE_META
@@ -21,6 +22,7 @@ except ImportError:  # scrapy-redis is optional: only a shared queue needs it
 
 if TYPE_CHECKING:
     from scrapy import Request
+    from scrapy.crawler import Crawler
 
     from scrapy_resume.engine.runtime import CheckpointRuntime
 
@@ -39,15 +41,46 @@ class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
         """The crawl's checkpoint state, looked up once rather than at every pop."""
         return runtime_of(self.spider.crawler)
 
+    @cached_property
+    def taken(self) -> deque[tuple[bytes, str]]:
+        """Requests popped and leased together, that the engine has not asked for yet
+        (it asks for one at a time, as long as the downloader has room)."""
+        return deque()
+
+    def __len__(self) -> int:
+        # the requests taken are this worker's pending ones: it is not idle while any is left
+        return super().__len__() + (len(self.taken) if "taken" in self.__dict__ else 0)
+
     def pop(self, timeout: int = 0) -> Request | None:
         runtime = self.checkpoint_runtime
         worker = runtime.worker if runtime is not None and runtime.active else None
         if worker is None:  # checkpointing is off or refused for this crawl
             return super().pop(timeout)
-        taken = worker.take(self.key)
-        if taken is None:
+        if not self.taken:  # one call to Redis for as many as the downloader has room for
+            self.taken.extend(worker.take(self.key, free_download_slots(self.spider.crawler)))
+        if not self.taken:
             return None
-        data, lease = taken
+        data, lease = self.taken.popleft()
         request = self._decode_request(data)
         request.meta[LEASE_META] = lease
         return request
+
+
+#: The most requests one pop takes off the shared queue.
+MOST_TAKEN = 32
+
+
+def free_download_slots(crawler: Crawler) -> int:
+    """How many more requests the downloader takes now: the engine asks the
+    scheduler for requests, one by one, until ``len(downloader.active)`` reaches
+    ``downloader.total_concurrency`` (CONCURRENT_REQUESTS). Both are public
+    attributes of Scrapy's Downloader; a downloader without them gets one at a
+    time (tests/integration/test_redis_workers.py fails loudly if they go)."""
+    downloader: Any = getattr(crawler.engine, "downloader", None)
+    try:
+        free = downloader.total_concurrency - len(downloader.active)  # type: ignore[union-attr]
+    except (AttributeError, TypeError):
+        return 1
+    if downloader.total_concurrency <= 0:  # (CONCURRENT_REQUESTS=0: no limit)
+        return MOST_TAKEN
+    return max(1, min(MOST_TAKEN, free))

@@ -331,9 +331,7 @@ def test_a_live_workers_heartbeat_renews_its_membership_and_its_leases(redis_ser
     worker = RedisBackend(redis_url, tmp_path, lease_seconds=60).lock("graph", shared=True)
     worker.acquire()
     try:
-        taken = worker.take("queue")
-        assert taken is not None
-        lease = taken[1]
+        [(_, lease)] = worker.take("queue")
         keys = StageKeys("graph")
         joined = client.zscore(keys.workers, worker.worker_id)
         leased = client.zscore(keys.lease_expiry, lease)
@@ -358,7 +356,7 @@ def test_a_commit_under_a_lease_taken_back_writes_nothing(redis_server, tmp_path
     worker = backend.lock("graph", shared=True)
     worker.acquire()
     try:
-        lease = worker.take("queue")[1]
+        [(_, lease)] = worker.take("queue")
         assert worker.fence([lease]) == []  # still its own
         # another worker takes it back: its lease ends, the request is queued again
         RedisBackend(redis_url, tmp_path, lease_seconds=60).lock(

@@ -79,3 +79,23 @@ def test_an_error_in_start_itself_is_not_a_request_of_ours(tmp_path):
     extension = crawler.get_extension(CheckpointExtension)
     assert extension.runtime.start_gate is not None
     extension.spider_error(Failure(ValueError("start() broke")), None)
+
+
+def test_a_leased_pop_takes_as_many_requests_as_the_downloader_has_room_for():
+    # Scrapy's Downloader: its public `active` and `total_concurrency`. Should they
+    # go, the pops take one request at a time again, slower: this fails first.
+    from types import SimpleNamespace
+
+    from scrapy.core.downloader import Downloader
+
+    from scrapy_resume.components.leasedqueue import MOST_TAKEN, free_download_slots
+
+    crawler = get_crawler(settings_dict={"CONCURRENT_REQUESTS": 7})
+    crawler.engine = SimpleNamespace(downloader=Downloader(crawler))  # type: ignore[assignment]
+    assert free_download_slots(crawler) == 7
+    crawler.engine.downloader.active.update(scrapy.Request(f"http://x/{n}") for n in range(5))
+    assert free_download_slots(crawler) == 2
+    crawler.engine.downloader.active.update(scrapy.Request(f"http://y/{n}") for n in range(5))
+    assert free_download_slots(crawler) == 1  # (the engine asks only when there is room)
+    crawler.engine.downloader.total_concurrency = 0  # no limit
+    assert free_download_slots(crawler) == MOST_TAKEN

@@ -11,7 +11,7 @@ class StageKeys:
 
     #: every key of the stage but its lock and leases
     DATA = ("meta", "status", "record", "frontier", "blobs", "counts", "counters", "cursors",
-            "feeds", "feed_starts", "state", "runs", "workers", "progress")
+            "feeds", "feed_starts", "state", "runs", "workers", "progress", "applied")
     #: the lease keys, in the order the Lua scripts take them: expiry (a sorted
     #: set), then the hashes of each lease's queued request, its score in the
     #: queue, its owner and its queue
@@ -35,6 +35,7 @@ class StageKeys:
     runs: str
     workers: str
     progress: str
+    applied: str  # each writer's last commit and pop applied (see lua/commit.lua)
     lease_expiry: str
     lease_request: str
     lease_score: str

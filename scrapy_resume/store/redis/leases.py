@@ -37,6 +37,7 @@ class StageWorker:
         self.held: set[str] = set()  # ids of the leases this worker holds
         self.to_release: list[str] = []  # released by the next commit
         self.queue_key = ""  # scrapy-redis's queue of the spider, set when the crawl opens
+        self.pops_sent = 0  # numbers this worker's pops: one re-sent is applied once
         self.heartbeat = Heartbeat(self.beat, lease_seconds / 3, "this worker's leases")
         self._pop = client.register_script(lua("pop_and_lease", with_clock=True))
         self._heartbeat_script = client.register_script(lua("heartbeat", with_clock=True))
@@ -68,18 +69,18 @@ class StageWorker:
 
     # leases
 
-    def take(self, queue_key: str) -> tuple[bytes, str] | None:
-        """Pop the queue's next request and lease it, in one step. The queue is
-        on this stage's server: the extension refuses a crawl where it is not."""
+    def take(self, queue_key: str, count: int = 1) -> list[tuple[bytes, str]]:
+        """Pop up to ``count`` of the queue's next requests and lease them, in one
+        step. The queue is on this stage's server: the extension refuses a crawl
+        where it is not."""
+        self.pops_sent += 1
         found = self._pop(
-            keys=[self.keys.meta, queue_key, *self.keys.leases()],
-            args=[self.worker_id, self.lease_ms],
+            keys=[self.keys.meta, queue_key, *self.keys.leases(), self.keys.applied],
+            args=[self.worker_id, self.lease_ms, count, self.pops_sent],
         )
-        if not found:
-            return None
-        data, lease = found[0], found[1].decode()
-        self.held.add(lease)
-        return data, lease
+        taken = [(found[n], found[n + 1].decode()) for n in range(0, len(found), 2)]
+        self.held.update(lease for _, lease in taken)
+        return taken
 
     def fence(self, leases: Sequence[str]) -> list[str]:
         """Before a commit settles the requests of ``leases``: those this worker no

@@ -18,7 +18,7 @@ from scrapy_resume.store.records import (
     StageSummary,
     statuses,
 )
-from scrapy_resume.store.redis.connection import this_host
+from scrapy_resume.store.redis.connection import new_worker_id, this_host
 from scrapy_resume.store.redis.copying import StageCopying
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import lua
@@ -56,6 +56,10 @@ class RedisStore(StageCopying, BaseCheckpointStore):
         self.path = location  # for messages: where this stage lives
         self._commit_script = client.register_script(lua("commit"))
         self._claim_script = client.register_script(lua("claim"))
+        # who sends this store's commits, and how many it sent: a commit the client
+        # sends twice (a retry after a lost reply) is applied once (lua/commit.lua)
+        self.writer = new_worker_id()
+        self.commits_sent = 0
         if client.exists(self.keys.meta):
             self._check_schema()
 
@@ -292,6 +296,7 @@ class RedisStore(StageCopying, BaseCheckpointStore):
                 s.lease or "",
             )
         host = this_host()
+        self.commits_sent += 1
         header = {
             "now": now,
             "updated_at": repr(time.time()),
@@ -304,6 +309,8 @@ class RedisStore(StageCopying, BaseCheckpointStore):
             "state": {name: json.dumps(value) for name, value in batch.state.items()},
             "release": batch.released_leases,
             "worker": batch.worker,
+            "writer": self.writer,
+            "commit": str(self.commits_sent),
             "schema_version": SCHEMA_VERSION,  # a layout-1 stage is layout 2 once written
         }
         # an empty Lua table encodes as {}; cjson decodes {} as an empty table either way
@@ -312,7 +319,7 @@ class RedisStore(StageCopying, BaseCheckpointStore):
             keys=[
                 keys.meta, keys.status, keys.record, keys.frontier, keys.blobs, keys.counts,
                 keys.counters, keys.cursors, keys.feeds, keys.feed_starts, keys.state,
-                *keys.leases(),
+                *keys.leases(), keys.applied,
             ],
             args=[json.dumps(header), *args],
         )

@@ -1,10 +1,13 @@
 -- One commit, all or nothing: new pending requests, settlements, counters, cursors,
 -- feed offsets, state, and the leases it releases.
 -- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds,
--- feed_starts, state, then the lease keys (StageKeys.LEASES). ARGV[1]: a JSON header (counts and maps),
--- then 3 values per new request and 9 per settlement (see RedisStore.commit).
+-- feed_starts, state, the lease keys (StageKeys.LEASES), applied. ARGV[1]: a JSON header
+-- (counts and maps), then 3 values per new request and 9 per settlement (see RedisStore.commit).
 -- Fencing: if a settlement's shared-queue lease is no longer this worker's (h.worker),
 -- the whole commit is called off, nothing written; the result's 2nd is how many.
+-- Once only: a commit sent again (the client retries a call whose reply it lost when the
+-- connection dropped, e.g. a Redis restart) finds its number (h.commit) in `applied`, the
+-- last commit of its writer (h.writer), and writes nothing again.
 -- A record is a JSON object (RECORD_FIELDS in store.py); an empty field is left out.
 local function decode_record(raw)
   local rec = cjson.decode(raw)
@@ -18,6 +21,8 @@ end
 local function nonempty(value) if value == '' then return nil end return value end
 
 local h = cjson.decode(ARGV[1])
+local applied, applied_field = KEYS[17], 'commit:' .. h.writer
+if redis.call('HGET', applied, applied_field) == tostring(h.commit) then return {0, 0} end
 -- the fence first: if any lease is no longer this worker's, nothing is written
 local fenced = 0
 for n = 1, h.n_settle do
@@ -87,8 +92,9 @@ for path, start in pairs(h.feed_starts) do redis.call('HSET', KEYS[10], path, st
 for name, value in pairs(h.state) do redis.call('HSET', KEYS[11], name, value) end
 for _, lease in ipairs(h.release) do
   redis.call('ZREM', KEYS[12], lease)
-  for k = 13, #KEYS do redis.call('HDEL', KEYS[k], lease) end
+  for k = 13, 16 do redis.call('HDEL', KEYS[k], lease) end
 end
+redis.call('HSET', applied, applied_field, h.commit)
 redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at,
   'schema_version', h.schema_version)
 return {seq, 0}

@@ -1,0 +1,108 @@
+"""A reply lost: the connection to Redis drops after the server ran a command
+(a restart, a failover), and the client sends it again. A commit or a pop sent
+twice is applied once. A real redis-server behind a proxy that loses the reply
+to the command it is told (tests/redisproxy.py); real crawls."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+
+import pytest
+import redis
+
+from scrapy_resume.store.records import CommitBatch, RequestStatus, Settlement
+from scrapy_resume.store.redis.backend import RedisBackend
+from scrapy_resume.store.redis.keys import StageKeys
+from scrapy_resume.store.redis.scripts import lua
+from tests.crawling import Crawl, graph_page
+from tests.redisproxy import ReplyLosingProxy
+
+COMMIT = hashlib.sha1(lua("commit").encode()).hexdigest().encode()
+POP = hashlib.sha1(lua("pop_and_lease", with_clock=True).encode()).hexdigest().encode()
+
+
+@pytest.fixture
+def proxy(redis_server):
+    redis.Redis.from_url(redis_server.url(db=0)).flushdb()
+    proxy = ReplyLosingProxy(redis_server.port)
+    yield proxy
+    proxy.close()
+
+
+def done(key: bytes, items: int = 1) -> CommitBatch:
+    return CommitBatch(
+        settlements=[Settlement(key=key, status=RequestStatus.DONE, url="http://x/",
+                                attempts=1)],
+        counters={"items": items}, feed_offsets={"items.jsonl": 100 * items},
+    )
+
+
+def test_a_commit_whose_reply_is_lost_is_applied_once(proxy, tmp_path):
+    backend = RedisBackend(proxy.url(), tmp_path, retry_seconds=30)
+    store = backend.create("graph", "graph", {})
+    try:
+        assert store.commit(done(b"a" * 20)) == 0
+        proxy.lose_reply_to(COMMIT)
+        assert store.commit(done(b"b" * 20, items=2)) == 0  # sent twice, by redis-py's retry
+        assert proxy.lost == 1
+        summary = store.summary()
+        assert (summary.done, summary.counters["items"]) == (2, 3)
+        assert [row["attempts"] for row in store.ledger_rows()] == [1, 1]
+    finally:
+        store.close()
+
+
+def test_a_pop_whose_reply_is_lost_takes_its_requests_once(proxy, tmp_path):
+    client = redis.Redis.from_url(proxy.url())
+    client.zadd("queue", {b"first": 0, b"second": 1, b"third": 2})
+    worker = RedisBackend(proxy.url(), tmp_path, retry_seconds=30).lock("graph", shared=True)
+    worker.acquire()
+    try:
+        # loaded first: the reply lost is the pop's, not the "no such script" that
+        # precedes a script's first run
+        client.script_load(lua("pop_and_lease", with_clock=True))
+        proxy.lose_reply_to(POP)
+        taken = worker.take("queue", 2)
+        assert proxy.lost == 1
+        assert [request for request, _ in taken] == [b"first", b"second"]
+        # no lease that nobody renews (its request would wait for it to expire)
+        assert client.zcard(StageKeys("graph").lease_expiry) == 2
+        assert client.zrange("queue", 0, -1) == [b"third"]
+        assert [request for request, _ in worker.take("queue", 2)] == [b"third"]
+    finally:
+        worker.release()
+
+
+def test_a_crawl_whose_commits_and_pops_lose_their_replies_writes_every_item_once(
+    proxy, tmp_path, mockserver
+):
+    # Without the once-only check, the commit sent again found its leases released
+    # (by itself, the first time), was called off, and cut its items from the feed:
+    # done in the checkpoint, missing from the feed.
+    ns = mockserver.namespace()
+    mockserver.configure(ns, delay_ms=5)
+    size = 300
+    crawl = Crawl(tmp_path, "graph", args={"start": mockserver.url(graph_page(ns, size, 5))},
+                  backend=proxy.url(), settings={
+                      "SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+                      "SCHEDULER_PERSIST": "True",
+                      "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
+                      "REDIS_URL": proxy.url(),
+                  })
+    proc = crawl.start()
+    mockserver.wait_for_hits(ns, 30)
+    proxy.lose_reply_to(COMMIT, times=3)
+    proxy.lose_reply_to(POP, times=3)
+    result = crawl.finish(proc)
+    assert result.finish_reason == "finished", result.log[-3000:]
+    assert proxy.lost == 6, "the crawl ended before every reply was lost"
+    assert "Traceback" not in result.log, result.log[-3000:]
+    urls = collections.Counter(json.loads(line)["url"] for line in crawl.feed.read_text()
+                               .splitlines())
+    assert set(urls) == {mockserver.url(graph_page(ns, size, 5, n)) for n in range(size)}
+    assert sum(urls.values()) == size
+    summary = crawl.summary("graph")
+    assert (summary.status, summary.done, summary.counters["items"]) == ("completed", size, size)
+    assert result.stats.get("checkpoint/commits_called_off", 0) == 0
