@@ -31,6 +31,7 @@ from scrapy.dupefilters import RFPDupeFilter
 from scrapy.utils.misc import load_object
 
 from scrapy_resume.engine.keyset import KeySet
+from scrapy_resume.engine.requestmeta import KEY_META
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -85,9 +86,13 @@ class EarlyDuplicates:
     def fetched_through_scheduler(self, request: Request) -> None:
         """``request`` got a response, and it came from the scheduler (it has a
         ledger key, given in request_scheduled): the dupefilter has seen it,
-        unless ``dont_filter`` let it past."""
+        unless ``dont_filter`` let it past. Its ledger key is the fingerprint of
+        the request first scheduled (the same fingerprinter's; a redirect keeps
+        it), which the dupefilter has seen too: no second fingerprint of a
+        request taken from a shared queue, a new object."""
         if self.learning and not request.dont_filter:
-            self.seen.add(self.fingerprint(request))
+            key = request.meta.get(KEY_META)
+            self.seen.add(key if key is not None else self.fingerprint(request))
 
     def dropped_by_dupefilter(self, fingerprint: bytes) -> None:
         """A request with this fingerprint got ``request_dropped``: the

@@ -106,3 +106,13 @@ def test_a_crawl_whose_commits_and_pops_lose_their_replies_writes_every_item_onc
     summary = crawl.summary("graph")
     assert (summary.status, summary.done, summary.counters["items"]) == ("completed", size, size)
     assert result.stats.get("checkpoint/commits_called_off", 0) == 0
+    # the commit script's progress samples, the last one at the close
+    store = crawl.open_store("graph")
+    try:
+        samples = store.progress()
+    finally:
+        store.close()
+    assert {sample["run"] for sample in samples} == {1}
+    assert (samples[-1]["done"], samples[-1]["pending"], samples[-1]["items"]) == (size, 0, size)
+    done = [sample["done"] for sample in samples]
+    assert done == sorted(done) and len(samples) >= 3

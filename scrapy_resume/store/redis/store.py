@@ -312,6 +312,7 @@ class RedisStore(StageCopying, BaseCheckpointStore):
             "writer": self.writer,
             "commit": str(self.commits_sent),
             "schema_version": SCHEMA_VERSION,  # a layout-1 stage is layout 2 once written
+            "progress": batch.progress,  # and a sample of its counts (lua/commit.lua)
         }
         # an empty Lua table encodes as {}; cjson decodes {} as an empty table either way
         keys = self.keys
@@ -319,20 +320,11 @@ class RedisStore(StageCopying, BaseCheckpointStore):
             keys=[
                 keys.meta, keys.status, keys.record, keys.frontier, keys.blobs, keys.counts,
                 keys.counters, keys.cursors, keys.feeds, keys.feed_starts, keys.state,
-                *keys.leases(), keys.applied,
+                *keys.leases(), keys.applied, keys.progress, keys.runs,
             ],
             args=[json.dumps(header), *args],
         )
-        if batch.progress:  # (after the commit, not in it: a sample is only a chart's point)
-            self._sample_progress()
         return int(fenced)
-
-    def _sample_progress(self) -> None:
-        summary = self.summary()
-        sample = {"at": time.time(), "run": self.client.hlen(self.keys.runs),
-                  "done": summary.done, "failed": summary.failed, "dropped": summary.dropped,
-                  "pending": summary.pending, "items": summary.counters.get("items", 0)}
-        self.client.rpush(self.keys.progress, json.dumps(sample))
 
     def check(self) -> list[str]:
         problems = []

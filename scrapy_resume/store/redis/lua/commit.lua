@@ -1,8 +1,9 @@
 -- One commit, all or nothing: new pending requests, settlements, counters, cursors,
 -- feed offsets, state, and the leases it releases.
 -- KEYS: meta, status, record, frontier, blobs, counts, counters, cursors, feeds,
--- feed_starts, state, the lease keys (StageKeys.LEASES), applied. ARGV[1]: a JSON header
--- (counts and maps), then 3 values per new request and 9 per settlement (see RedisStore.commit).
+-- feed_starts, state, the lease keys (StageKeys.LEASES), applied, progress, runs.
+-- ARGV[1]: a JSON header (counts and maps), then 3 values per new request and 9 per
+-- settlement (see RedisStore.commit).
 -- Fencing: if a settlement's shared-queue lease is no longer this worker's (h.worker),
 -- the whole commit is called off, nothing written; the result's 2nd is how many.
 -- Once only: a commit sent again (the client retries a call whose reply it lost when the
@@ -95,6 +96,13 @@ for _, lease in ipairs(h.release) do
   for k = 13, 16 do redis.call('HDEL', KEYS[k], lease) end
 end
 redis.call('HSET', applied, applied_field, h.commit)
+if h.progress then  -- a sample of the stage's counts, for the report's charts
+  local function count(st) return tonumber(redis.call('HGET', counts, st) or '0') end
+  redis.call('RPUSH', KEYS[18], cjson.encode({
+    at = tonumber(h.updated_at), run = redis.call('HLEN', KEYS[19]), done = count('1'),
+    failed = count('2'), dropped = count('3'), pending = count('0'),
+    items = tonumber(redis.call('HGET', KEYS[7], 'items') or '0')}))
+end
 redis.call('HSET', meta, 'next_seq', seq, 'updated_at', h.updated_at,
   'schema_version', h.schema_version)
 return {seq, 0}
