@@ -56,8 +56,9 @@ def worker_command(variant: str, start: str, redis_url: str, workdir: Path) -> l
 
 
 def crawl(variant: str, workers: int, start: str, redis_url: str, workdir: Path,
-          pages: int) -> float:
-    """Pages per second of ``workers`` processes crawling the site together."""
+          pages: int) -> tuple[float, bool]:
+    """Pages per second of ``workers`` processes crawling the site together, and
+    whether a worker quit early (it fetched less than a tenth of its share)."""
     redis.Redis.from_url(redis_url).flushdb()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     dirs = [workdir / f"worker{i}" for i in range(workers)]
@@ -74,12 +75,16 @@ def crawl(variant: str, workers: int, start: str, redis_url: str, workdir: Path,
             raise SystemExit(f"{variant}: a worker exited with {proc.returncode}")
     wall = time.monotonic() - started
     urls = set()
+    fetched = []
     for directory in dirs:
         with (directory / "items.jsonl").open() as feed:
-            urls.update(json.loads(line)["url"] for line in feed)
+            mine = [json.loads(line)["url"] for line in feed]
+        urls.update(mine)
+        fetched.append(len(mine))
     if len(urls) < pages:
         raise SystemExit(f"{variant}, {workers} workers: only {len(urls)} of {pages} pages")
-    return pages / wall
+    quit_early = workers > 1 and min(fetched) < pages / workers / 10
+    return pages / wall, quit_early
 
 
 def main() -> None:
@@ -94,6 +99,7 @@ def main() -> None:
     site, base = start_site()
     server = None
     throughput: dict[tuple[str, int], list[float]] = {}
+    quit_early: dict[tuple[str, int], list[bool]] = {}
     try:
         server = RedisServer(tmp / "redis")
         for round_ in range(args.rounds):
@@ -101,11 +107,13 @@ def main() -> None:
             for workers in counts:
                 for variant in order:
                     start = f"{base}/{variant}{workers}r{round_}/g/{args.pages}/5/0"
-                    rate = crawl(variant, workers, start, server.url(),
-                                 tmp / f"{variant}-{workers}-{round_}", args.pages)
+                    rate, early = crawl(variant, workers, start, server.url(),
+                                        tmp / f"{variant}-{workers}-{round_}", args.pages)
                     throughput.setdefault((variant, workers), []).append(rate)
+                    quit_early.setdefault((variant, workers), []).append(early)
                     print(f"round {round_ + 1} {workers} worker(s) {variant:>10}: "
-                          f"{rate:.0f} pages/s", flush=True)
+                          f"{rate:.0f} pages/s{' (a worker quit early)' if early else ''}",
+                          flush=True)
     finally:
         if server is not None:
             server.stop()
@@ -122,7 +130,18 @@ def main() -> None:
         print(f"{workers} worker(s): plain scrapy-redis {statistics.median(plain):.0f} pages/s, "
               f"with scrapy-resume {statistics.median(checkpoint):.0f} pages/s: median ratio "
               f"{ratio:.3f} (rounds {min(ratios):.3f}..{max(ratios):.3f})")
-        summary.append(f"{workers} worker(s) {ratio:.3f}")
+        line = f"{workers} worker(s) {ratio:.3f}"
+        if workers > 1:
+            # a plain worker of a scrapy.Spider closes when it finds the queue empty (at
+            # the start, before the first page's links are in): the rounds apart
+            early = quit_early[("plain", workers)]
+            stayed = [r for r, e in zip(ratios, early) if not e]
+            print(f"  a plain worker quit early in {sum(early)} of {len(early)} rounds"
+                  + (f"; rounds where none did: median ratio {statistics.median(stayed):.3f}"
+                     if stayed else ""))
+            line += f" (plain quit early in {sum(early)}/{len(early)}" + (
+                f"; {statistics.median(stayed):.3f} where none did)" if stayed else ")")
+        summary.append(line)
     print(f"SUMMARY pages={args.pages} rounds={args.rounds}: throughput with scrapy-resume / "
           f"plain scrapy-redis: {', '.join(summary)}")
 
