@@ -49,7 +49,7 @@ class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
 
     def __len__(self) -> int:
         # the requests taken are this worker's pending ones: it is not idle while any is left
-        return super().__len__() + (len(self.taken) if "taken" in self.__dict__ else 0)
+        return super().__len__() + len(self.taken)
 
     def pop(self, timeout: int = 0) -> Request | None:
         runtime = self.checkpoint_runtime
@@ -73,14 +73,12 @@ MOST_TAKEN = 32
 def free_download_slots(crawler: Crawler) -> int:
     """How many more requests the downloader takes now: the engine asks the
     scheduler for requests, one by one, until ``len(downloader.active)`` reaches
-    ``downloader.total_concurrency`` (CONCURRENT_REQUESTS). Both are public
-    attributes of Scrapy's Downloader; a downloader without them gets one at a
-    time (tests/integration/test_redis_workers.py fails loudly if they go)."""
+    ``downloader.total_concurrency`` (CONCURRENT_REQUESTS, 0 for no limit). Both
+    are public attributes of Scrapy's Downloader; a downloader without them gets
+    one at a time (tests/unit/test_components.py fails loudly if they go)."""
     downloader: Any = getattr(crawler.engine, "downloader", None)
     try:
-        free = downloader.total_concurrency - len(downloader.active)  # type: ignore[union-attr]
+        limit, active = downloader.total_concurrency, len(downloader.active)
     except (AttributeError, TypeError):
         return 1
-    if downloader.total_concurrency <= 0:  # (CONCURRENT_REQUESTS=0: no limit)
-        return MOST_TAKEN
-    return max(1, min(MOST_TAKEN, free))
+    return MOST_TAKEN if limit <= 0 else max(1, min(MOST_TAKEN, limit - active))

@@ -19,12 +19,13 @@ if last then
   end
 end
 local found = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[3]) - 1, 'WITHSCORES')
+local count = #found / 2  -- (request, score) pairs
 local taken, ids = {}, {}
-if #found > 0 then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, #found / 2 - 1)
-  local first = redis.call('HINCRBY', KEYS[1], 'lease_seq', #found / 2) - #found / 2
+if count > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, count - 1)
+  local first = redis.call('HINCRBY', KEYS[1], 'lease_seq', count) - count
   local expiry = now + tonumber(ARGV[2])
-  for n = 1, #found / 2 do
+  for n = 1, count do
     local request, score, id = found[2 * n - 1], found[2 * n], tostring(first + n)
     redis.call('ZADD', KEYS[3], expiry, id)
     redis.call('HSET', KEYS[4], id, request)
