@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: How often a worker with no work looks at the shared queue and the leases.
-WAIT_POLL_SECONDS = 0.25
+WAIT_POLL_SECONDS = 0.05
 
 
 class SharedQueueIdle:

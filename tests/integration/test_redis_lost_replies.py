@@ -20,6 +20,8 @@ from tests.crawling import Crawl, graph_page
 from tests.redisproxy import ReplyLosingProxy
 
 COMMIT = hashlib.sha1(lua("commit").encode()).hexdigest().encode()
+CLAIM = hashlib.sha1(lua("claim").encode()).hexdigest().encode()
+BEGIN_RUN = hashlib.sha1(lua("begin_run").encode()).hexdigest().encode()
 POP = hashlib.sha1(lua("pop_and_lease", with_clock=True).encode()).hexdigest().encode()
 
 
@@ -50,6 +52,34 @@ def test_a_commit_whose_reply_is_lost_is_applied_once(proxy, tmp_path):
         summary = store.summary()
         assert (summary.done, summary.counters["items"]) == (2, 3)
         assert [row["attempts"] for row in store.ledger_rows()] == [1, 1]
+    finally:
+        store.close()
+
+
+def test_a_run_begun_and_a_start_request_claimed_whose_replies_are_lost_count_once(
+    proxy, tmp_path
+):
+    client = redis.Redis.from_url(proxy.url())
+    backend = RedisBackend(proxy.url(), tmp_path, retry_seconds=30)
+    store = backend.create("graph", "graph", {})
+    try:
+        for script in ("begin_run", "claim"):  # loaded first (see the pop's test)
+            client.script_load(lua(script))
+        proxy.lose_reply_to(BEGIN_RUN)
+        proxy.lose_reply_to(CLAIM)
+        assert store.begin_run("fresh") == 1
+        # sent again, the claim was refused as a key known already: the start request
+        # was then scheduled by nobody
+        assert store.claim(b"s" * 20, "http://x/") is True
+        assert proxy.lost == 2
+        assert [run["mode"] for run in store.runs()] == ["fresh"]
+        assert client.hkeys(StageKeys("graph").runs) == [b"1"]
+        assert store.summary().counters["runs"] == 1
+        assert store.summary().pending == 1
+        # a later call is a call of its own
+        assert store.begin_run("resume") == 2
+        assert store.claim(b"s" * 20, "http://x/") is False
+        assert store.summary().counters["runs"] == 2
     finally:
         store.close()
 

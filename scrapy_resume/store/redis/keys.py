@@ -35,7 +35,7 @@ class StageKeys:
     runs: str
     workers: str
     progress: str
-    applied: str  # each writer's last commit and pop applied (see lua/commit.lua)
+    applied: str  # each writer's last commit, claim, run and pop (see lua/commit.lua)
     lease_expiry: str
     lease_request: str
     lease_score: str

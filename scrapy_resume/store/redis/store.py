@@ -56,10 +56,12 @@ class RedisStore(StageCopying, BaseCheckpointStore):
         self.path = location  # for messages: where this stage lives
         self._commit_script = client.register_script(lua("commit"))
         self._claim_script = client.register_script(lua("claim"))
-        # who sends this store's commits, and how many it sent: a commit the client
-        # sends twice (a retry after a lost reply) is applied once (lua/commit.lua)
+        self._begin_run_script = client.register_script(lua("begin_run"))
+        # who sends this store's writes, and how many it sent: a commit, claim or run
+        # the client sends twice (a retry after a lost reply) is applied once
+        # (lua/commit.lua)
         self.writer = new_worker_id()
-        self.commits_sent = 0
+        self.writes_sent = 0
         if client.exists(self.keys.meta):
             self._check_schema()
 
@@ -109,15 +111,18 @@ class RedisStore(StageCopying, BaseCheckpointStore):
         now = repr(time.time())
         self.client.hset(self.keys.meta, mapping={"status": status, "updated_at": now})
 
+    def _next_write(self) -> int:
+        self.writes_sent += 1
+        return self.writes_sent
+
     def begin_run(self, mode: str) -> int:
-        run_id = self.client.hincrby(self.keys.meta, "run_seq", 1)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.keys.runs, run_id, json.dumps(
-            {"mode": mode, "started_at": time.time(), "ended_at": None, "close_reason": None}
+        keys = self.keys
+        record = {"mode": mode, "started_at": time.time(), "ended_at": None,
+                  "close_reason": None}
+        return int(self._begin_run_script(
+            keys=[keys.meta, keys.runs, keys.counters, keys.applied],
+            args=[self.writer, self._next_write(), json.dumps(record)],
         ))
-        pipe.hincrby(self.keys.counters, "runs", 1)
-        pipe.execute()
-        return int(run_id)
 
     def end_run(self, run_id: int, reason: str) -> None:
         raw = self.client.hget(self.keys.runs, run_id)
@@ -162,8 +167,8 @@ class RedisStore(StageCopying, BaseCheckpointStore):
     def claim(self, key: bytes, url: str) -> bool:
         keys = self.keys
         return bool(self._claim_script(
-            keys=[keys.meta, keys.status, keys.record, keys.counts],
-            args=[key, url, int(time.time())],
+            keys=[keys.meta, keys.status, keys.record, keys.counts, keys.applied],
+            args=[key, url, int(time.time()), self.writer, self._next_write()],
         ))
 
     def iter_pending(
@@ -296,7 +301,6 @@ class RedisStore(StageCopying, BaseCheckpointStore):
                 s.lease or "",
             )
         host = this_host()
-        self.commits_sent += 1
         header = {
             "now": now,
             "updated_at": repr(time.time()),
@@ -310,7 +314,7 @@ class RedisStore(StageCopying, BaseCheckpointStore):
             "release": batch.released_leases,
             "worker": batch.worker,
             "writer": self.writer,
-            "commit": str(self.commits_sent),
+            "commit": str(self._next_write()),
             "schema_version": SCHEMA_VERSION,  # a layout-1 stage is layout 2 once written
             "progress": batch.progress,  # and a sample of its counts (lua/commit.lua)
         }
