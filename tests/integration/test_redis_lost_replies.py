@@ -84,6 +84,38 @@ def test_a_run_begun_and_a_start_request_claimed_whose_replies_are_lost_count_on
         store.close()
 
 
+def test_a_stage_lock_whose_reply_is_lost_is_held(proxy, tmp_path):
+    backend = RedisBackend(proxy.url(), tmp_path, retry_seconds=30)
+    lock = backend.lock("graph")
+    proxy.lose_reply_to(b"$2\r\nNX\r\n")  # SET key id NX PX ttl
+    try:
+        lock.acquire()  # sent again, the SET found the lock taken: by itself
+        assert proxy.lost == 1 and lock.held
+        assert redis.Redis.from_url(proxy.url()).get(StageKeys("graph").lock) == (
+            backend.worker_id.encode())
+    finally:
+        lock.release()
+
+
+def test_a_stage_moved_aside_whose_reply_is_lost_is_moved_whole(proxy, tmp_path):
+    backend = RedisBackend(proxy.url(), tmp_path, retry_seconds=30)
+    store = backend.create("graph", "graph", {})
+    try:
+        store.commit(done(b"a" * 20, items=3))
+    finally:
+        store.close()
+    proxy.lose_reply_to(b"RENAME")  # the script goes whole, with EVAL
+    backup = backend.move_aside("graph")  # (a reset): sent again, it finds nothing to move
+    assert proxy.lost == 1
+    assert not backend.exists("graph")
+    moved = backend.open(backup.rsplit("(stage ", 1)[1].rstrip(")"))
+    try:
+        summary = moved.summary()
+        assert (summary.done, summary.counters["items"]) == (1, 3)
+    finally:
+        moved.close()
+
+
 def test_a_pop_whose_reply_is_lost_takes_its_requests_once(proxy, tmp_path):
     client = redis.Redis.from_url(proxy.url())
     client.zadd("queue", {b"first": 0, b"second": 1, b"third": 2})

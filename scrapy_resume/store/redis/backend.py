@@ -16,6 +16,7 @@ from scrapy_resume.store.redis.connection import (
 from scrapy_resume.store.redis.keys import NAMESPACE, StageKeys
 from scrapy_resume.store.redis.leases import StageWorker, live_workers
 from scrapy_resume.store.redis.lock import RedisStageLock
+from scrapy_resume.store.redis.scripts import lua
 from scrapy_resume.store.redis.store import RedisStore
 from scrapy_resume.store.signing import RequestSigner
 
@@ -61,12 +62,9 @@ class RedisBackend(StageBackend):
 
     def move_aside(self, stage: str) -> str:
         backup = backup_name(stage, self.exists)
-        moves = [(old, new) for old, new in zip(StageKeys(stage).data(), StageKeys(backup).data())
-                 if self.client.exists(old)]
-        pipe = self.client.pipeline(transaction=True)  # MULTI: the whole stage, or none of it
-        for old, new in moves:
-            pipe.rename(old, new)
-        pipe.execute()
+        # a script: the whole stage moves, or none of it, and once (lua/move_aside.lua)
+        self.client.eval(lua("move_aside"), 2 * len(StageKeys.DATA + StageKeys.LEASES),
+                         *StageKeys(stage).data(), *StageKeys(backup).data())
         return self.location(backup)
 
     def remove(self, stage: str) -> None:

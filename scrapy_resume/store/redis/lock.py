@@ -64,8 +64,11 @@ class RedisStageLock:
         if holder is not None and process_is_gone(holder):
             self._unlock(keys=[self.key], args=[holder])  # only the dead one's
         if not self.client.set(self.key, self.worker_id, nx=True, px=self.ttl_ms):
-            holder = self._holder() or "?"
-            raise CheckpointLocked(self.key, holder)  # type: ignore[arg-type]
+            holder = self._holder()
+            # ours: the reply to our SET was lost (a dropped connection) and the client
+            # sent it again, which found the lock taken, by the first one
+            if holder != self.worker_id:
+                raise CheckpointLocked(self.key, holder or "?")  # type: ignore[arg-type]
         self.held = True
         self.heartbeat.start()
 
