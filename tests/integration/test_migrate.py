@@ -16,6 +16,19 @@ from tests.crawling import graph_crawl, graph_pages, scrapy_checkpoint
 SIZE = 600
 
 
+def stage_files(directory) -> dict[str, bytes]:
+    """The bytes of a checkpoint directory's files, but SQLite's -shm (any reader
+    rebuilds it) and the stage's lock file (it names the process that last held it)."""
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir())
+            if path.is_file() and not path.name.endswith(("-shm", ".lock"))}
+
+
+def redis_stage(url: str) -> dict[bytes, bytes]:
+    """Every key of the stage on Redis, and its value as DUMP serializes it."""
+    client = redis.Redis.from_url(url)
+    return {key: client.dump(key) for key in sorted(client.keys("scrapy_resume:graph:*"))}
+
+
 def test_a_paused_stage_goes_to_redis_and_back_and_each_copy_resumes(tmp_path, mockserver,
                                                                      redis_server):
     ns = mockserver.namespace()
@@ -32,10 +45,12 @@ def test_a_paused_stage_goes_to_redis_and_back_and_each_copy_resumes(tmp_path, m
     pending = crawl.summary("graph").pending
     assert pending > 0
 
+    source = stage_files(origin / "checkpoints")
     there = scrapy_checkpoint("migrate", "graph", "--to", url, "--dir",
                               str(origin / "checkpoints"), cwd=origin)
     assert there.returncode == 0, there.stdout + there.stderr
     assert f"pending) from {origin / 'checkpoints' / 'graph.sqlite'}" in there.stdout
+    copied = redis_stage(url)
     back = scrapy_checkpoint("migrate", "graph", "--backend", url, "--to",
                              str(origin / "copy"), "--dir", str(origin / "checkpoints"),
                              cwd=origin)
@@ -43,6 +58,9 @@ def test_a_paused_stage_goes_to_redis_and_back_and_each_copy_resumes(tmp_path, m
     again = scrapy_checkpoint("migrate", "graph", "--to", url, "--dir",
                               str(origin / "checkpoints"), cwd=origin)
     assert again.returncode == 1 and "exists in" in again.stderr  # never over a stage
+    # a copy reads its source and writes nothing to it
+    assert stage_files(origin / "checkpoints") == source
+    assert redis_stage(url) == copied
 
     # each copy resumed in a directory of its own (the feed file and the copies)
     expected = graph_pages(mockserver, ns, SIZE, 5)
