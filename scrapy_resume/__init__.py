@@ -30,6 +30,7 @@ _EXPORTS = {
     "RedisStore": "scrapy_resume.store.redis.store",
     "RequestStatus": "scrapy_resume.store.records",
     "SessionExpired": "scrapy_resume.signals",
+    "SharedDupeFilter": "scrapy_resume.components.shareddupefilter",
     "ResumableFTPFeedStorage": "scrapy_resume.components.remotefeeds",
     "ResumableFileFeedStorage": "scrapy_resume.components.feedstorage",
     "ResumableGCSFeedStorage": "scrapy_resume.components.remotefeeds",
@@ -66,6 +67,7 @@ __all__ = [
     "ResumableS3FeedStorage",
     "SQLPipeline",
     "SessionExpired",
+    "SharedDupeFilter",
     "StageTracker",
     "checkpoint",
     "item_id",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:
     from scrapy_resume.components.feedstorage import ResumableFileFeedStorage
     from scrapy_resume.components.leasedqueue import LeasedPriorityQueue
     from scrapy_resume.components.middleware import CheckpointMiddleware
+    from scrapy_resume.components.shareddupefilter import SharedDupeFilter
     from scrapy_resume.components.spidermiddleware import CheckpointSpiderMiddleware
     from scrapy_resume.config import CheckpointConfig, CheckpointConfigError
     from scrapy_resume.lifecycle.stage import CheckpointRefused

@@ -12,7 +12,12 @@ from scrapy_resume.components.enabling import (
     REMOTE_STORAGES,
     SCRAPY_COOKIES_PATH,
 )
-from scrapy_resume.components.queue import QUEUE_CLASS_PATH, uses_shared_queue
+from scrapy_resume.components.queue import (
+    DUPEFILTER_PATH,
+    QUEUE_CLASS_PATH,
+    names_scrapy_redis_dupefilter,
+    uses_shared_queue,
+)
 from scrapy_resume.components.spillqueue import memory_queues
 from scrapy_resume.config import cookies_checkpointed, redis_retry_seconds
 
@@ -52,6 +57,9 @@ class Addon:
         if uses_shared_queue(settings):
             # scrapy-redis: a pop from the shared queue must also be a lease
             settings.set("SCHEDULER_QUEUE_CLASS", QUEUE_CLASS_PATH, priority="addon")
+            if names_scrapy_redis_dupefilter(settings):  # and an add sent twice adds once
+                priority = settings.getpriority("DUPEFILTER_CLASS")
+                settings.set("DUPEFILTER_CLASS", DUPEFILTER_PATH, priority)
             # and its client waits out a Redis restart as ours does (REDIS_PARAMS: scrapy-redis's
             # documented arguments of its client; a project's own entries win)
             from scrapy_resume.store.redis.connection import retrying  # (Redis only)

@@ -8,6 +8,9 @@ import sys
 from typing import Any
 
 QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
+DUPEFILTER_PATH = "scrapy_resume.SharedDupeFilter"
+#: the dupefilter ours stands in for (named: scrapy-redis is optional)
+SCRAPY_REDIS_DUPEFILTER = "scrapy_redis.dupefilter.RFPDupeFilter"
 
 
 def uses_shared_queue(settings: Any) -> bool:
@@ -24,6 +27,16 @@ def uses_shared_queue(settings: Any) -> bool:
     return (
         redis_scheduler is not None and isinstance(loaded, type)
         and issubclass(loaded, redis_scheduler.Scheduler)
+    )
+
+
+def names_scrapy_redis_dupefilter(settings: Any) -> bool:
+    """Is DUPEFILTER_CLASS scrapy-redis's own RFPDupeFilter (a project's own, a
+    subclass, is left alone)?"""
+    value = settings.get("DUPEFILTER_CLASS")
+    loaded = sys.modules.get("scrapy_redis.dupefilter")
+    return value == SCRAPY_REDIS_DUPEFILTER or (
+        loaded is not None and value is loaded.RFPDupeFilter
     )
 
 
@@ -62,6 +75,12 @@ def shared_queue_problems(settings: Any, backend_url: str) -> list[str]:
             f'Set SCHEDULER_QUEUE_CLASS = "{QUEUE_CLASS_PATH}" (the add-on does it): each '
             f"request a worker takes from the queue must be leased in the same step, or a "
             f"killed worker loses it. (Now: {queue_class})"
+        )
+    if names_scrapy_redis_dupefilter(settings):
+        problems.append(
+            f'Set DUPEFILTER_CLASS = "{DUPEFILTER_PATH}" (the add-on does it): when a '
+            f"connection drops before the reply to scrapy-redis's add of a new request came, "
+            f"its client sends it again, and the request is dropped as a duplicate of itself."
         )
     from scrapy_redis.connection import get_redis_from_settings
 

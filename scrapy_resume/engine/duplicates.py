@@ -42,7 +42,11 @@ COMPACT_DUPEFILTER = "scrapy_resume.components.dupefilter.CheckpointDupeFilter"
 #: scrapy-redis's scheduler and its shared dupefilter (named: scrapy-redis is optional).
 #: Its fingerprints (method, canonical URL, body) tell requests apart exactly as
 #: Scrapy's default fingerprinter does, which ours must then be.
-SHARED = ("scrapy_redis.scheduler.Scheduler", "scrapy_redis.dupefilter.RFPDupeFilter")
+SHARED_SCHEDULER = "scrapy_redis.scheduler.Scheduler"
+SHARED_DUPEFILTERS = (
+    "scrapy_redis.dupefilter.RFPDupeFilter",
+    "scrapy_resume.components.shareddupefilter.SharedDupeFilter",  # the add-on's
+)
 DEFAULT_FINGERPRINTER = "scrapy.utils.request.RequestFingerprinter"
 
 
@@ -71,7 +75,7 @@ class EarlyDuplicates:
             return None
         scheduler = load_object(settings["SCHEDULER"])
         dupefilter = load_object(settings["DUPEFILTER_CLASS"])
-        if (path_of(scheduler), path_of(dupefilter)) == SHARED:
+        if path_of(scheduler) == SHARED_SCHEDULER and path_of(dupefilter) in SHARED_DUPEFILTERS:
             # a fingerprint the shared dupefilter holds stays there for the run (its
             # set is only cleared at the close): learnt, as for Scrapy's
             fingerprinter = load_object(settings["REQUEST_FINGERPRINTER_CLASS"])

@@ -30,10 +30,14 @@ CRAWL_SHAPING_SETTINGS = (
     "CHECKPOINT_INPUT_FILES",
 )
 
-#: Values recorded as another: the add-on's dupefilter is Scrapy's, in less memory
-#: (so a stage begun by a manual set-up resumes with the add-on, and back)
+#: Values recorded as another: the add-on's dupefilters are Scrapy's, in less memory, and
+#: scrapy-redis's, applied once (so a stage begun by a manual set-up resumes with the
+#: add-on, and back)
 RECORDED_AS = {
     "scrapy_resume.components.dupefilter.CheckpointDupeFilter": "scrapy.dupefilters.RFPDupeFilter",
+    "scrapy_resume.SharedDupeFilter": "scrapy_redis.dupefilter.RFPDupeFilter",
+    "scrapy_resume.components.shareddupefilter.SharedDupeFilter":
+        "scrapy_redis.dupefilter.RFPDupeFilter",
 }
 
 #: Spider attributes that are Scrapy's, not arguments.

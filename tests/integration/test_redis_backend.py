@@ -88,6 +88,7 @@ def test_each_scrapy_redis_setting_that_would_lose_requests_is_named(redis_serve
         "SCHEDULER_PERSIST": {"SCHEDULER_PERSIST": False},
         "SCHEDULER_FLUSH_ON_START": {"SCHEDULER_FLUSH_ON_START": True},
         "SCHEDULER_QUEUE_CLASS": {"SCHEDULER_QUEUE_CLASS": "scrapy_redis.queue.FifoQueue"},
+        "DUPEFILTER_CLASS": {"DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter"},
         "same Redis server and database": {"REDIS_URL": redis_server.url(db=6)},
     }
     for named, change in cases.items():

@@ -1,6 +1,7 @@
 """A reply lost: the connection to Redis drops after the server ran a command
-(a restart, a failover), and the client sends it again. A commit or a pop sent
-twice is applied once. A real redis-server behind a proxy that loses the reply
+(a restart, a failover), and the client sends it again. A commit, a pop, a claim,
+a run start, a lock, a stage moved aside and a dupefilter's add sent twice are
+applied once. A real redis-server behind a proxy that loses the reply
 to the command it is told (tests/redisproxy.py); real crawls."""
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 
 import pytest
 import redis
+import scrapy
 
 from scrapy_resume.store.records import CommitBatch, RequestStatus, Settlement
 from scrapy_resume.store.redis.backend import RedisBackend
+from scrapy_resume.store.redis.connection import retrying
 from scrapy_resume.store.redis.keys import StageKeys
 from scrapy_resume.store.redis.scripts import lua
 from tests.crawling import Crawl, graph_page
@@ -22,6 +25,7 @@ from tests.redisproxy import ReplyLosingProxy
 COMMIT = hashlib.sha1(lua("commit").encode()).hexdigest().encode()
 CLAIM = hashlib.sha1(lua("claim").encode()).hexdigest().encode()
 BEGIN_RUN = hashlib.sha1(lua("begin_run").encode()).hexdigest().encode()
+DUPEFILTER_ADD = hashlib.sha1(lua("dupefilter_add").encode()).hexdigest().encode()
 POP = hashlib.sha1(lua("pop_and_lease", with_clock=True).encode()).hexdigest().encode()
 
 
@@ -116,6 +120,29 @@ def test_a_stage_moved_aside_whose_reply_is_lost_is_moved_whole(proxy, tmp_path)
         moved.close()
 
 
+def test_a_new_request_whose_add_to_the_shared_dupefilter_loses_its_reply_stays_new(proxy):
+    from scrapy_redis.dupefilter import RFPDupeFilter
+
+    from scrapy_resume import SharedDupeFilter
+
+    # a client that retries, as the add-on makes scrapy-redis's (REDIS_PARAMS)
+    client = redis.Redis.from_url(proxy.url(), **retrying(30))
+    new = scrapy.Request("http://x/new")
+    # scrapy-redis's own: its SADD sent again finds the fingerprint it added, and the
+    # scheduler would drop the new request as a duplicate of itself
+    proxy.lose_reply_to(b"SADD")
+    assert RFPDupeFilter(client, key="plain:dupefilter").request_seen(new) is True
+    ours = SharedDupeFilter(client, key="graph:dupefilter")
+    client.script_load(lua("dupefilter_add"))  # (see the pop's test)
+    proxy.lose_reply_to(DUPEFILTER_ADD)
+    assert ours.request_seen(new) is False
+    assert proxy.lost == 2
+    assert ours.request_seen(new) is True  # a later link to it is a duplicate
+    assert ours.request_seen(scrapy.Request("http://x/other")) is False
+    ours.clear()
+    assert client.keys("graph:*") == []
+
+
 def test_a_pop_whose_reply_is_lost_takes_its_requests_once(proxy, tmp_path):
     client = redis.Redis.from_url(proxy.url())
     client.zadd("queue", {b"first": 0, b"second": 1, b"third": 2})
@@ -157,9 +184,10 @@ def test_a_crawl_whose_commits_and_pops_lose_their_replies_writes_every_item_onc
     mockserver.wait_for_hits(ns, 30)
     proxy.lose_reply_to(COMMIT, times=3)
     proxy.lose_reply_to(POP, times=3)
+    proxy.lose_reply_to(DUPEFILTER_ADD, times=3)
     result = crawl.finish(proc)
     assert result.finish_reason == "finished", result.log[-3000:]
-    assert proxy.lost == 6, "the crawl ended before every reply was lost"
+    assert proxy.lost == 9, "the crawl ended before every reply was lost"
     assert "Traceback" not in result.log, result.log[-3000:]
     urls = collections.Counter(json.loads(line)["url"] for line in crawl.feed.read_text()
                                .splitlines())

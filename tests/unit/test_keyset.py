@@ -93,6 +93,35 @@ def test_the_addon_puts_its_dupefilter_in_the_place_of_scrapys_only(tmp_path, co
     assert crawler.settings.get("DUPEFILTER_CLASS") == expected
 
 
+def test_the_addon_puts_its_shared_dupefilter_in_the_place_of_scrapy_redis_s(tmp_path):
+    def dupefilter(scheduler, configured):
+        crawler = get_crawler(scrapy.Spider, {
+            "ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path), "SCHEDULER": scheduler,
+            "DUPEFILTER_CLASS": configured,
+        })
+        return crawler.settings.get("DUPEFILTER_CLASS")
+
+    redis_scheduler = "scrapy_redis.scheduler.Scheduler"
+    assert dupefilter(redis_scheduler, "scrapy_redis.dupefilter.RFPDupeFilter") == (
+        "scrapy_resume.SharedDupeFilter")
+    own = "tests.spiders.common.OwnDupeFilter"  # a project's own is left alone
+    assert dupefilter(redis_scheduler, own) == own
+
+
+def test_a_stage_begun_with_scrapy_redis_s_dupefilter_resumes_with_the_addons(tmp_path):
+    redis_settings = {"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+                      "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter"}
+
+    def config(settings):
+        crawler = get_crawler(scrapy.Spider, {**redis_settings, **settings})
+        return crawl_config(scrapy.Spider("s"), crawler.settings, ())
+
+    manual = config({"SCHEDULER_QUEUE_CLASS": "scrapy_resume.LeasedPriorityQueue"})
+    addon = config({"ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path)})
+    assert addon["settings"]["DUPEFILTER_CLASS"] == "scrapy_redis.dupefilter.RFPDupeFilter"
+    assert differences(manual, addon) == []
+
+
 def test_the_dupefilter_shares_its_fingerprints_with_the_runtime(tmp_path):
     crawler = get_crawler(scrapy.Spider, {"ADDONS": {Addon: 0}, "CHECKPOINT_DIR": str(tmp_path)})
     dupefilter = CheckpointDupeFilter.from_crawler(crawler)
@@ -119,6 +148,8 @@ def test_a_stage_begun_with_scrapys_dupefilter_resumes_with_the_addons(tmp_path)
     ({}, None),  # the add-on's dupefilter: its own set
     ({"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
       "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter"}, True),
+    ({"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
+      "DUPEFILTER_CLASS": "scrapy_resume.SharedDupeFilter"}, True),  # the add-on's
     ({"SCHEDULER": "scrapy_redis.scheduler.Scheduler",
       "DUPEFILTER_CLASS": "scrapy_redis.dupefilter.RFPDupeFilter",
       # another fingerprinter may merge requests that scrapy-redis's tells apart: off
