@@ -32,7 +32,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
              str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec",
-             "--save", ""],
+             "--save", "", "--databases", "32"],  # a database per test
             stdout=subprocess.DEVNULL,
         )
         return self._ready()

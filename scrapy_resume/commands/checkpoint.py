@@ -22,6 +22,7 @@ from scrapy.exceptions import UsageError
 
 from scrapy_resume.commands.htmlreport import html_report, report_data
 from scrapy_resume.commands.migrate import migrate_stage, migrated_text, where
+from scrapy_resume.commands.reset import confirm, reset_stage, reset_text, scrapy_redis_keys_of
 from scrapy_resume.commands.stageinfo import (
     CommandError,
     open_store,
@@ -39,14 +40,9 @@ from scrapy_resume.commands.verify import verify_stage, verify_text
 from scrapy_resume.config import CheckpointConfig
 from scrapy_resume.engine.cookiejars import STATE as COOKIES
 from scrapy_resume.engine.cookiejars import cookie_names, describe_jar
-from scrapy_resume.engine.feedfiles import FeedFiles
-from scrapy_resume.lifecycle.stage import feed_offsets_if_readable
 from scrapy_resume.lifecycle.validation import HIDDEN
 from scrapy_resume.store.backends import backend_for
-from scrapy_resume.store.base import (
-    CheckpointLocked,
-    StageBackend,
-)
+from scrapy_resume.store.base import StageBackend
 from scrapy_resume.store.privatefiles import CheckpointUnsafe
 from scrapy_resume.store.records import RequestStatus, StageStatus, format_age, format_time
 
@@ -298,7 +294,6 @@ class CheckpointCommand(ScrapyCommand):
             self._emit(opts, {"exported": count, "file": opts.output},
                        f"{count:,} requests exported to {opts.output}")
 
-    # reset and cleanup
 
     def do_verify(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         everything = not args or args == ["all"]
@@ -330,11 +325,9 @@ class CheckpointCommand(ScrapyCommand):
         names = ", ".join(stages)
         if not opts.force and not confirm(f"Reset {names}? A backup of each is kept. [y/N] "):
             raise CommandError("Nothing was reset (answer y, or pass --force).")
-        results = [reset_stage(backend, stage) for stage in stages]
-        self._emit(opts, results, "\n".join(
-            f"Stage {r['stage']} reset; backup: {r['backup']}"
-            + "".join(f"\n  feed {path} moved to {backup}" for path, backup in r["feeds"])
-            for r in results))
+        results = [reset_stage(backend, stage, scrapy_redis_keys_of(self.settings, backend, stage))
+                   for stage in stages]
+        self._emit(opts, results, "\n".join(map(reset_text, results)))
 
     def do_cleanup(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         if opts.days is None:
@@ -358,34 +351,3 @@ class CheckpointCommand(ScrapyCommand):
         if running:
             text += f"\nKept (being crawled now): {', '.join(running)}"
         self._emit(opts, {"removed": removed, "kept": kept, "running": running}, text)
-
-
-def reset_stage(backend: StageBackend, stage: str) -> dict[str, Any]:
-    """Move a stage aside, and its feed files first (as CHECKPOINT_RESET does), so
-    that the next crawl starts over with new files: holding the stage's lock, so
-    that no crawl starts meanwhile."""
-    lock = backend.lock(stage)
-    try:
-        lock.acquire()
-    except CheckpointLocked as exc:
-        raise CommandError(
-            f"Stage {stage} is being crawled by process {exc.pid}: stop it first."
-        ) from None
-    try:
-        workers = [w["worker"] for w in backend.workers(stage).get("workers", [])]
-        if workers:  # a shared stage's live workers (they hold no lock)
-            raise CommandError(
-                f"Stage {stage} is being crawled by {', '.join(workers)}: stop them first."
-            )
-        files = FeedFiles(backend.directory)
-        feeds = files.move_aside(feed_offsets_if_readable(backend, stage))
-        return {"stage": stage, "backup": backend.move_aside(stage), "feeds": feeds}
-    finally:
-        lock.release()
-
-
-def confirm(question: str) -> bool:
-    try:
-        return input(question).strip().lower() in ("y", "yes")
-    except EOFError:  # no terminal to ask on
-        return False

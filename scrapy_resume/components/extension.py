@@ -22,7 +22,12 @@ from scrapy_resume.components.launcher import Launcher, running_command
 from scrapy_resume.components.lookup import RuntimeOwner
 from scrapy_resume.components.middleware import has_own_errback
 from scrapy_resume.components.progress import ProgressReports
-from scrapy_resume.components.queue import queue_key, shared_queue_problems, uses_shared_queue
+from scrapy_resume.components.queue import (
+    queue_key,
+    scrapy_redis_keys,
+    shared_queue_problems,
+    uses_shared_queue,
+)
 from scrapy_resume.components.remotefeeds import upload_left_batches
 from scrapy_resume.components.sharedidle import SharedQueueIdle
 from scrapy_resume.components.stagefeeds import FeedChanged, StageFeeds
@@ -182,6 +187,8 @@ class CheckpointExtension(RuntimeOwner):
         self.opened = open_stage(
             self.config, self.stage, spider.name, config, how, {"spider": spider},
             shared=self.shared, move_feeds_aside=feeds.move_aside,
+            shared_keys=scrapy_redis_keys(self.crawler.settings, spider.name) if self.shared
+            else (),
         )
         if self.opened.nothing_to_do:
             if self.shared:

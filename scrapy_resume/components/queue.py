@@ -30,6 +30,20 @@ def uses_shared_queue(settings: Any) -> bool:
     )
 
 
+#: SharedDupeFilter's hash of each worker's last call, beside scrapy-redis's set
+CALLS_SUFFIX = ":calls"
+
+
+def scrapy_redis_keys(settings: Any, spider_name: str) -> list[str]:
+    """scrapy-redis's keys of a spider's crawl: its request queue, its dupefilter
+    (and SharedDupeFilter's calls). A reset moves them aside with the stage."""
+    from scrapy_redis import defaults
+
+    template = settings.get("SCHEDULER_DUPEFILTER_KEY") or defaults.SCHEDULER_DUPEFILTER_KEY
+    dupefilter = template % {"spider": spider_name}
+    return [queue_key(settings, spider_name), dupefilter, dupefilter + CALLS_SUFFIX]
+
+
 def names_scrapy_redis_dupefilter(settings: Any) -> bool:
     """Is DUPEFILTER_CLASS scrapy-redis's own RFPDupeFilter (a project's own, a
     subclass, is left alone)?"""

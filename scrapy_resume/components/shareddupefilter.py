@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from scrapy_resume.components.queue import CALLS_SUFFIX
 from scrapy_resume.store.redis.connection import new_worker_id
 from scrapy_resume.store.redis.scripts import lua
 
@@ -33,7 +34,7 @@ class SharedDupeFilter(RFPDupeFilter):  # type: ignore[misc,valid-type]
     def __init__(self, server: Any, key: str, debug: bool = False) -> None:
         super().__init__(server, key, debug)
         #: each worker's last call, beside the set (and cleared with it)
-        self.calls_key = f"{key}:calls"
+        self.calls_key = key + CALLS_SUFFIX
         self.writer = new_worker_id()
         self.calls_sent = 0
         self._add = server.register_script(lua("dupefilter_add"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,6 +129,7 @@ def open_stage(
     *,
     shared: bool = False,
     move_feeds_aside: Callable[[dict[str, int]], None] | None = None,
+    shared_keys: Sequence[str] = (),
 ) -> OpenedStage:
     """Lock and open ``stage`` for ``owner`` (a spider name, or a tracker's label).
 
@@ -138,8 +139,9 @@ def open_stage(
 
     Raises CheckpointRefused (the stage is unlocked again). A completed stage
     with nothing to retry comes back locked, in mode "completed": the caller
-    does what must be done under the lock, then releases it. A reset first
-    calls ``move_feeds_aside`` with the old stage's feed offsets.
+    does what must be done under the lock, then releases it. A reset calls
+    ``move_feeds_aside`` with the old feed offsets, then moves the stage aside
+    with the ``shared_keys`` (scrapy-redis's queue and dupefilter).
     """
     extra = log_extra or {}
     move_feeds_aside = move_feeds_aside or (lambda feeds: None)
@@ -162,7 +164,7 @@ def open_stage(
             store, mode, summary, reset_feeds = _choose_mode(config, stage, backend, how, extra)
         commands = {"resume": how.resume, "retry": how.retry}  # quoted by `scrapy checkpoint show`
         if mode == "reset":
-            _start_over(stage, backend, lambda: move_feeds_aside(reset_feeds), extra)
+            _start_over(stage, backend, lambda: move_feeds_aside(reset_feeds), shared_keys, extra)
             mode = "fresh"
         if mode == "fresh":
             store = _create(backend, stage, owner, run_config, commands)
@@ -179,16 +181,18 @@ def open_stage(
     return OpenedStage(stage, store, lock, backend, mode, summary, shared=shared)
 
 
-def _start_over(
-    stage: str, backend: StageBackend, move_feeds_aside: Callable[[], None], extra: dict
-) -> None:
+def _start_over(stage: str, backend: StageBackend, move_feeds_aside: Callable[[], None],
+                shared_keys: Sequence[str], extra: dict) -> None:
     """CHECKPOINT_RESET: keep the old stage as a backup. Its feeds go first:
-    killed in between, the stage is still there to reset again."""
+    killed in between, the stage is still there to reset again. scrapy-redis's
+    queue and dupefilter go with it: left, the new crawl would find every link
+    "seen" by the old one, and fetch nothing but its start requests."""
     move_feeds_aside()
-    backup = backend.move_aside(stage)
+    backup = backend.move_aside(stage, shared_keys)
     logger.warning(
-        "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s",
-        stage, backup, extra=extra,
+        "CHECKPOINT_RESET: stage %s starts over; the old checkpoint was moved to %s%s",
+        stage, backup,
+        f" (with scrapy-redis's {', '.join(shared_keys)})" if shared_keys else "", extra=extra,
     )
 
 

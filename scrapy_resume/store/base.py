@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -189,6 +189,8 @@ class Lock(Protocol):
 
 class StageBackend(ABC):
     kind: str
+    #: can its stages be crawled through scrapy-redis (a queue shared by workers)?
+    shares_queues = False
 
     @abstractmethod
     def location(self, stage: str) -> str:
@@ -212,8 +214,10 @@ class StageBackend(ABC):
         that several workers crawl together (scrapy-redis), on a shared backend."""
 
     @abstractmethod
-    def move_aside(self, stage: str) -> str:
-        """Keep the stage as a backup under another name; returns where it went."""
+    def move_aside(self, stage: str, also: Sequence[str] = ()) -> str:
+        """Keep the stage as a backup under another name; returns where it went.
+        ``also``: keys of the crawl kept outside the stage, on Redis (scrapy-redis's
+        queue and dupefilter), that go aside with it; a SQLite stage has none."""
 
     @abstractmethod
     def remove(self, stage: str) -> None: ...

@@ -375,3 +375,33 @@ def test_a_commit_under_a_lease_taken_back_writes_nothing(redis_server, tmp_path
     finally:
         worker.release()
         store.close()
+
+
+def test_a_reset_stage_starts_over_with_scrapy_redis_s_queue_and_dupefilter_aside(
+    tmp_path, mockserver, redis_server
+):
+    ns = mockserver.namespace()
+    redis_url, client = empty_database(redis_server, db=16)
+    start = mockserver.url(f"/{ns}/g/40/3/0")
+    crawl = scrapy_redis_worker(tmp_path, 0, start, redis_url)
+    assert crawl.run().finish_reason == "finished"
+    # left behind, the old crawl's fingerprints made every link of the new one "seen":
+    # it fetched its start page, and called the stage completed
+    reset = scrapy_checkpoint("reset", "graph", "--force", "--backend", redis_url,
+                              "-s", "SCHEDULER=scrapy_redis.scheduler.Scheduler", cwd=tmp_path)
+    assert reset.returncode == 0, reset.stderr
+    assert "with scrapy-redis's graph:requests, graph:dupefilter, graph:dupefilter:calls" in (
+        reset.stdout)
+    assert crawl.run().finish_reason == "finished"
+    again = crawl.run(CHECKPOINT_RESET="1")
+    assert again.finish_reason == "finished"
+    assert "with scrapy-redis's graph:requests, graph:dupefilter" in again.log
+    # every page fetched by each of the three crawls
+    assert sorted(set(mockserver.hits(ns).values())) == [3]
+    assert len(mockserver.hits(ns)) == 40
+    summary = crawl.summary("graph")
+    assert (summary.status, summary.done) == ("completed", 40)
+    # the old ones are aside, beside the stage's backups
+    backups = sorted(key.decode() for key in client.keys("graph:dupefilter.bak-*"))
+    # (every page but the start page, which is dont_filter, and never linked to)
+    assert len(backups) == 2 and all(client.scard(key) == 39 for key in backups)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ class RedisBackend(StageBackend):
     to every machine that runs a worker of the stage."""
 
     kind = "redis"
+    shares_queues = True
 
     def __init__(self, url: str, directory: Path, *, lease_seconds: float = 300.0,
                  worker_id: str | None = None, retry_seconds: float = 0.0):
@@ -60,11 +62,13 @@ class RedisBackend(StageBackend):
             return StageWorker(self.client, StageKeys(stage), self.lease_seconds, self.worker_id)
         return RedisStageLock(self.client, StageKeys(stage), self.lease_seconds, self.worker_id)
 
-    def move_aside(self, stage: str) -> str:
+    def move_aside(self, stage: str, also: Sequence[str] = ()) -> str:
         backup = backup_name(stage, self.exists)
+        suffix = backup[len(stage):]  # e.g. graph:requests -> graph:requests.bak-20261203-...
+        old = [*StageKeys(stage).data(), *also]
+        new = [*StageKeys(backup).data(), *(key + suffix for key in also)]
         # a script: the whole stage moves, or none of it, and once (lua/move_aside.lua)
-        self.client.eval(lua("move_aside"), 2 * len(StageKeys.DATA + StageKeys.LEASES),
-                         *StageKeys(stage).data(), *StageKeys(backup).data())
+        self.client.eval(lua("move_aside"), len(old) + len(new), *old, *new)
         return self.location(backup)
 
     def remove(self, stage: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ class SqliteBackend(StageBackend):
             raise ValueError("a SQLite checkpoint cannot be shared by several workers")
         return StageLock(self.path(stage))
 
-    def move_aside(self, stage: str) -> str:
-        return str(move_aside(self.path(stage)))
+    def move_aside(self, stage: str, also: Sequence[str] = ()) -> str:
+        return str(move_aside(self.path(stage)))  # (``also`` names Redis keys)
 
     def remove(self, stage: str) -> None:
         path = self.path(stage)
