@@ -37,13 +37,32 @@ def migrate_stage(source: StageBackend, stage: str, target: StageBackend) -> dic
         raise CommandError(f"Stage {stage} is being crawled by process {exc.pid}: stop it "
                            f"first (a copy of a stage that moves would be wrong).") from None
     try:
+        workers = [w["worker"] for w in source.workers(stage).get("workers", [])]
+        if workers:  # a shared stage's live workers (they hold no lock)
+            raise CommandError(f"Stage {stage} is being crawled by {', '.join(workers)}: stop "
+                               f"them first (a copy of a stage that moves would be wrong).")
         original = source.open(stage, read_only=True)
         try:
+            _refuse_requests_kept_outside(original, stage)
             return _copy(original, source, stage, target)
         finally:
             original.close()
     finally:
         lock.release()
+
+
+def _refuse_requests_kept_outside(original: BaseCheckpointStore, stage: str) -> None:
+    """A stage crawled through scrapy-redis keeps its pending requests in
+    scrapy-redis's queue, not in the stage: its copy would hold them pending, with
+    nothing to fetch them from."""
+    pending = original.summary().pending
+    outside = pending - sum(len(batch) for batch in original.iter_pending())
+    if outside > 0:
+        raise CommandError(
+            f"Stage {stage} has {outside:,} pending request(s) that are not in the "
+            f"checkpoint but in scrapy-redis's shared queue: a copy could not fetch them. "
+            f"Finish the stage with its workers first (a completed stage copies whole)."
+        )
 
 
 def _copy(original: BaseCheckpointStore, source: StageBackend, stage: str,

@@ -94,3 +94,34 @@ def test_a_stage_being_crawled_is_not_copied(tmp_path, mockserver, redis_server)
         crawl.finish(proc)
     assert refused.returncode == 1 and "is being crawled by process" in refused.stderr
     assert redis.Redis.from_url(url).keys("scrapy_resume:graph:*") == []
+
+
+def test_a_stage_crawled_through_scrapy_redis_is_not_copied_with_its_queue_outside(
+    tmp_path, mockserver, redis_server
+):
+    from tests.integration.test_redis_workers import scrapy_redis_worker
+
+    ns = mockserver.namespace()
+    url = redis_server.url(db=17)
+    redis.Redis.from_url(url).flushdb()
+    mockserver.configure(ns, delay_ms=30)
+    crawl = scrapy_redis_worker(tmp_path, 0, mockserver.url(f"/{ns}/g/{SIZE}/5/0"), url)
+    migrate = ("migrate", "graph", "--backend", url, "--to", str(tmp_path / "copy"),
+               "--dir", str(tmp_path / "checkpoints"))
+    proc = crawl.start()
+    mockserver.wait_for_hits(ns, 50)
+    os.kill(proc.pid, signal.SIGSTOP)  # a live worker holds no lock: it is refused by name
+    try:
+        refused = scrapy_checkpoint(*migrate, cwd=tmp_path)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    assert refused.returncode == 1 and "is being crawled by" in refused.stderr
+    os.kill(proc.pid, signal.SIGTERM)
+    assert crawl.finish(proc).finish_reason == "shutdown"
+    # paused: its pending requests are in scrapy-redis's queue, not in the stage
+    pending = crawl.summary("graph").pending
+    assert pending > 0
+    refused = scrapy_checkpoint(*migrate, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert f"{pending:,} pending request(s) that are not in the checkpoint" in refused.stderr
+    assert not (tmp_path / "copy").exists() or list((tmp_path / "copy").iterdir()) == []
