@@ -1,5 +1,6 @@
 """A scrapy-redis crawl: is this one, and is it set up so that no worker can
-lose a request? The queue class itself is in leasedqueue.py.
+lose a request? And the names of its keys. The classes themselves are in
+leasedqueue.py (the queue) and shareddupefilter.py (the dupefilter).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
 DUPEFILTER_PATH = "scrapy_resume.SharedDupeFilter"
 #: the dupefilter ours stands in for (named: scrapy-redis is optional)
 SCRAPY_REDIS_DUPEFILTER = "scrapy_redis.dupefilter.RFPDupeFilter"
+#: SharedDupeFilter's hash of each worker's last call, beside scrapy-redis's set
+CALLS_SUFFIX = ":calls"
 
 
 def uses_shared_queue(settings: Any) -> bool:
@@ -28,10 +31,6 @@ def uses_shared_queue(settings: Any) -> bool:
         redis_scheduler is not None and isinstance(loaded, type)
         and issubclass(loaded, redis_scheduler.Scheduler)
     )
-
-
-#: SharedDupeFilter's hash of each worker's last call, beside scrapy-redis's set
-CALLS_SUFFIX = ":calls"
 
 
 def scrapy_redis_keys(settings: Any, spider_name: str) -> list[str]:
