@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from scrapy_resume.components.lookup import runtime_of
+from scrapy_resume.components.shareddupefilter import PUSHING_QUEUES
 from scrapy_resume.engine.requestmeta import LEASE_META
 
 try:
@@ -35,6 +36,20 @@ class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
     queue classes' own decoding, meant for subclasses like this one);
     tests/integration/test_redis_workers.py fails loudly if that changes.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SharedDupeFilter, made after the queue, finds it here; it then lets a new
+        # request through with a read, and this adds its fingerprint as it pushes it
+        self.dupefilter: Any = None
+        PUSHING_QUEUES[self.spider.crawler] = self
+
+    def push(self, request: Request) -> None:
+        if self.dupefilter is None or request.dont_filter:  # (its fingerprint is not added)
+            super().push(request)
+            return
+        self.dupefilter.push_new(self.key, -request.priority, self._encode_request(request),
+                                 request)
 
     @cached_property
     def checkpoint_runtime(self) -> CheckpointRuntime | None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from scrapy_resume.store.redis.keys import CALLS_SUFFIX
+
 QUEUE_CLASS_PATH = "scrapy_resume.LeasedPriorityQueue"
 DUPEFILTER_PATH = "scrapy_resume.SharedDupeFilter"
 #: the dupefilter ours stands in for (named: scrapy-redis is optional)
 SCRAPY_REDIS_DUPEFILTER = "scrapy_redis.dupefilter.RFPDupeFilter"
-#: SharedDupeFilter's hash of each worker's last call, beside scrapy-redis's set
-CALLS_SUFFIX = ":calls"
 
 
 def uses_shared_queue(settings: Any) -> bool:

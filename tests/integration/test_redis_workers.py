@@ -405,3 +405,27 @@ def test_a_reset_stage_starts_over_with_scrapy_redis_s_queue_and_dupefilter_asid
     backups = sorted(key.decode() for key in client.keys("graph:dupefilter.bak-*"))
     # (every page but the start page, which is dont_filter, and never linked to)
     assert len(backups) == 2 and all(client.scard(key) == 39 for key in backups)
+
+
+def test_a_worker_killed_between_the_dupefilter_and_the_queue_loses_nothing(
+    tmp_path, mockserver, redis_server
+):
+    # scrapy-redis's scheduler asks the dupefilter, then pushes the request: a worker
+    # killed in between had left the fingerprint "seen" and the request nowhere, so
+    # the page was never fetched, even once its parent was fetched again
+    ns = mockserver.namespace()
+    redis_url, _ = empty_database(redis_server, db=18)
+    size = 300
+    crawl = scrapy_redis_worker(tmp_path, 0, mockserver.url(graph_page(ns, size, FANOUT)),
+                                redis_url)
+    killing = "tests.spiders.killing.KillingDupeFilter"  # (a resume compares DUPEFILTER_CLASS)
+    killed = crawl.run(DUPEFILTER_CLASS=killing, TEST_KILL_AFTER_NEW="100")
+    assert was_killed(killed), killed.log[-3000:]
+    # the resume waits for the dead worker's leases to expire, and takes them back
+    resumed = crawl.run(DUPEFILTER_CLASS=killing, CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished", resumed.log[-3000:]
+    summary = crawl.summary("graph")
+    assert (summary.status, summary.done, summary.pending) == ("completed", size, 0)
+    urls = collections.Counter(json.loads(line)["url"] for line in feed_lines(crawl))
+    assert set(urls) == {mockserver.url(graph_page(ns, size, FANOUT, n)) for n in range(size)}
+    assert set(urls.values()) == {1}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 NAMESPACE = "scrapy_resume"
+#: beside scrapy-redis's dupefilter set, SharedDupeFilter's hash of each worker's last add
+CALLS_SUFFIX = ":calls"
 
 
 class StageKeys:
