@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy_resume.components.lookup import runtime_of
 from scrapy_resume.components.shareddupefilter import PUSHING_QUEUES
-from scrapy_resume.engine.requestmeta import LEASE_META
+from scrapy_resume.engine.requestmeta import CLAIM_META, KEY_META, LEASE_META
+from scrapy_resume.store.redis.store import QueuedPush
 
 try:
     from scrapy_redis.queue import PriorityQueue
@@ -45,11 +46,24 @@ class LeasedPriorityQueue(PriorityQueue):  # type: ignore[misc,valid-type]
         PUSHING_QUEUES[self.spider.crawler] = self
 
     def push(self, request: Request) -> None:
-        if self.dupefilter is None or request.dont_filter:  # (its fingerprint is not added)
+        if request.meta.pop(CLAIM_META, False):  # (popped first: it is not serialized)
+            self._claim_and_push(request)
+        elif self.dupefilter is None or request.dont_filter:  # (no fingerprint to add)
             super().push(request)
-            return
-        self.dupefilter.push_new(self.key, -request.priority, self._encode_request(request),
-                                 request)
+        else:
+            self.dupefilter.push_new(self.key, -request.priority,
+                                     self._encode_request(request), request)
+
+    def _claim_and_push(self, request: Request) -> None:
+        """A start request of a shared stage: claimed for this worker (unless another
+        worker or an earlier run has it) and pushed, in one step."""
+        adds = self.dupefilter is not None and not request.dont_filter
+        push = QueuedPush(
+            self.key, -request.priority, self._encode_request(request),
+            self.dupefilter.key if adds else "",
+            self.dupefilter.fingerprint_of(request) if adds else "",
+        )
+        self.checkpoint_runtime.store.claim(request.meta[KEY_META], request.url, push)
 
     @cached_property
     def checkpoint_runtime(self) -> CheckpointRuntime | None:

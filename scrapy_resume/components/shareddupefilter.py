@@ -71,13 +71,16 @@ class SharedDupeFilter(RFPDupeFilter):  # type: ignore[misc,valid-type]
         return bool(self._add(keys=[self.key, self.calls_key],
                               args=[fingerprint, self.writer, self.calls_sent]))
 
+    def fingerprint_of(self, request: Any) -> str:
+        last = self.last  # (the push comes right after the question)
+        return last[1] if last is not None and last[0] is request else (
+            self.request_fingerprint(request))
+
     def push_new(self, queue_key: str, score: float, data: bytes, request: Any) -> None:
         """Push ``request`` (``data``, encoded by the queue) and add its fingerprint.
         Another worker may have pushed it since it was asked about: then nothing."""
-        last = self.last
-        fingerprint = last[1] if last is not None and last[0] is request else (
-            self.request_fingerprint(request))
-        self._push_new(keys=[self.key, queue_key], args=[fingerprint, score, data])
+        self._push_new(keys=[self.key, queue_key],
+                       args=[self.fingerprint_of(request), score, data])
 
     def clear(self) -> None:
         self.server.delete(self.key, self.calls_key)

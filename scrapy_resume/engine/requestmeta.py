@@ -14,6 +14,12 @@ LEASE_META = "checkpoint_lease"
 ORIGIN_META = "_checkpoint_origin"
 
 
+#: Internal tag on a start request of a shared stage, between ``request_scheduled``
+#: and the shared queue's push, which claims it for this worker in the same step
+#: (components/leasedqueue.py). Popped by the push, so it is never serialized.
+CLAIM_META = "_checkpoint_claim"
+
+
 #: ``meta["checkpoint_skip"] = True``: do not checkpoint this request at all.
 #: Set by the user.
 SKIP_META = "checkpoint_skip"

@@ -27,6 +27,7 @@ from scrapy_resume.engine.itemids import ItemIds, start_item_id
 from scrapy_resume.engine.keyset import KeySet
 from scrapy_resume.engine.origin import Origin
 from scrapy_resume.engine.requestmeta import (
+    CLAIM_META,
     KEY_META,
     LEASE_META,
     ORIGIN_META,
@@ -165,9 +166,10 @@ class CheckpointRuntime:
             key = self._dont_filter_key(key, parent, ordinal)
         meta[KEY_META] = key
         if self.worker is not None and parent is Origin.START:  # (worker first: the hot path)
-            # every worker's start() yields the start requests: the first one schedules them
-            if not self.store.claim(key, request.url):  # type: ignore[union-attr]
-                raise IgnoreRequest("scheduled by another worker or an earlier run")
+            # every worker's start() yields the start requests: the first one schedules
+            # them. It claims one as the shared queue pushes it, in one step (a worker
+            # killed between a claim and its push left it claimed and in no queue)
+            meta[CLAIM_META] = True
             return
         # (skipped keys are finished ones, and claimed keys come from the frontier:
         # a fresh stage, with both empty, pays for neither set)
@@ -201,6 +203,8 @@ class CheckpointRuntime:
                 # its key is its fingerprint: the dupefilter drops no dont_filter request
                 self.early_duplicates.dropped_by_dupefilter(request.meta[KEY_META])
             return
+        if request.meta.pop(CLAIM_META, False):
+            return  # a start request of a shared stage, refused before it was claimed
         key = request.meta.get(KEY_META)
         if key is not None:
             # a request the ledger knows (a redirect to a URL already seen, a

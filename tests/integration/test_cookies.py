@@ -9,7 +9,7 @@ import random
 import time
 from collections import Counter
 
-from scrapy_resume import CheckpointStore, RequestStatus
+from scrapy_resume import CheckpointCorrupt, CheckpointStore, RequestStatus
 from tests.crawling import Crawl, kill_after, run_until_finished, scrapy_checkpoint, was_killed
 
 SIZE = 1000
@@ -137,17 +137,38 @@ def test_two_cookiejars_each_resume_with_their_own_account(tmp_path, mockserver)
 
 
 def stored_cookies(crawl) -> dict:
-    store = CheckpointStore(crawl.store_path("login"))
+    store = CheckpointStore(crawl.store_path("login"), read_only=True)
     try:
         return store.state()["cookies"]
     finally:
         store.close()
 
 
+def kill_once_cookies_are_committed(crawl, mockserver, ns, hits: int):
+    """SIGKILL ``crawl`` once the server has answered ``hits`` requests and a commit
+    has written its cookie jars (commits come every 0.5 s: a fast crawl can make
+    ``hits`` requests before the first one)."""
+    proc = crawl.start()
+    mockserver.wait_for_hits(ns, hits)
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, "the crawl ended before its cookies were committed"
+        assert time.monotonic() < deadline, "no commit wrote the cookie jars"
+        try:
+            stored_cookies(crawl)
+            break
+        except (KeyError, CheckpointCorrupt):  # none yet, or the stage is being created
+            time.sleep(0.05)
+    proc.kill()
+    result = crawl.finish(proc)
+    assert was_killed(result), result.log[-3000:]
+    return result
+
+
 def test_an_expired_cookie_is_not_restored_and_no_value_is_ever_shown(tmp_path, mockserver):
     ns = mockserver.namespace()
     crawl = login_crawl(tmp_path, mockserver, ns, remember="5")
-    first = kill_after(crawl, mockserver, ns, 60)
+    first = kill_once_cookies_are_committed(crawl, mockserver, ns, 60)
     done_first = crawl.done_urls("login")
     (jar, cookies), = stored_cookies(crawl)["jars"]
     by_name = {cookie["name"]: cookie for cookie in cookies}

@@ -429,3 +429,27 @@ def test_a_worker_killed_between_the_dupefilter_and_the_queue_loses_nothing(
     urls = collections.Counter(json.loads(line)["url"] for line in feed_lines(crawl))
     assert set(urls) == {mockserver.url(graph_page(ns, size, FANOUT, n)) for n in range(size)}
     assert set(urls.values()) == {1}
+
+
+def test_a_worker_killed_between_a_start_request_s_claim_and_the_queue_loses_nothing(
+    tmp_path, mockserver, redis_server
+):
+    # a start request is claimed (so that one worker only schedules it), then pushed:
+    # a worker killed in between had left it claimed and in no queue, and every later
+    # run took it for one scheduled already
+    ns = mockserver.namespace()
+    redis_url, _ = empty_database(redis_server, db=19)
+    size = 60
+    # a second start page, linked from nowhere (it links to its own site's page 1)
+    lone = [mockserver.url(graph_page(ns, 1, FANOUT, n)) for n in (0, 1)]
+    crawl = scrapy_redis_worker(tmp_path, 0, mockserver.url(graph_page(ns, size, FANOUT)),
+                                redis_url, also=lone[0])
+    killed = crawl.run(TEST_KILL_AT_START_REQUEST="2")
+    assert was_killed(killed), killed.log[-3000:]
+    resumed = crawl.run(TEST_KILL_AT_START_REQUEST="0", CHECKPOINT_RESUME="1")
+    assert resumed.finish_reason == "finished", resumed.log[-3000:]
+    summary = crawl.summary("graph")
+    assert (summary.status, summary.done, summary.pending) == ("completed", size + 2, 0)
+    urls = collections.Counter(json.loads(line)["url"] for line in feed_lines(crawl))
+    pages = {mockserver.url(graph_page(ns, size, FANOUT, n)) for n in range(size)}
+    assert set(urls) == pages | set(lone)

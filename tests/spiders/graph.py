@@ -9,7 +9,9 @@ page by another host name (localhost), which OffsiteMiddleware refuses;
 ``with_depth=1`` puts each page's depth in its item; ``more_starts=N`` has
 start() also yield N requests for the start URL's next N siblings
 (``.../1`` to ``.../N``: a huge start(), for bench/frontier_memory.py).
-``TEST_STOP_AT_COMMIT=N`` SIGSTOPs the process at its N-th commit with items, between
+``TEST_KILL_AT_START_REQUEST=N`` SIGKILLs the process as its N-th start request is
+scheduled, after every other request_scheduled handler (the checkpoint's claim of it)
+and before the scheduler has it. ``TEST_STOP_AT_COMMIT=N`` SIGSTOPs the process at its N-th commit with items, between
 the fence of its leases and the commit itself. The settings ``TEST_LOCK_AT_CLOSE=PATH``
 and ``TEST_LOCK_AT_FIRST_PAGE=PATH``
 (settings: a resume compares spider arguments) hold an exclusive lock on the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import weakref
 
 import scrapy
 from scrapy.exceptions import DropItem
@@ -74,11 +77,15 @@ class GraphSpider(StatsDumpingSpider):
     async def start(self):
         for i in range(self.start_items):
             yield {"url": f"start:{i}", "title": "", "kind": "start"}
+        starts = getattr(self, "_start_requests", set())  # (TEST_KILL_AT_START_REQUEST)
         async for request in super().start():
+            starts.add(request)
             yield request
         siblings = self.start_urls[0].rstrip("/").rsplit("/", 1)[0]
         for n in range(1, self.more_starts + 1):
-            yield scrapy.Request(f"{siblings}/{n}")
+            request = scrapy.Request(f"{siblings}/{n}")
+            starts.add(request)
+            yield request
 
     def parse(self, response):
         self.lock_checkpoint("TEST_LOCK_AT_FIRST_PAGE")
@@ -96,6 +103,10 @@ class GraphSpider(StatsDumpingSpider):
     @classmethod
     def from_crawler(cls, crawler, *args, **kwargs):
         spider = super().from_crawler(crawler, *args, **kwargs)
+        if crawler.settings.getint("TEST_KILL_AT_START_REQUEST"):
+            spider._starts_scheduled = 0  # (private: not recorded as an argument)
+            spider._start_requests = weakref.WeakSet()
+            crawler.signals.connect(spider.connect_start_killer, signal=scrapy.signals.spider_opened)
         if crawler.settings.getint("TEST_STOP_AT_COMMIT"):
             from scrapy_resume import signals as checkpoint_signals
 
@@ -103,6 +114,17 @@ class GraphSpider(StatsDumpingSpider):
             crawler.signals.connect(spider.stop_at_commit,
                                     signal=checkpoint_signals.checkpoint_before_commit)
         return spider
+
+    def connect_start_killer(self, spider):
+        # connected now, after the extensions' handlers: it runs last
+        self.crawler.signals.connect(self.kill_at_start_request,
+                                     signal=scrapy.signals.request_scheduled)
+
+    def kill_at_start_request(self, request, **kwargs):
+        if request in self._start_requests:
+            self._starts_scheduled += 1
+            if self._starts_scheduled == self.settings.getint("TEST_KILL_AT_START_REQUEST"):
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def stop_at_commit(self, item_ids, **kwargs):
         """TEST_STOP_AT_COMMIT=N: SIGSTOP this process at its N-th commit with items,

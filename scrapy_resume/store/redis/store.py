@@ -7,7 +7,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from scrapy_resume.store.base import BaseCheckpointStore, CheckpointCorrupt
 from scrapy_resume.store.records import (
@@ -44,6 +44,18 @@ def decode_record(raw: bytes) -> dict[str, Any]:
     if isinstance(record, list):  # layout 1: the same fields by position, false for empty
         record = {name: value for name, value in zip(RECORD_FIELDS, record) if value is not False}
     return record
+
+
+class QueuedPush(NamedTuple):
+    """A request as scrapy-redis's priority queue holds it: ``data`` (encoded by the
+    queue) at ``score`` in the sorted set ``queue``; its ``fingerprint`` goes into
+    the ``dupefilter`` set with it ('' for a dont_filter request: none)."""
+
+    queue: str
+    score: float
+    data: bytes
+    dupefilter: str
+    fingerprint: str
 
 
 class RedisStore(StageCopying, BaseCheckpointStore):
@@ -164,11 +176,15 @@ class RedisStore(StageCopying, BaseCheckpointStore):
         status = self.client.hget(self.keys.status, key)
         return status in self._statuses(settled=False, include_failed=include_failed)
 
-    def claim(self, key: bytes, url: str) -> bool:
+    def claim(self, key: bytes, url: str, push: QueuedPush | None = None) -> bool:
+        """Claim a request's key; ``push``: and push the request onto scrapy-redis's
+        queue, in the same step (a start request of a shared stage)."""
         keys = self.keys
+        more_keys, more_args = ([push.queue, push.dupefilter], [push.score, push.data,
+                                push.fingerprint]) if push is not None else ([], [])
         return bool(self._claim_script(
-            keys=[keys.meta, keys.status, keys.record, keys.counts, keys.applied],
-            args=[key, url, int(time.time()), self.writer, self._next_write()],
+            keys=[keys.meta, keys.status, keys.record, keys.counts, keys.applied, *more_keys],
+            args=[key, url, int(time.time()), self.writer, self._next_write(), *more_args],
         ))
 
     def iter_pending(

@@ -1,5 +1,9 @@
--- Claims the key of a request seen for the first time.
--- KEYS: meta, status, record, counts, applied. ARGV: key, url, now, writer, call number.
+-- Claims the key of a request seen for the first time; for a start request of a shared
+-- stage, also pushes it onto scrapy-redis's queue in the same step (a worker killed
+-- between a claim and its push left the request claimed, and in no queue).
+-- KEYS: meta, status, record, counts, applied[, the queue, scrapy-redis's dupefilter set].
+-- ARGV: key, url, now, writer, call number[, score, the encoded request, its fingerprint
+-- for the dupefilter ('' for a dont_filter request, whose fingerprint is not added)].
 -- Returns 1 if claimed, 0 if the key was known already. A claim sent again (a retry
 -- after a lost reply: see commit.lua) finds its number in `applied`: still claimed, 1.
 local applied, field = KEYS[5], 'claim:' .. ARGV[4]
@@ -13,4 +17,8 @@ redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(
   {seq = seq, url = ARGV[2], attempts = 0, created_at = now, updated_at = now}))
 redis.call('HINCRBY', KEYS[4], '0', 1)
 redis.call('HSET', applied, field, ARGV[5])
+if KEYS[6] then
+  if ARGV[8] ~= '' then redis.call('SADD', KEYS[7], ARGV[8]) end
+  redis.call('ZADD', KEYS[6], ARGV[6], ARGV[7])
+end
 return 1
