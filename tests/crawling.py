@@ -187,6 +187,23 @@ def kill_after(crawl: Crawl, mockserver, ns: str, hits: int, **arm: object) -> R
     return result
 
 
+def kill_once(crawl: Crawl, mockserver, ns: str, hits: int, ready) -> RunResult:
+    """Run ``crawl`` and SIGKILL it once the server has answered ``hits`` requests and
+    ``ready()`` is true (say, a commit has written what the test needs: commits come
+    every 0.5 s, and a fast crawl makes many requests before the first one)."""
+    proc = crawl.start()
+    mockserver.wait_for_hits(ns, hits)
+    deadline = time.monotonic() + 60
+    while not ready():
+        assert proc.poll() is None, "the crawl ended before it was ready to be killed"
+        assert time.monotonic() < deadline, "never ready to be killed"
+        time.sleep(0.05)
+    proc.kill()
+    result = crawl.finish(proc)
+    assert was_killed(result), result.log[-3000:]
+    return result
+
+
 def press_ctrl_c_again(crawl, proc, timeout: float = 60) -> None:
     """The second Ctrl+C of a double Ctrl+C, sent once the first one is logged.
 

@@ -10,7 +10,13 @@ import time
 from collections import Counter
 
 from scrapy_resume import CheckpointCorrupt, CheckpointStore, RequestStatus
-from tests.crawling import Crawl, kill_after, run_until_finished, scrapy_checkpoint, was_killed
+from tests.crawling import (
+    Crawl,
+    kill_once,
+    run_until_finished,
+    scrapy_checkpoint,
+    was_killed,
+)
 
 SIZE = 1000
 RELOGIN = {"CHECKPOINT_RESTORE_AFTER_START": "1"}  # with the spider's relogin=1
@@ -67,7 +73,7 @@ def test_without_cookies_in_the_checkpoint_a_resume_gets_the_login_form(tmp_path
     without the session, and the pages below them are never discovered."""
     ns = mockserver.namespace()
     crawl = login_crawl(tmp_path, mockserver, ns, settings={"CHECKPOINT_COOKIES": "0"})
-    kill_after(crawl, mockserver, ns, 300)
+    kill_once(crawl, mockserver, ns, 300, requests_committed(crawl))
     result = crawl.run(CHECKPOINT_RESUME="1")
     assert result.finish_reason == "finished"
     assert "Restored" not in result.log
@@ -96,7 +102,7 @@ def test_a_session_expired_while_the_crawl_was_down_fails_its_pages_then_a_retry
 ):
     ns = mockserver.namespace()
     crawl = login_crawl(tmp_path, mockserver, ns, relogin="1", check="1")
-    kill_after(crawl, mockserver, ns, 300)
+    kill_once(crawl, mockserver, ns, 300, requests_committed(crawl))
     mockserver.expire_sessions(ns)
     # resumed without waiting for the new login: the restored requests go out with the
     # expired session, and each one that gets the login form ends failed, not done
@@ -144,31 +150,33 @@ def stored_cookies(crawl) -> dict:
         store.close()
 
 
-def kill_once_cookies_are_committed(crawl, mockserver, ns, hits: int):
-    """SIGKILL ``crawl`` once the server has answered ``hits`` requests and a commit
-    has written its cookie jars (commits come every 0.5 s: a fast crawl can make
-    ``hits`` requests before the first one)."""
-    proc = crawl.start()
-    mockserver.wait_for_hits(ns, hits)
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, "the crawl ended before its cookies were committed"
-        assert time.monotonic() < deadline, "no commit wrote the cookie jars"
+def cookies_committed(crawl):
+    def ready() -> bool:
         try:
-            stored_cookies(crawl)
-            break
+            return bool(stored_cookies(crawl))
         except (KeyError, CheckpointCorrupt):  # none yet, or the stage is being created
-            time.sleep(0.05)
-    proc.kill()
-    result = crawl.finish(proc)
-    assert was_killed(result), result.log[-3000:]
-    return result
+            return False
+    return ready
+
+
+def requests_committed(crawl):
+    """A commit has written pending requests: the resume restores them."""
+    def ready() -> bool:
+        try:
+            store = CheckpointStore(crawl.store_path("login"), read_only=True)
+        except CheckpointCorrupt:  # the stage is being created
+            return False
+        try:
+            return store.summary().pending > 0
+        finally:
+            store.close()
+    return ready
 
 
 def test_an_expired_cookie_is_not_restored_and_no_value_is_ever_shown(tmp_path, mockserver):
     ns = mockserver.namespace()
     crawl = login_crawl(tmp_path, mockserver, ns, remember="5")
-    first = kill_once_cookies_are_committed(crawl, mockserver, ns, 60)
+    first = kill_once(crawl, mockserver, ns, 60, cookies_committed(crawl))
     done_first = crawl.done_urls("login")
     (jar, cookies), = stored_cookies(crawl)["jars"]
     by_name = {cookie["name"]: cookie for cookie in cookies}
