@@ -99,11 +99,10 @@ def test_a_stage_being_crawled_is_not_copied(tmp_path, mockserver, redis_server)
 def test_a_stage_crawled_through_scrapy_redis_is_not_copied_with_its_queue_outside(
     tmp_path, mockserver, redis_server
 ):
-    from tests.integration.test_redis_workers import scrapy_redis_worker
+    from tests.integration.test_redis_workers import empty_database, scrapy_redis_worker
 
     ns = mockserver.namespace()
-    url = redis_server.url(db=17)
-    redis.Redis.from_url(url).flushdb()
+    url, _ = empty_database(redis_server, db=17)
     mockserver.configure(ns, delay_ms=30)
     crawl = scrapy_redis_worker(tmp_path, 0, mockserver.url(f"/{ns}/g/{SIZE}/5/0"), url)
     migrate = ("migrate", "graph", "--backend", url, "--to", str(tmp_path / "copy"),
