@@ -294,7 +294,6 @@ class CheckpointCommand(ScrapyCommand):
             self._emit(opts, {"exported": count, "file": opts.output},
                        f"{count:,} requests exported to {opts.output}")
 
-
     def do_verify(self, backend: StageBackend, args: list[str], opts: argparse.Namespace) -> None:
         everything = not args or args == ["all"]
         stages = stage_names(backend) if everything else [self._stage(backend, args)]

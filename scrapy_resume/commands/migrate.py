@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from scrapy_resume.commands.stageinfo import CommandError
+from scrapy_resume.commands.stageinfo import CommandError, holding_stage
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.store.base import (
     BaseCheckpointStore,
-    CheckpointLocked,
     CheckpointTampered,
     StageBackend,
 )
@@ -30,25 +29,13 @@ def migrate_stage(source: StageBackend, stage: str, target: StageBackend) -> dic
     if target.exists(stage):
         raise CommandError(f"Stage {stage} exists in {target.where()} already: remove it "
                            f"there first (scrapy checkpoint reset {stage} --backend/--dir ...)")
-    lock = source.lock(stage)
-    try:
-        lock.acquire()
-    except CheckpointLocked as exc:
-        raise CommandError(f"Stage {stage} is being crawled by process {exc.pid}: stop it "
-                           f"first (a copy of a stage that moves would be wrong).") from None
-    try:
-        workers = [w["worker"] for w in source.workers(stage).get("workers", [])]
-        if workers:  # a shared stage's live workers (they hold no lock)
-            raise CommandError(f"Stage {stage} is being crawled by {', '.join(workers)}: stop "
-                               f"them first (a copy of a stage that moves would be wrong).")
+    with holding_stage(source, stage, " (a copy of a stage that moves would be wrong)"):
         original = source.open(stage, read_only=True)
         try:
             _refuse_requests_kept_outside(original, stage)
             return _copy(original, source, stage, target)
         finally:
             original.close()
-    finally:
-        lock.release()
 
 
 def _refuse_requests_kept_outside(original: BaseCheckpointStore, stage: str) -> None:

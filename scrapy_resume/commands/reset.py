@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from scrapy_resume.commands.stageinfo import CommandError, stage_info
+from scrapy_resume.commands.stageinfo import holding_stage, stage_info
 from scrapy_resume.components.queue import scrapy_redis_keys, uses_shared_queue
 from scrapy_resume.engine.feedfiles import FeedFiles
 from scrapy_resume.lifecycle.stage import feed_offsets_if_readable
-from scrapy_resume.store.base import CheckpointLocked, StageBackend
+from scrapy_resume.store.base import StageBackend
 
 
 def scrapy_redis_keys_of(settings: Any, backend: StageBackend, stage: str) -> list[str]:
@@ -25,25 +25,11 @@ def reset_stage(backend: StageBackend, stage: str, shared_keys: list[str]) -> di
     """Move a stage aside, and its feed files first (as CHECKPOINT_RESET does), so
     that the next crawl starts over with new files: holding the stage's lock, so
     that no crawl starts meanwhile. ``shared_keys``: scrapy-redis's, moved with it."""
-    lock = backend.lock(stage)
-    try:
-        lock.acquire()
-    except CheckpointLocked as exc:
-        raise CommandError(
-            f"Stage {stage} is being crawled by process {exc.pid}: stop it first."
-        ) from None
-    try:
-        workers = [w["worker"] for w in backend.workers(stage).get("workers", [])]
-        if workers:  # a shared stage's live workers (they hold no lock)
-            raise CommandError(
-                f"Stage {stage} is being crawled by {', '.join(workers)}: stop them first."
-            )
+    with holding_stage(backend, stage):
         files = FeedFiles(backend.directory)
         feeds = files.move_aside(feed_offsets_if_readable(backend, stage))
         return {"stage": stage, "backup": backend.move_aside(stage, shared_keys), "feeds": feeds,
                 "moved_with_it": shared_keys}
-    finally:
-        lock.release()
 
 
 def confirm(question: str) -> bool:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from scrapy_resume.components.progress import format_duration
 from scrapy_resume.lifecycle.validation import shown_arguments
-from scrapy_resume.store.base import BaseCheckpointStore, CheckpointCorrupt, StageBackend
+from scrapy_resume.store.base import (
+    BaseCheckpointStore,
+    CheckpointCorrupt,
+    CheckpointLocked,
+    StageBackend,
+)
 from scrapy_resume.store.records import StageStatus
 
 
@@ -29,6 +36,29 @@ def open_store(backend: StageBackend, stage: str) -> BaseCheckpointStore:
         return backend.open(stage)
     except CheckpointCorrupt as exc:
         raise CommandError(str(exc)) from None
+
+
+@contextmanager
+def holding_stage(backend: StageBackend, stage: str, why: str = "") -> Iterator[None]:
+    """Hold the stage's lock while a command changes or copies it: refused while a
+    process crawls it, or, for a shared stage, while live workers do (they hold no
+    lock). ``why`` ends the message."""
+    lock = backend.lock(stage)
+    try:
+        lock.acquire()
+    except CheckpointLocked as exc:
+        raise CommandError(
+            f"Stage {stage} is being crawled by process {exc.pid}: stop it first{why}."
+        ) from None
+    try:
+        workers = [w["worker"] for w in backend.workers(stage).get("workers", [])]
+        if workers:
+            raise CommandError(
+                f"Stage {stage} is being crawled by {', '.join(workers)}: stop them first{why}."
+            )
+        yield
+    finally:
+        lock.release()
 
 
 def owner_label(owner: str) -> str:
