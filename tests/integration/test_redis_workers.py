@@ -453,3 +453,29 @@ def test_a_worker_killed_between_a_start_request_s_claim_and_the_queue_loses_not
     urls = collections.Counter(json.loads(line)["url"] for line in feed_lines(crawl))
     pages = {mockserver.url(graph_page(ns, size, FANOUT, n)) for n in range(size)}
     assert set(urls) == pages | set(lone)
+
+
+def test_a_start_request_claimed_with_its_fingerprint_queued_already_is_not_pushed_twice(
+    redis_server, tmp_path
+):
+    # the queue's push claims a start request and adds its fingerprint in one step; the
+    # dupefilter was asked just before, and another worker may have queued a link to the
+    # same page in between: the claim stands (the copy in the queue settles its key), and
+    # the request is not queued a second time (it would be fetched, and its item
+    # written, twice)
+    from scrapy_resume.store.redis.store import QueuedPush
+
+    redis_url, client = empty_database(redis_server, db=20)
+    store = RedisBackend(redis_url, tmp_path).create("graph", "graph", {})
+    try:
+        client.sadd("graph:dupefilter", "fp-queued")
+        queued = QueuedPush("graph:requests", 0, b"copy", "graph:dupefilter", "fp-queued")
+        assert store.claim(b"a" * 20, "http://x/a", queued) is True
+        assert client.zcard("graph:requests") == 0
+        new = QueuedPush("graph:requests", 0, b"new", "graph:dupefilter", "fp-new")
+        assert store.claim(b"b" * 20, "http://x/b", new) is True
+        assert client.zrange("graph:requests", 0, -1) == [b"new"]
+        assert client.sismember("graph:dupefilter", "fp-new")
+        assert store.summary().pending == 2
+    finally:
+        store.close()

@@ -18,7 +18,9 @@ redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(
 redis.call('HINCRBY', KEYS[4], '0', 1)
 redis.call('HSET', applied, field, ARGV[5])
 if KEYS[6] then
-  if ARGV[8] ~= '' then redis.call('SADD', KEYS[7], ARGV[8]) end
+  -- a fingerprint already there: a link to the same page was queued since the
+  -- dupefilter was asked; that copy settles this key, so this one is not pushed
+  if ARGV[8] ~= '' and redis.call('SADD', KEYS[7], ARGV[8]) == 0 then return 1 end
   redis.call('ZADD', KEYS[6], ARGV[6], ARGV[7])
 end
 return 1
